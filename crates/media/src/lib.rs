@@ -1,0 +1,22 @@
+//! `talkstream-media`: the sans-I/O media core of talkstream.
+//!
+//! This crate owns everything between a rendered picture plus PCM and the bytes of a live HLS
+//! stream: I420 frames ([`video`]), H.264 encoding ([`video::H264Encoder`]), AAC-LC encoding
+//! ([`audio::AacEncoder`]), fMP4/CMAF byte builders ([`fmp4`]), the HLS media playlist model with
+//! its retention rules ([`playlist`]) and the live segmenter that ties them together
+//! ([`LiveChannel`]).
+//!
+//! It never performs I/O, never reads the clock and never spawns threads of its own: time is a
+//! value passed in, and every file to write or delete is returned as an [`Output`].
+#![deny(missing_docs)]
+
+pub mod audio;
+pub mod channel;
+mod error;
+pub mod fmp4;
+pub mod playlist;
+pub mod video;
+
+pub use channel::{ChannelConfig, ChunkInfo, LiveChannel, Output, SegmentInfo};
+pub use error::MediaError;
+pub use video::I420Frame;

@@ -1,0 +1,589 @@
+//! The HLS live media playlist model: a plain struct that knows the listed segments, renders the
+//! playlist text (RFC 8216, version 7, fMP4), slides the window, and decides when removed
+//! segments and unused init sections may be deleted (RFC 8216 §6.2.2 grace). It knows nothing
+//! about fMP4 bytes and never reads the clock: wall-clock milliseconds are passed in.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+
+use crate::MediaError;
+
+/// A segment to append to the playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaylistSegment {
+    /// Segment URI as written in the playlist (e.g. `seg-12.m4s`).
+    pub uri: String,
+    /// Media duration in milliseconds (the `EXTINF`).
+    pub duration_ms: f64,
+    /// Wall-clock time of the segment's first sample, Unix milliseconds
+    /// (`EXT-X-PROGRAM-DATE-TIME`), if known.
+    pub program_date_time_ms: Option<i64>,
+    /// URI of the init section (`EXT-X-MAP`) this segment needs.
+    pub map_uri: String,
+    /// True if an `EXT-X-DISCONTINUITY` precedes this segment. A new `map_uri` needs one.
+    pub discontinuity: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Listed {
+    msn: u64,
+    seg: PlaylistSegment,
+    /// Duration of the longest playlist version that listed this segment.
+    longest_playlist_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Removed {
+    uri: String,
+    map_uri: String,
+    delete_at_ms: i64,
+}
+
+/// A sliding-window live media playlist with deletion bookkeeping.
+#[derive(Debug, Clone)]
+pub struct MediaPlaylist {
+    target_duration_s: u32,
+    window: usize,
+    deletion_slack_ms: u32,
+    segments: VecDeque<Listed>,
+    next_msn: u64,
+    discontinuity_sequence: u64,
+    removed: Vec<Removed>,
+    /// Init URI -> number of listed or not-yet-deleted segments that use it.
+    map_refs: BTreeMap<String, usize>,
+    ended: bool,
+}
+
+impl MediaPlaylist {
+    /// A new empty playlist. `target_duration_s` is fixed for its lifetime (every segment's
+    /// rounded duration must fit in it); `window` is the number of segments to keep listed
+    /// (more are kept while the playlist would otherwise be shorter than 3 x target duration);
+    /// `deletion_slack_ms` is added to the RFC 8216 grace before a removed file may be deleted.
+    pub fn new(
+        target_duration_s: u32,
+        window: usize,
+        deletion_slack_ms: u32,
+    ) -> Result<Self, MediaError> {
+        if target_duration_s == 0 {
+            return Err(MediaError::InvalidConfig {
+                field: "target_duration_s",
+                value: "0".into(),
+                reason: "must be at least 1 second".into(),
+            });
+        }
+        if window == 0 {
+            return Err(MediaError::InvalidConfig {
+                field: "window",
+                value: "0".into(),
+                reason: "the playlist window must hold at least one segment".into(),
+            });
+        }
+        Ok(Self {
+            target_duration_s,
+            window,
+            deletion_slack_ms,
+            segments: VecDeque::new(),
+            next_msn: 0,
+            discontinuity_sequence: 0,
+            removed: Vec::new(),
+            map_refs: BTreeMap::new(),
+            ended: false,
+        })
+    }
+
+    /// Appends a segment at wall-clock `now_unix_ms`, slides the window, and returns the segment's
+    /// media sequence number.
+    pub fn push_segment(
+        &mut self,
+        seg: PlaylistSegment,
+        now_unix_ms: i64,
+    ) -> Result<u64, MediaError> {
+        if self.ended {
+            return Err(MediaError::Finished { what: "playlist" });
+        }
+        if !(seg.duration_ms.is_finite() && seg.duration_ms > 0.0) {
+            return Err(MediaError::Playlist {
+                message: format!("segment {} has duration {} ms", seg.uri, seg.duration_ms),
+            });
+        }
+        let rounded = (seg.duration_ms / 1000.0).round();
+        if rounded > f64::from(self.target_duration_s) {
+            return Err(MediaError::Playlist {
+                message: format!(
+                    "segment {} lasts {:.3} s, longer than the target duration {} s",
+                    seg.uri,
+                    seg.duration_ms / 1000.0,
+                    self.target_duration_s
+                ),
+            });
+        }
+        if let Some(last) = self.segments.back() {
+            if last.seg.map_uri != seg.map_uri && !seg.discontinuity {
+                return Err(MediaError::Playlist {
+                    message: format!(
+                        "segment {} changes the init section to {} without a discontinuity",
+                        seg.uri, seg.map_uri
+                    ),
+                });
+            }
+        }
+        let msn = self.next_msn;
+        self.next_msn += 1;
+        *self.map_refs.entry(seg.map_uri.clone()).or_insert(0) += 1;
+        self.segments.push_back(Listed {
+            msn,
+            seg,
+            longest_playlist_ms: 0.0,
+        });
+        self.slide(now_unix_ms);
+        let total = self.duration_ms();
+        for l in &mut self.segments {
+            l.longest_playlist_ms = l.longest_playlist_ms.max(total);
+        }
+        Ok(msn)
+    }
+
+    fn slide(&mut self, now_unix_ms: i64) {
+        let floor_ms = 3.0 * f64::from(self.target_duration_s) * 1000.0;
+        while self.segments.len() > self.window {
+            let Some(front) = self.segments.front() else {
+                break;
+            };
+            if self.duration_ms() - front.seg.duration_ms < floor_ms {
+                break;
+            }
+            let Some(gone) = self.segments.pop_front() else {
+                break;
+            };
+            // A discontinuity tag leaving the playlist bumps the sequence so the remaining
+            // segments keep their discontinuity sequence numbers.
+            if gone.seg.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            let grace = gone.seg.duration_ms + gone.longest_playlist_ms;
+            let delete_at_ms = now_unix_ms
+                .saturating_add(grace.ceil() as i64)
+                .saturating_add(i64::from(self.deletion_slack_ms));
+            self.removed.push(Removed {
+                uri: gone.seg.uri,
+                map_uri: gone.seg.map_uri,
+                delete_at_ms,
+            });
+        }
+    }
+
+    /// Marks the presentation as ended: the playlist gets `EXT-X-ENDLIST` and accepts no more
+    /// segments. Listed segments stay listed (and are never reported as expired).
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    /// True once [`MediaPlaylist::end`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Files (segments, then init sections no longer used by any listed or undeleted segment)
+    /// whose grace period has passed at `now_unix_ms`. Each name is reported once.
+    pub fn poll_expired(&mut self, now_unix_ms: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut freed_maps = Vec::new();
+        let map_refs = &mut self.map_refs;
+        self.removed.retain(|r| {
+            if r.delete_at_ms > now_unix_ms {
+                return true;
+            }
+            out.push(r.uri.clone());
+            if let Some(n) = map_refs.get_mut(&r.map_uri) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    freed_maps.push(r.map_uri.clone());
+                }
+            }
+            false
+        });
+        for m in freed_maps {
+            self.map_refs.remove(&m);
+            out.push(m);
+        }
+        out
+    }
+
+    /// Every segment and init file that is listed or removed but not yet reported by
+    /// [`MediaPlaylist::poll_expired`].
+    pub fn live_files(&self) -> Vec<String> {
+        let mut files: Vec<String> = self.map_refs.keys().cloned().collect();
+        files.extend(self.removed.iter().map(|r| r.uri.clone()));
+        files.extend(self.segments.iter().map(|l| l.seg.uri.clone()));
+        files
+    }
+
+    /// Media sequence number of the first listed segment (the next one if none is listed).
+    pub fn media_sequence(&self) -> u64 {
+        self.segments.front().map_or(self.next_msn, |l| l.msn)
+    }
+
+    /// Media sequence number the next pushed segment will get.
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    /// Current `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// Number of listed segments.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// True if no segment is listed.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Sum of the listed segments' durations in milliseconds.
+    pub fn duration_ms(&self) -> f64 {
+        self.segments.iter().map(|l| l.seg.duration_ms).sum()
+    }
+
+    /// The fixed `EXT-X-TARGETDURATION` in seconds.
+    pub fn target_duration_s(&self) -> u32 {
+        self.target_duration_s
+    }
+
+    /// Renders the playlist text.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(256 + self.segments.len() * 120);
+        s.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
+        let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration_s);
+        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence());
+        let _ = writeln!(
+            s,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            self.discontinuity_sequence
+        );
+        s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let mut current_map: Option<&str> = None;
+        for l in &self.segments {
+            if l.seg.discontinuity {
+                s.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if current_map != Some(l.seg.map_uri.as_str()) {
+                let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", l.seg.map_uri);
+                current_map = Some(&l.seg.map_uri);
+            }
+            if let Some(pdt) = l.seg.program_date_time_ms {
+                let _ = writeln!(
+                    s,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    format_program_date_time(pdt)
+                );
+            }
+            let _ = writeln!(s, "#EXTINF:{:.3},", l.seg.duration_ms / 1000.0);
+            s.push_str(&l.seg.uri);
+            s.push('\n');
+        }
+        if self.ended {
+            s.push_str("#EXT-X-ENDLIST\n");
+        }
+        s
+    }
+}
+
+/// Formats Unix milliseconds as an ISO 8601 UTC date-time with milliseconds, e.g.
+/// `2026-01-01T12:00:00.000Z` (proleptic Gregorian calendar).
+pub fn format_program_date_time(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let hour = ms_of_day / 3_600_000;
+    let minute = ms_of_day / 60_000 % 60;
+    let second = ms_of_day / 1000 % 60;
+    let milli = ms_of_day % 1000;
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// Converts days since 1970-01-01 to (year, month, day), counting in 400-year eras of 146097
+/// days that start on March 1st so the leap day falls at the end of each era-year.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of (March-based) year [0, 365]
+    let mp = (5 * doy + 2) / 153; // month index from March [0, 11]
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(n: u64, dur_ms: f64, map: &str, disc: bool) -> PlaylistSegment {
+        PlaylistSegment {
+            uri: format!("seg-{n}.m4s"),
+            duration_ms: dur_ms,
+            program_date_time_ms: Some(1_767_268_800_000 + n as i64 * 2000),
+            map_uri: map.into(),
+            discontinuity: disc,
+        }
+    }
+
+    fn lines(p: &MediaPlaylist) -> Vec<String> {
+        p.render().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn pdt_format_known_dates() {
+        assert_eq!(format_program_date_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_program_date_time(1_767_268_800_000),
+            "2026-01-01T12:00:00.000Z"
+        );
+        assert_eq!(
+            format_program_date_time(1_767_268_804_500),
+            "2026-01-01T12:00:04.500Z"
+        );
+        // Leap day and end of a leap year.
+        assert_eq!(
+            format_program_date_time(951_782_400_000 + 86_399_999),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            format_program_date_time(1_735_603_200_123),
+            "2024-12-31T00:00:00.123Z"
+        );
+        assert_eq!(format_program_date_time(-1), "1969-12-31T23:59:59.999Z");
+        // Every day boundary of 1999..2101 agrees with a naive day counter.
+        let mut days = 10_592i64; // 1999-01-01
+        for year in 1999..2101i64 {
+            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+            let lens = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            for (m, len) in lens.iter().enumerate() {
+                for d in 1..=*len {
+                    assert_eq!(civil_from_days(days), (year, m as u32 + 1, d as u32));
+                    days += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_and_segment_lines() {
+        let mut p = MediaPlaylist::new(2, 8, 0).unwrap();
+        p.push_segment(seg(0, 1800.0, "init-0.mp4", false), 0)
+            .unwrap();
+        p.push_segment(seg(1, 1760.0, "init-0.mp4", false), 0)
+            .unwrap();
+        assert_eq!(
+            p.render(),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MAP:URI=\"init-0.mp4\"\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-01-01T12:00:00.000Z\n#EXTINF:1.800,\nseg-0.m4s\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-01-01T12:00:02.000Z\n#EXTINF:1.760,\nseg-1.m4s\n"
+        );
+        assert!(!p.render().contains("PLAYLIST-TYPE"));
+        p.end();
+        assert!(p.render().ends_with("seg-1.m4s\n#EXT-X-ENDLIST\n"));
+        assert!(p
+            .push_segment(seg(2, 1000.0, "init-0.mp4", false), 0)
+            .is_err());
+    }
+
+    #[test]
+    fn window_slides_and_media_sequence_counts_removed() {
+        let mut p = MediaPlaylist::new(2, 4, 0).unwrap();
+        for n in 0..10 {
+            let msn = p
+                .push_segment(seg(n, 2000.0, "init-0.mp4", false), 0)
+                .unwrap();
+            assert_eq!(msn, n);
+        }
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.media_sequence(), 6);
+        let l = lines(&p);
+        assert!(l.contains(&"#EXT-X-MEDIA-SEQUENCE:6".to_string()));
+        let uris: Vec<&String> = l.iter().filter(|s| s.ends_with(".m4s")).collect();
+        assert_eq!(uris, ["seg-6.m4s", "seg-7.m4s", "seg-8.m4s", "seg-9.m4s"]);
+        // The MAP is re-emitted above the first remaining segment.
+        assert_eq!(l[6], "#EXT-X-MAP:URI=\"init-0.mp4\"");
+        assert_eq!(l.iter().filter(|s| s.starts_with("#EXT-X-MAP")).count(), 1);
+    }
+
+    #[test]
+    fn three_target_durations_floor() {
+        // Window of 2 but 1 s segments with TD 2: must keep at least 6 s listed.
+        let mut p = MediaPlaylist::new(2, 2, 0).unwrap();
+        for n in 0..20 {
+            p.push_segment(seg(n, 1000.0, "i.mp4", false), 0).unwrap();
+            assert!(p.len() <= 7);
+            if n >= 6 {
+                assert!(p.duration_ms() >= 6000.0, "after {n}: {}", p.duration_ms());
+                assert!(p.duration_ms() - 1000.0 < 6000.0, "no more than needed");
+            }
+        }
+        assert_eq!(p.len(), 6);
+    }
+
+    #[test]
+    fn discontinuity_sequence_and_map_as_discontinuities_slide_out() {
+        // The example of PROTOCOLS.md 4.4.
+        let mut p = MediaPlaylist::new(2, 4, 0).unwrap();
+        p.push_segment(seg(0, 2000.0, "init-3.mp4", true), 0)
+            .unwrap();
+        p.push_segment(seg(1, 2000.0, "init-3.mp4", false), 0)
+            .unwrap();
+        p.push_segment(seg(2, 1960.0, "init-4.mp4", true), 0)
+            .unwrap();
+        p.push_segment(seg(3, 2000.0, "init-4.mp4", false), 0)
+            .unwrap();
+        assert_eq!(p.discontinuity_sequence(), 0);
+        let l = lines(&p);
+        assert_eq!(l.iter().filter(|s| *s == "#EXT-X-DISCONTINUITY").count(), 2);
+        // DISCONTINUITY, MAP, PDT, EXTINF order for the segment after the break.
+        let i = l.iter().position(|s| s == "seg-2.m4s").unwrap();
+        assert_eq!(l[i - 4], "#EXT-X-DISCONTINUITY");
+        assert_eq!(l[i - 3], "#EXT-X-MAP:URI=\"init-4.mp4\"");
+        assert!(l[i - 2].starts_with("#EXT-X-PROGRAM-DATE-TIME:"));
+        assert_eq!(l[i - 1], "#EXTINF:1.960,");
+
+        p.push_segment(seg(4, 2000.0, "init-4.mp4", false), 0)
+            .unwrap();
+        // seg-0 (with a discontinuity) slid out.
+        assert_eq!(p.discontinuity_sequence(), 1);
+        p.push_segment(seg(5, 2000.0, "init-4.mp4", false), 0)
+            .unwrap();
+        assert_eq!(p.discontinuity_sequence(), 1, "seg-1 had no discontinuity");
+        p.push_segment(seg(6, 2000.0, "init-4.mp4", false), 0)
+            .unwrap();
+        assert_eq!(p.discontinuity_sequence(), 2);
+        let l = lines(&p);
+        assert!(l.contains(&"#EXT-X-DISCONTINUITY-SEQUENCE:2".to_string()));
+        assert!(l.contains(&"#EXT-X-MEDIA-SEQUENCE:3".to_string()));
+        assert!(!l.contains(&"#EXT-X-DISCONTINUITY".to_string()));
+        assert_eq!(l[6], "#EXT-X-MAP:URI=\"init-4.mp4\"");
+        assert!(!p.render().contains("init-3.mp4"));
+    }
+
+    #[test]
+    fn new_map_requires_discontinuity() {
+        let mut p = MediaPlaylist::new(2, 4, 0).unwrap();
+        p.push_segment(seg(0, 2000.0, "a.mp4", false), 0).unwrap();
+        assert!(p.push_segment(seg(1, 2000.0, "b.mp4", false), 0).is_err());
+        assert!(p.push_segment(seg(1, 2499.0, "a.mp4", false), 0).is_ok());
+        assert!(
+            p.push_segment(seg(2, 2600.0, "a.mp4", false), 0).is_err(),
+            "rounds to 3 > TD"
+        );
+    }
+
+    #[test]
+    fn deletion_grace_timing() {
+        // TD 2, window 3, 2 s segments, slack 500 ms. Longest playlist holding a segment: 6 s.
+        let mut p = MediaPlaylist::new(2, 3, 500).unwrap();
+        let mut now = 0i64;
+        for n in 0..3 {
+            p.push_segment(seg(n, 2000.0, "init-0.mp4", false), now)
+                .unwrap();
+            now += 2000;
+        }
+        assert!(p.poll_expired(i64::MAX).is_empty(), "nothing removed yet");
+        // seg-0 is removed at t = 6000: deletable from 6000 + 2000 + 6000 + 500 = 14500.
+        p.push_segment(seg(3, 2000.0, "init-0.mp4", false), 6000)
+            .unwrap();
+        assert_eq!(p.live_files().len(), 5, "init + seg-0..3");
+        assert!(p.poll_expired(14_499).is_empty());
+        assert_eq!(p.poll_expired(14_500), ["seg-0.m4s"]);
+        assert!(p.poll_expired(20_000).is_empty(), "reported once");
+        assert!(!p.live_files().contains(&"seg-0.m4s".to_string()));
+        assert!(p.live_files().contains(&"init-0.mp4".to_string()));
+    }
+
+    #[test]
+    fn init_deleted_only_when_unused() {
+        let mut p = MediaPlaylist::new(2, 2, 0).unwrap();
+        p.push_segment(seg(0, 2000.0, "init-0.mp4", false), 0)
+            .unwrap();
+        p.push_segment(seg(1, 2000.0, "init-0.mp4", false), 0)
+            .unwrap();
+        p.push_segment(seg(2, 2000.0, "init-0.mp4", false), 0)
+            .unwrap();
+        p.push_segment(seg(3, 2000.0, "init-1.mp4", true), 0)
+            .unwrap();
+        p.push_segment(seg(4, 2000.0, "init-1.mp4", false), 0)
+            .unwrap();
+        p.push_segment(seg(5, 2000.0, "init-1.mp4", false), 0)
+            .unwrap();
+        // seg-0..2 removed; init-0 still used by nobody listed, but seg-1/2 not yet deleted.
+        let first = p.poll_expired(10_000);
+        assert!(first.contains(&"seg-0.m4s".to_string()));
+        assert!(first.contains(&"seg-1.m4s".to_string()));
+        assert!(first.contains(&"seg-2.m4s".to_string()));
+        assert_eq!(
+            first.last().unwrap(),
+            "init-0.mp4",
+            "init goes after its segments"
+        );
+        assert!(!p.live_files().contains(&"init-0.mp4".to_string()));
+        assert!(p.live_files().contains(&"init-1.mp4".to_string()));
+    }
+
+    #[test]
+    fn init_kept_while_a_removed_segment_still_waits() {
+        let mut p = MediaPlaylist::new(2, 1, 0).unwrap();
+        p.push_segment(seg(0, 2000.0, "a.mp4", false), 0).unwrap();
+        p.push_segment(seg(1, 2000.0, "a.mp4", false), 0).unwrap();
+        p.push_segment(seg(2, 2000.0, "a.mp4", false), 0).unwrap();
+        p.push_segment(seg(3, 2000.0, "b.mp4", true), 1000).unwrap(); // seg-0 removed at 1000
+        p.push_segment(seg(4, 2000.0, "b.mp4", false), 50_000)
+            .unwrap(); // seg-1 at 50000
+        p.push_segment(seg(5, 2000.0, "b.mp4", false), 50_000)
+            .unwrap(); // seg-2 at 50000
+        assert_eq!(p.poll_expired(10_000), ["seg-0.m4s"]);
+        assert!(p.live_files().contains(&"a.mp4".to_string()));
+        let later = p.poll_expired(100_000);
+        assert_eq!(later, ["seg-1.m4s", "seg-2.m4s", "a.mp4"]);
+    }
+
+    #[test]
+    fn live_files_stay_bounded_for_hours() {
+        // 10 hours of 1.8 s segments, polled like the server would, with time passed in.
+        let mut p = MediaPlaylist::new(2, 8, 2000).unwrap();
+        let mut now = 1_767_268_800_000i64;
+        let mut deleted = 0usize;
+        let mut max_live = 0usize;
+        let n_segments = 10 * 3600 * 10 / 18;
+        for n in 0..n_segments {
+            let init = format!("init-{}.mp4", n / 5000); // an init change every 2.5 h
+            let disc = n > 0 && n % 5000 == 0;
+            p.push_segment(seg(n as u64, 1800.0, &init, disc), now)
+                .unwrap();
+            now += 1800;
+            deleted += p.poll_expired(now).len();
+            max_live = max_live.max(p.live_files().len());
+        }
+        // Window 8 (14.4 s) + grace (1.8 + 14.4 + 2 s ~ 11 segments) + init(s).
+        assert!(max_live <= 8 + 12 + 2, "live files grew to {max_live}");
+        assert!(deleted >= n_segments - 8 - 12, "only {deleted} deleted");
+        assert_eq!(p.discontinuity_sequence(), (n_segments as u64 - 8) / 5000);
+    }
+}

@@ -1,0 +1,286 @@
+//! Configuration: one struct that is the command line (clap), the environment (each setting has
+//! an env var, the seed design's names where it had one) and `.env` (loaded by dotenvy before
+//! parsing, so real environment variables win over the file and flags win over both).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// talkstream: a self-hosted talking-avatar server. It streams a live, lip-synced avatar as HLS
+/// video with sound to any browser, and idles (blinks, breathes) when nobody is talking.
+///
+/// Every setting can be given as a flag, as an environment variable, or in a `.env` file in the
+/// working directory (flags win over the environment, the environment over `.env`).
+#[derive(Debug, Parser)]
+#[command(name = "talkstream", version, about, long_about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the server and the web page (the default).
+    Serve,
+}
+
+/// All settings of the server.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on. Use 0.0.0.0 to accept connections from other machines.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", global = true)]
+    pub host: IpAddr,
+
+    /// TCP port to listen on (0 picks a free port and prints it).
+    #[arg(long, env = "PORT", default_value_t = 7860, global = true)]
+    pub port: u16,
+
+    /// Folder for the live HLS files; each session gets a subfolder that is removed after the
+    /// session ends.
+    #[arg(long, env = "HLS_DIR", default_value = "data/hls", global = true)]
+    pub hls_dir: PathBuf,
+
+    /// Folder of the built web page (served at /).
+    #[arg(long, env = "STATIC_DIR", default_value = "web/dist", global = true)]
+    pub static_dir: PathBuf,
+
+    /// Target length of an HLS segment in milliseconds (segments are cut on frame boundaries).
+    #[arg(long, env = "SEG_LEN_MS", default_value_t = 1800, global = true)]
+    pub seg_len_ms: u32,
+
+    /// Number of segments listed in the live playlist (the sliding window).
+    #[arg(long, env = "HLS_WINDOW", default_value_t = 8, global = true)]
+    pub hls_window: usize,
+
+    /// Video width in pixels (even).
+    #[arg(long, env = "VIDEO_WIDTH", default_value_t = 512, global = true)]
+    pub width: u32,
+
+    /// Video height in pixels (even).
+    #[arg(long, env = "VIDEO_HEIGHT", default_value_t = 512, global = true)]
+    pub height: u32,
+
+    /// Video frames per second.
+    #[arg(long, env = "FPS", default_value_t = 25, global = true)]
+    pub fps: u32,
+
+    /// H.264 target bitrate in kbit/s.
+    #[arg(
+        long,
+        env = "VIDEO_BITRATE_KBPS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub video_bitrate_kbps: u32,
+
+    /// Sample rate of the published audio track (AAC-LC, mono), in Hz.
+    #[arg(
+        long,
+        env = "AUDIO_SAMPLE_RATE",
+        default_value_t = 48000,
+        global = true
+    )]
+    pub audio_sample_rate: u32,
+
+    /// AAC bitrate in kbit/s.
+    #[arg(long, env = "AUDIO_BITRATE_KBPS", default_value_t = 64, global = true)]
+    pub audio_bitrate_kbps: u32,
+
+    /// How long a finished session's files stay on disk (ms), so players can finish the stream.
+    #[arg(
+        long,
+        env = "SESSION_LINGER_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub session_linger_ms: u64,
+
+    /// Most sessions served at once; further connections get an error message.
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = 16, global = true)]
+    pub max_sessions: usize,
+
+    /// Log level: error, warn, info, debug or trace. RUST_LOG, when set, takes precedence and
+    /// accepts full filter directives.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+/// A configuration value that cannot work, with the setting's name in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting is outside the range that works.
+    #[error("{name}={value} is not valid: {why}")]
+    Invalid {
+        /// Environment variable name of the setting.
+        name: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What would work instead.
+        why: String,
+    },
+}
+
+fn invalid(name: &'static str, value: impl ToString, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+/// AAC sample rates the encoder accepts.
+const AAC_RATES: [u32; 12] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
+];
+
+impl Config {
+    /// Check every setting; the first problem found is returned as one clear line.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.width == 0 || self.width % 2 != 0 || self.width > 4096 {
+            return Err(invalid(
+                "VIDEO_WIDTH",
+                self.width,
+                "use an even number from 16 to 4096",
+            ));
+        }
+        if self.height == 0 || self.height % 2 != 0 || self.height > 4096 {
+            return Err(invalid(
+                "VIDEO_HEIGHT",
+                self.height,
+                "use an even number from 16 to 4096",
+            ));
+        }
+        if self.width < 16 || self.height < 16 {
+            return Err(invalid(
+                "VIDEO_WIDTH",
+                self.width,
+                "the picture must be at least 16x16",
+            ));
+        }
+        if !(1..=60).contains(&self.fps) {
+            return Err(invalid("FPS", self.fps, "use 1 to 60 frames per second"));
+        }
+        if !(200..=10_000).contains(&self.seg_len_ms) {
+            return Err(invalid(
+                "SEG_LEN_MS",
+                self.seg_len_ms,
+                "use 200 to 10000 ms",
+            ));
+        }
+        if !(2..=1000).contains(&self.hls_window) {
+            return Err(invalid(
+                "HLS_WINDOW",
+                self.hls_window,
+                "use 2 to 1000 segments",
+            ));
+        }
+        if !AAC_RATES.contains(&self.audio_sample_rate) {
+            return Err(invalid(
+                "AUDIO_SAMPLE_RATE",
+                self.audio_sample_rate,
+                "use an AAC sample rate such as 48000, 44100, 24000 or 16000",
+            ));
+        }
+        if !(50..=50_000).contains(&self.video_bitrate_kbps) {
+            return Err(invalid(
+                "VIDEO_BITRATE_KBPS",
+                self.video_bitrate_kbps,
+                "use 50 to 50000",
+            ));
+        }
+        if !(8..=320).contains(&self.audio_bitrate_kbps) {
+            return Err(invalid(
+                "AUDIO_BITRATE_KBPS",
+                self.audio_bitrate_kbps,
+                "use 8 to 320",
+            ));
+        }
+        if self.max_sessions == 0 {
+            return Err(invalid(
+                "MAX_SESSIONS",
+                self.max_sessions,
+                "allow at least one session",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(invalid(
+                "LOG_LEVEL",
+                &self.log_level,
+                "use error, warn, info, debug or trace",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The media channel settings for one session.
+    pub fn channel_config(&self) -> talkstream_media::ChannelConfig {
+        talkstream_media::ChannelConfig {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            sample_rate: self.audio_sample_rate,
+            segment_ms: self.seg_len_ms,
+            chunk_ms: None,
+            window: self.hls_window,
+            video_bitrate_kbps: self.video_bitrate_kbps,
+            audio_bitrate_kbps: self.audio_bitrate_kbps,
+            ..talkstream_media::ChannelConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["talkstream"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|c| c.config).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse(&[]);
+        assert_eq!(c.port, 7860);
+        assert_eq!(c.seg_len_ms, 1800);
+        assert_eq!(c.hls_window, 8);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn flags_after_the_subcommand_apply() {
+        let cli = Cli::try_parse_from(["talkstream", "serve", "--port", "0"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert_eq!(cli.config.port, 0);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut c = parse(&[]);
+        c.width = 513;
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(msg.contains("VIDEO_WIDTH=513"), "{msg}");
+        let mut c = parse(&[]);
+        c.audio_sample_rate = 47000;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("AUDIO_SAMPLE_RATE"));
+        let mut c = parse(&[]);
+        c.log_level = "loud[".into();
+        assert!(c.validate().unwrap_err().to_string().contains("LOG_LEVEL"));
+    }
+
+    #[test]
+    fn unparsable_numbers_are_rejected_by_the_parser() {
+        assert!(Cli::try_parse_from(["talkstream", "--port", "seventy"]).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! talkstream server library: configuration, the `/session` protocol, HTTP routes, the
+//! per-session media thread and the server shell. The `talkstream` binary (`main.rs`) is a thin
+//! command-line wrapper around [`server::run`].
+
+pub mod config;
+pub mod files;
+pub mod http;
+pub mod producer;
+pub mod protocol;
+pub mod server;
+pub mod session;

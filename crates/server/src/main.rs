@@ -1,0 +1,95 @@
+//! The `talkstream` binary: loads `.env`, parses the command line, sets up logging, and runs the
+//! chosen subcommand until Ctrl-C / SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use talkstream::config::{Cli, Command, Config};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // A missing .env is normal; a broken one is worth a word.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("talkstream: ignoring .env: {e}");
+        }
+    }
+    let cli = Cli::parse();
+    if let Err(e) = cli.config.validate() {
+        eprintln!("talkstream: {e}");
+        return ExitCode::from(2);
+    }
+    init_logging(&cli.config.log_level);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talkstream: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (is another program using the port? set PORT or --port)"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(wait_for_signal(shutdown.clone()));
+        tracing::info!(hls_dir = %config.hls_dir.display(), static_dir = %config.static_dir.display(), "talkstream {}", env!("CARGO_PKG_VERSION"));
+        println!("talkstream listening on http://{local}/ (open it in a browser; Ctrl-C stops)");
+        talkstream::server::run(config, listener, shutdown)
+            .await
+            .context("serving")
+    })
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("stop requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,247 @@
+//! The `/session` WebSocket protocol: the JSON messages a client sends and the server sends back,
+//! and the parsing rules for client input (size limit, malformed JSON, unknown types).
+//! `docs/protocol.md` documents the same messages for client authors.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest client message accepted, in bytes. Larger ones get an `error` and are dropped.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Text for the avatar to speak (or answer, with an LLM configured).
+    Prompt {
+        /// The text.
+        text: String,
+    },
+    /// Session control.
+    Control {
+        /// `start`, `stop` or `interrupt`.
+        action: ControlAction,
+    },
+    /// A log line from the page (for example an hls.js error), written to the server log.
+    Log {
+        /// `error`, `warn`, `info` or `debug`; anything else is logged as info.
+        #[serde(default)]
+        level: String,
+        /// The text.
+        message: String,
+    },
+}
+
+/// Session control actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlAction {
+    /// Start a new stream (after `stop`).
+    Start,
+    /// End the stream.
+    Stop,
+    /// Stop speaking now and return to idle.
+    Interrupt,
+}
+
+/// Stream parameters announced in `hello`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    /// Picture width in pixels.
+    pub width: u32,
+    /// Picture height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Target segment length.
+    pub segment_ms: u32,
+    /// Audio sample rate of the stream.
+    pub audio_sample_rate: u32,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message of every session.
+    Hello {
+        /// The session's id.
+        session_id: String,
+        /// Path of the session's playlist on this server.
+        playlist: String,
+        /// Server version.
+        version: &'static str,
+        /// Stream parameters.
+        stream: StreamInfo,
+        /// Active LLM provider (`none`: the avatar says what is typed).
+        llm: String,
+        /// Active TTS provider.
+        tts: String,
+    },
+    /// What the session is doing.
+    Status {
+        /// `idle`, `thinking`, `speaking`, `complete` or `error`.
+        stage: Stage,
+        /// Optional detail for people.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Something went wrong; the session goes on unless a `status` with stage `error` follows.
+    Error {
+        /// Stable machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+    },
+}
+
+/// Session stages reported in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The avatar idles.
+    Idle,
+    /// Waiting for the first words of an answer.
+    Thinking,
+    /// The avatar speaks.
+    Speaking,
+    /// A turn finished.
+    Complete,
+    /// The stream stopped because of an error.
+    Error,
+}
+
+/// Error codes sent in `error` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message was not valid JSON or not a known message.
+    BadMessage,
+    /// The message was larger than [`MAX_CLIENT_MESSAGE_BYTES`].
+    MessageTooLarge,
+    /// The server has no room for another session.
+    TooManySessions,
+    /// The session's stream failed.
+    StreamFailed,
+    /// The request is understood but this server does not do it yet.
+    Unsupported,
+}
+
+/// Why a client message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Code to send.
+    pub code: ErrorCode,
+    /// Explanation to send.
+    pub message: String,
+}
+
+/// Parse one text frame from a client.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, Rejected> {
+    if text.len() > MAX_CLIENT_MESSAGE_BYTES {
+        return Err(Rejected {
+            code: ErrorCode::MessageTooLarge,
+            message: format!(
+                "message of {} bytes is larger than the limit of {} bytes",
+                text.len(),
+                MAX_CLIENT_MESSAGE_BYTES
+            ),
+        });
+    }
+    serde_json::from_str(text).map_err(|e| Rejected {
+        code: ErrorCode::BadMessage,
+        message: format!(
+            "could not read message ({e}); expected JSON like {{\"type\":\"prompt\",\"text\":\"Hello\"}}"
+        ),
+    })
+}
+
+impl ServerMessage {
+    /// The message as a JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail; fall back to a fixed error just in case.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"stream_failed","message":"internal encoding error"}"#.into()
+        })
+    }
+
+    /// Shorthand for an `error` message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_messages() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"prompt","text":"hi"}"#),
+            Ok(ClientMessage::Prompt { text: "hi".into() })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"control","action":"interrupt"}"#),
+            Ok(ClientMessage::Control {
+                action: ControlAction::Interrupt
+            })
+        );
+        assert_eq!(
+            parse_client_message(r#"{"type":"log","level":"warn","message":"m"}"#),
+            Ok(ClientMessage::Log {
+                level: "warn".into(),
+                message: "m".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_unknown_and_oversized() {
+        for bad in [
+            "not json",
+            "{}",
+            r#"{"type":"dance"}"#,
+            r#"{"type":"control","action":"explode"}"#,
+        ] {
+            let err = parse_client_message(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadMessage, "{bad}");
+        }
+        let huge = format!(
+            r#"{{"type":"prompt","text":"{}"}}"#,
+            "a".repeat(MAX_CLIENT_MESSAGE_BYTES)
+        );
+        assert_eq!(
+            parse_client_message(&huge).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+    }
+
+    #[test]
+    fn hello_has_the_seed_field_names() {
+        let hello = ServerMessage::Hello {
+            session_id: "abc".into(),
+            playlist: "/hls/abc/index.m3u8".into(),
+            version: "0",
+            stream: StreamInfo {
+                width: 512,
+                height: 512,
+                fps: 25,
+                segment_ms: 1800,
+                audio_sample_rate: 48000,
+            },
+            llm: "none".into(),
+            tts: "none".into(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&hello.to_json()).unwrap();
+        assert_eq!(v["type"], "hello");
+        assert_eq!(v["playlist"], "/hls/abc/index.m3u8");
+        assert_eq!(v["stream"]["fps"], 25);
+        let err: serde_json::Value =
+            serde_json::from_str(&ServerMessage::error(ErrorCode::BadMessage, "x").to_json())
+                .unwrap();
+        assert_eq!(err["code"], "bad_message");
+    }
+}

@@ -1,0 +1,129 @@
+//! The server shell: shared state, startup (folders, stale-session cleanup), serving on a given
+//! listener until a shutdown token fires, then a graceful stop that waits for every session to
+//! end its stream and removes their files.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+
+/// State shared by every request and session.
+#[derive(Debug)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Fires when the server is shutting down.
+    pub shutdown: CancellationToken,
+    /// Session tasks and their cleanup tasks; shutdown waits for all of them.
+    pub tracker: TaskTracker,
+    active: AtomicUsize,
+}
+
+/// A held session slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct SessionSlot {
+    state: Arc<AppState>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.state.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl AppState {
+    /// Number of sessions running now.
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Take a session slot if fewer than `MAX_SESSIONS` are running.
+    pub fn try_acquire_session(self: &Arc<Self>) -> Option<SessionSlot> {
+        let max = self.config.max_sessions;
+        self.active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SessionSlot {
+                state: Arc::clone(self),
+            })
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The HLS folder could not be created.
+    #[error("cannot create HLS_DIR {path}: {source}")]
+    HlsDir {
+        /// The folder.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// How long shutdown waits for sessions to finish before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serve on `listener` until `shutdown` is cancelled, then stop gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    prepare_hls_dir(&config.hls_dir)?;
+    let state = Arc::new(AppState {
+        config,
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        active: AtomicUsize::new(0),
+    });
+    let app = crate::http::router(Arc::clone(&state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    tracing::info!(
+        sessions = state.active_sessions(),
+        "shutting down: ending sessions"
+    );
+    state.tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sessions did not end within 10 s; leaving anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Create the HLS folder and remove session folders a previous run left behind (only folders
+/// named like session ids).
+fn prepare_hls_dir(dir: &Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::HlsDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir && crate::http::is_session_id(&name.to_string_lossy()) {
+                tracing::info!(dir = %entry.path().display(), "removing a stale session folder");
+                crate::files::remove_session_dir(&entry.path());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! Shared harness for the server's integration tests: start the real `talkstream` binary on
+//! 127.0.0.1:0, talk to it over plain HTTP/1.1 and WebSocket, run ffprobe, stop it with SIGINT.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running server process with its temp folder and captured log.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub hls_dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "talkstream-test-{tag}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Server {
+    /// Start the binary with extra args/env; waits for its "listening on" line.
+    pub fn start(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = temp_dir(tag);
+        let hls_dir = dir.join("hls");
+        let static_dir = dir.join("static");
+        std::fs::create_dir_all(&static_dir).unwrap();
+        std::fs::write(
+            static_dir.join("index.html"),
+            "<!doctype html><title>test page</title>",
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_talkstream"));
+        cmd.arg("serve")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .arg("--hls-dir")
+            .arg(&hls_dir)
+            .arg("--static-dir")
+            .arg(&static_dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("LOG_LEVEL", "info")
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start talkstream");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log3 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+                log3.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().unwrap()));
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            dir,
+            hls_dir,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http_get(self.addr, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/session", self.addr)
+    }
+
+    /// SIGINT, then wait up to `within` for a clean exit; returns the exit status.
+    pub fn interrupt(&mut self, within: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "server did not stop within {within:?} after SIGINT; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close), enough for tests; decodes chunked bodies.
+pub fn http_get(addr: SocketAddr, path: &str) -> Response {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = out;
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Run ffprobe with args; panics with a helpful message if it is missing or fails.
+pub fn ffprobe(args: &[&str]) -> String {
+    let out = Command::new("ffprobe")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("ffprobe is needed for this test ({e}); install ffmpeg or run scripts/test.sh")
+        });
+    assert!(
+        out.status.success(),
+        "ffprobe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Segments listed in a media playlist: (EXTINF seconds, uri).
+pub fn playlist_segments(text: &str) -> Vec<(f64, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<f64> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            pending = rest.split(',').next().and_then(|d| d.parse().ok());
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            if let Some(d) = pending.take() {
+                out.push((d, line.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The URI of the (last) EXT-X-MAP in a playlist.
+pub fn playlist_map(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .next_back()
+}
+
+pub fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run every test of talkstream: formatting, lints, Rust unit + integration tests (media checked
+# with ffprobe/ffmpeg), the web page's unit tests, and the browser tests in headless Chromium.
+# Installs the Debian tools the tests use (ffmpeg, chromium; nasm speeds up the H.264 build)
+# when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v nasm >/dev/null || need+=(nasm)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing from Debian: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+
+echo "== web: install, build, unit tests"
+npm --prefix web ci --no-audit --no-fund
+npm --prefix web run build
+npm --prefix web test
+echo "== web: browser tests (headless Chromium)"
+cargo build -p talkstream --quiet
+TALKSTREAM_BIN="$PWD/target/debug/talkstream" npm --prefix web run test:e2e
