@@ -1,0 +1,209 @@
+// Wire protocol between the page and the talkstream server (WebSocket /session).
+// Incoming JSON is validated here; everything else in the app works with typed messages.
+
+export interface StreamInfo {
+  width?: number;
+  height?: number;
+  fps?: number;
+  segment_ms?: number;
+}
+
+export interface HelloMessage {
+  type: 'hello';
+  session_id: string;
+  playlist: string;
+  version?: string;
+  stream?: StreamInfo;
+  llm?: string;
+  tts?: string;
+}
+
+export const STAGES = ['idle', 'thinking', 'speaking', 'complete', 'error'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface StatusMessage {
+  type: 'status';
+  stage: Stage;
+  note?: string;
+}
+
+export interface ErrorMessage {
+  type: 'error';
+  code: string;
+  message: string;
+}
+
+export interface TranscriptMessage {
+  type: 'transcript';
+  text: string;
+  start_ms?: number;
+  end_ms?: number;
+  final: boolean;
+}
+
+/** Free-form numbers/strings the server wants to show (latency, rtf, queue depth…). */
+export interface MetricsMessage {
+  type: 'metrics';
+  values: Record<string, string | number | boolean>;
+}
+
+/** A well-formed JSON object whose `type` this page does not know (yet). */
+export interface UnknownMessage {
+  type: 'unknown';
+  rawType: string;
+  data: Record<string, unknown>;
+}
+
+export type ServerMessage =
+  | HelloMessage
+  | StatusMessage
+  | ErrorMessage
+  | TranscriptMessage
+  | MetricsMessage
+  | UnknownMessage;
+
+export type ParseResult = { ok: true; message: ServerMessage } | { ok: false; error: string };
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const optString = (o: Obj, k: string): string | undefined =>
+  typeof o[k] === 'string' ? (o[k] as string) : undefined;
+const optNumber = (o: Obj, k: string): number | undefined =>
+  typeof o[k] === 'number' && Number.isFinite(o[k]) ? (o[k] as number) : undefined;
+
+function fail(error: string): ParseResult {
+  return { ok: false, error };
+}
+
+function parseHello(o: Obj): ParseResult {
+  const session_id = optString(o, 'session_id');
+  const playlist = optString(o, 'playlist');
+  if (!session_id) return fail('hello: missing session_id');
+  if (!playlist) return fail('hello: missing playlist');
+  const msg: HelloMessage = { type: 'hello', session_id, playlist };
+  const version = optString(o, 'version');
+  if (version !== undefined) msg.version = version;
+  const llm = optString(o, 'llm');
+  if (llm !== undefined) msg.llm = llm;
+  const tts = optString(o, 'tts');
+  if (tts !== undefined) msg.tts = tts;
+  if (isObj(o.stream)) {
+    const s = o.stream;
+    const stream: StreamInfo = {};
+    for (const k of ['width', 'height', 'fps', 'segment_ms'] as const) {
+      const n = optNumber(s, k);
+      if (n !== undefined) stream[k] = n;
+    }
+    msg.stream = stream;
+  }
+  return { ok: true, message: msg };
+}
+
+function parseStatus(o: Obj): ParseResult {
+  const stage = o.stage;
+  if (typeof stage !== 'string' || !(STAGES as readonly string[]).includes(stage)) {
+    return fail(`status: unknown stage ${JSON.stringify(stage)}`);
+  }
+  const msg: StatusMessage = { type: 'status', stage: stage as Stage };
+  const note = optString(o, 'note');
+  if (note !== undefined) msg.note = note;
+  return { ok: true, message: msg };
+}
+
+function parseError(o: Obj): ParseResult {
+  const message = optString(o, 'message');
+  const code = optString(o, 'code') ?? 'error';
+  if (message === undefined) return fail('error: missing message');
+  return { ok: true, message: { type: 'error', code, message } };
+}
+
+function parseTranscript(o: Obj): ParseResult {
+  const text = optString(o, 'text');
+  if (text === undefined) return fail('transcript: missing text');
+  const msg: TranscriptMessage = { type: 'transcript', text, final: o.final !== false };
+  const start = optNumber(o, 'start_ms');
+  if (start !== undefined) msg.start_ms = start;
+  const end = optNumber(o, 'end_ms');
+  if (end !== undefined) msg.end_ms = end;
+  return { ok: true, message: msg };
+}
+
+function parseMetrics(o: Obj): ParseResult {
+  // Accept either {"type":"metrics","values":{...}} or flat fields next to "type".
+  const source = isObj(o.values) ? o.values : o;
+  const values: MetricsMessage['values'] = {};
+  for (const [k, v] of Object.entries(source)) {
+    if (source === o && k === 'type') continue;
+    if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') values[k] = v;
+    else if (isObj(v)) {
+      // one level of nesting, flattened as "outer.inner"
+      for (const [k2, v2] of Object.entries(v)) {
+        if (typeof v2 === 'number' || typeof v2 === 'string' || typeof v2 === 'boolean') {
+          values[`${k}.${k2}`] = v2;
+        }
+      }
+    }
+  }
+  return { ok: true, message: { type: 'metrics', values } };
+}
+
+const parsers: Record<string, (o: Obj) => ParseResult> = {
+  hello: parseHello,
+  status: parseStatus,
+  error: parseError,
+  transcript: parseTranscript,
+  metrics: parseMetrics,
+};
+
+/** Parse one WebSocket text frame. Never throws. */
+export function parseServerMessage(raw: string): ParseResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return fail('not JSON');
+  }
+  if (!isObj(value)) return fail('not a JSON object');
+  const type = value.type;
+  if (typeof type !== 'string') return fail('missing "type"');
+  const parser = parsers[type];
+  if (!parser) return { ok: true, message: { type: 'unknown', rawType: type, data: value } };
+  return parser(value);
+}
+
+// ---- client -> server ----
+
+export type LogLevel = 'error' | 'warn' | 'info';
+export type ControlAction = 'start' | 'stop' | 'interrupt';
+
+export type ClientMessage =
+  | { type: 'log'; level: LogLevel; message: string }
+  | { type: 'prompt'; text: string }
+  | { type: 'control'; action: ControlAction };
+
+/** Longest log line we forward; the server should not be flooded by a runaway error string. */
+export const MAX_LOG_CHARS = 2000;
+
+export function logMessage(level: LogLevel, message: string): ClientMessage {
+  const text = message.length > MAX_LOG_CHARS ? `${message.slice(0, MAX_LOG_CHARS)}…` : message;
+  return { type: 'log', level, message: text };
+}
+
+export function promptMessage(text: string): ClientMessage {
+  return { type: 'prompt', text };
+}
+
+export function controlMessage(action: ControlAction): ClientMessage {
+  return { type: 'control', action };
+}
+
+export function encode(msg: ClientMessage): string {
+  return JSON.stringify(msg);
+}
+
+/** ws(s)://host/session for the page's own origin. */
+export function sessionUrl(loc: { protocol: string; host: string }): string {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${loc.host}/session`;
+}

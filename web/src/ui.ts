@@ -1,0 +1,178 @@
+// DOM access and rendering. No protocol or networking logic here.
+
+import type { BadgeState } from './state';
+
+function $<T extends HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+}
+
+export type InfoValue = string | number | boolean | null | undefined;
+
+const MAX_VISIBLE_ERRORS = 4;
+const ERROR_TTL_MS = 20000;
+
+export class Ui {
+  readonly video = $<HTMLVideoElement>('video');
+  private readonly badge = $('status-badge');
+  private readonly note = $('status-note');
+  private readonly overlay = $('overlay');
+  private readonly overlayText = $('overlay-text');
+  private readonly unmuteBtn = $<HTMLButtonElement>('unmute');
+  private readonly caption = $('caption');
+  private readonly errors = $('errors');
+  private readonly form = $<HTMLFormElement>('prompt-form');
+  private readonly prompt = $<HTMLTextAreaElement>('prompt');
+  private readonly sendBtn = $<HTMLButtonElement>('send');
+  private readonly interruptBtn = $<HTMLButtonElement>('interrupt');
+  private readonly detailsBody = $('details-body');
+  private readonly sessionLabel = $('session-label');
+  /** section -> key -> value, rendered into the details panel */
+  private readonly info = new Map<string, Map<string, string>>();
+  private infoDirty = false;
+
+  setBadge(state: BadgeState): void {
+    if (this.badge.dataset.state === state) return;
+    this.badge.dataset.state = state;
+    this.badge.textContent = state;
+    document.body.dataset.state = state;
+  }
+
+  setNote(text: string): void {
+    this.note.textContent = text;
+  }
+
+  setSession(id: string | null): void {
+    this.sessionLabel.textContent = id ? `session ${id}` : '';
+  }
+
+  /** null hides the overlay. */
+  setOverlay(text: string | null): void {
+    this.overlay.hidden = text === null;
+    if (text !== null) this.overlayText.textContent = text;
+  }
+
+  showUnmute(show: boolean): void {
+    this.unmuteBtn.hidden = !show;
+  }
+
+  setCaption(text: string, final: boolean): void {
+    this.caption.textContent = text;
+    this.caption.classList.toggle('interim', !final);
+  }
+
+  showError(message: string): void {
+    // The same message again (e.g. a repeated prompt rejection): count it instead of stacking.
+    const top = this.errors.firstElementChild as HTMLElement | null;
+    if (top && top.dataset.message === message) {
+      const n = Number(top.dataset.count ?? '1') + 1;
+      top.dataset.count = String(n);
+      const time = top.querySelector('time');
+      if (time) time.textContent = new Date().toLocaleTimeString();
+      const count = top.querySelector('.error-count');
+      if (count) count.textContent = `×${n}`;
+      clearTimeout(Number(top.dataset.timer));
+      top.dataset.timer = String(setTimeout(() => top.remove(), ERROR_TTL_MS));
+      return;
+    }
+    const item = document.createElement('div');
+    item.dataset.message = message;
+    item.className = 'error-item';
+    const time = document.createElement('time');
+    time.textContent = new Date().toLocaleTimeString();
+    const text = document.createElement('span');
+    text.className = 'error-text';
+    text.textContent = message;
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'error-close';
+    close.setAttribute('aria-label', 'Dismiss');
+    close.textContent = '×';
+    close.addEventListener('click', () => item.remove());
+    const count = document.createElement('span');
+    count.className = 'error-count';
+    item.append(time, text, count, close);
+    this.errors.prepend(item);
+    while (this.errors.children.length > MAX_VISIBLE_ERRORS) this.errors.lastElementChild?.remove();
+    item.dataset.timer = String(setTimeout(() => item.remove(), ERROR_TTL_MS));
+  }
+
+  setPromptEnabled(enabled: boolean): void {
+    this.sendBtn.disabled = !enabled;
+    this.interruptBtn.disabled = !enabled;
+  }
+
+  setInfo(section: string, key: string, value: InfoValue): void {
+    let s = this.info.get(section);
+    if (!s) {
+      s = new Map();
+      this.info.set(section, s);
+    }
+    const text = value === null || value === undefined || value === '' ? '—' : String(value);
+    if (s.get(key) === text) return;
+    s.set(key, text);
+    this.scheduleInfoRender();
+  }
+
+  clearInfo(section: string): void {
+    if (this.info.delete(section)) this.scheduleInfoRender();
+  }
+
+  onUnmute(cb: () => void): void {
+    this.unmuteBtn.addEventListener('click', cb);
+  }
+
+  onInterrupt(cb: () => void): void {
+    this.interruptBtn.addEventListener('click', cb);
+  }
+
+  /** `send` returns true if the text was sent; the box is then cleared. */
+  onSend(send: (text: string) => boolean): void {
+    const submit = () => {
+      const text = this.prompt.value.trim();
+      if (!text || this.sendBtn.disabled) return;
+      if (send(text)) this.prompt.value = '';
+    };
+    this.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      submit();
+    });
+    this.prompt.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        submit();
+      }
+    });
+  }
+
+  private scheduleInfoRender(): void {
+    if (this.infoDirty) return;
+    this.infoDirty = true;
+    requestAnimationFrame(() => {
+      this.infoDirty = false;
+      this.renderInfo();
+    });
+  }
+
+  private renderInfo(): void {
+    const frag = document.createDocumentFragment();
+    for (const [section, entries] of this.info) {
+      if (entries.size === 0) continue;
+      const box = document.createElement('section');
+      const h = document.createElement('h3');
+      h.textContent = section;
+      const dl = document.createElement('dl');
+      for (const [k, v] of entries) {
+        const dt = document.createElement('dt');
+        dt.textContent = k;
+        const dd = document.createElement('dd');
+        dd.textContent = v;
+        dl.append(dt, dd);
+      }
+      box.append(h, dl);
+      frag.append(box);
+    }
+    this.detailsBody.replaceChildren(frag);
+  }
+}

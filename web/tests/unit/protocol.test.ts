@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import {
+  controlMessage,
+  encode,
+  logMessage,
+  MAX_LOG_CHARS,
+  parseServerMessage,
+  promptMessage,
+  sessionUrl,
+} from '../../src/protocol';
+
+const ok = (raw: string) => {
+  const r = parseServerMessage(raw);
+  if (!r.ok) throw new Error(`expected ok, got ${r.error}`);
+  return r.message;
+};
+const bad = (raw: string) => {
+  const r = parseServerMessage(raw);
+  if (r.ok) throw new Error(`expected failure, got ${JSON.stringify(r.message)}`);
+  return r.error;
+};
+
+describe('parseServerMessage', () => {
+  it('parses the hello from the spec', () => {
+    const m = ok(
+      '{"type":"hello","session_id":"abc123","playlist":"/hls/abc123/index.m3u8","version":"0.1.0","stream":{"width":512,"height":512,"fps":25,"segment_ms":1800},"llm":"none","tts":"none"}',
+    );
+    expect(m).toEqual({
+      type: 'hello',
+      session_id: 'abc123',
+      playlist: '/hls/abc123/index.m3u8',
+      version: '0.1.0',
+      stream: { width: 512, height: 512, fps: 25, segment_ms: 1800 },
+      llm: 'none',
+      tts: 'none',
+    });
+  });
+
+  it('ignores unknown fields', () => {
+    const m = ok('{"type":"hello","session_id":"x","playlist":"/p.m3u8","future":{"a":1},"stream":{"fps":30,"codec":"avc1"}}');
+    expect(m).toEqual({ type: 'hello', session_id: 'x', playlist: '/p.m3u8', stream: { fps: 30 } });
+  });
+
+  it('rejects a hello without session_id or playlist', () => {
+    expect(bad('{"type":"hello","playlist":"/p.m3u8"}')).toMatch(/session_id/);
+    expect(bad('{"type":"hello","session_id":"x"}')).toMatch(/playlist/);
+    expect(bad('{"type":"hello","session_id":5,"playlist":"/p"}')).toMatch(/session_id/);
+  });
+
+  it('parses every status stage, with and without note', () => {
+    for (const stage of ['idle', 'thinking', 'speaking', 'complete', 'error']) {
+      expect(ok(JSON.stringify({ type: 'status', stage }))).toEqual({ type: 'status', stage });
+    }
+    expect(ok('{"type":"status","stage":"thinking","note":"asking llm"}')).toEqual({
+      type: 'status',
+      stage: 'thinking',
+      note: 'asking llm',
+    });
+  });
+
+  it('rejects an unknown stage', () => {
+    expect(bad('{"type":"status","stage":"dancing"}')).toMatch(/stage/);
+    expect(bad('{"type":"status"}')).toMatch(/stage/);
+  });
+
+  it('parses error messages', () => {
+    expect(ok('{"type":"error","code":"bad_message","message":"expected JSON"}')).toEqual({
+      type: 'error',
+      code: 'bad_message',
+      message: 'expected JSON',
+    });
+    expect(ok('{"type":"error","message":"no code"}')).toEqual({ type: 'error', code: 'error', message: 'no code' });
+    expect(bad('{"type":"error","code":"x"}')).toMatch(/message/);
+  });
+
+  it('parses transcripts (final defaults to true)', () => {
+    expect(ok('{"type":"transcript","text":"Hello there","start_ms":0,"end_ms":1200,"final":true}')).toEqual({
+      type: 'transcript',
+      text: 'Hello there',
+      start_ms: 0,
+      end_ms: 1200,
+      final: true,
+    });
+    expect(ok('{"type":"transcript","text":"Hel","final":false}')).toMatchObject({ final: false });
+    expect(ok('{"type":"transcript","text":"Hi"}')).toMatchObject({ final: true });
+    expect(bad('{"type":"transcript"}')).toMatch(/text/);
+  });
+
+  it('parses metrics, flat or under "values", flattening one level', () => {
+    expect(ok('{"type":"metrics","rtf":0.4,"queue":2,"gpu":{"util":93},"list":[1]}')).toEqual({
+      type: 'metrics',
+      values: { rtf: 0.4, queue: 2, 'gpu.util': 93 },
+    });
+    expect(ok('{"type":"metrics","values":{"encode_ms":12,"ok":true}}')).toEqual({
+      type: 'metrics',
+      values: { encode_ms: 12, ok: true },
+    });
+  });
+
+  it('passes unknown message types through as "unknown"', () => {
+    expect(ok('{"type":"viseme","id":3}')).toEqual({ type: 'unknown', rawType: 'viseme', data: { type: 'viseme', id: 3 } });
+  });
+
+  it('rejects non-JSON, non-objects and missing type', () => {
+    expect(bad('hello')).toBe('not JSON');
+    expect(bad('')).toBe('not JSON');
+    expect(bad('[1,2]')).toBe('not a JSON object');
+    expect(bad('null')).toBe('not a JSON object');
+    expect(bad('"str"')).toBe('not a JSON object');
+    expect(bad('{"kind":"hello"}')).toBe('missing "type"');
+    expect(bad('{"type":7}')).toBe('missing "type"');
+  });
+});
+
+describe('client messages', () => {
+  it('builds log, prompt and control messages', () => {
+    expect(JSON.parse(encode(logMessage('warn', 'stall')))).toEqual({ type: 'log', level: 'warn', message: 'stall' });
+    expect(JSON.parse(encode(promptMessage('hi\nthere')))).toEqual({ type: 'prompt', text: 'hi\nthere' });
+    expect(JSON.parse(encode(controlMessage('interrupt')))).toEqual({ type: 'control', action: 'interrupt' });
+  });
+
+  it('truncates very long log lines', () => {
+    const m = logMessage('error', 'x'.repeat(MAX_LOG_CHARS + 500));
+    expect(m.type === 'log' && m.message.length).toBe(MAX_LOG_CHARS + 1);
+  });
+
+  it('derives the session URL from the page origin', () => {
+    expect(sessionUrl({ protocol: 'http:', host: '127.0.0.1:8080' })).toBe('ws://127.0.0.1:8080/session');
+    expect(sessionUrl({ protocol: 'https:', host: 'talk.example' })).toBe('wss://talk.example/session');
+  });
+});
