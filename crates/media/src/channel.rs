@@ -5,17 +5,34 @@
 //! Timeline: video frame `n` starts at `floor(n * 90000 / fps)` (90 kHz ticks); audio is one
 //! continuous AAC track whose access unit `k` starts at sample `k * 1024`. Both start at media
 //! time 0 and `tfdt` stays continuous per track for the whole channel.
+//!
+//! Files: without subtitles, `index.m3u8` is the fMP4 media playlist. With subtitles
+//! ([`ChannelConfig::subtitles`], the default) `index.m3u8` is a multivariant playlist written
+//! once, together with the first segment and after the media playlists; the fMP4 media playlist
+//! is `video.m3u8` and the WebVTT one `subs.m3u8`, which lists a `subs-<msn>.vtt` for every
+//! `seg-<msn>.m4s` with the same sequence number, duration and date, slides with it and is
+//! deleted with it.
 
 use std::collections::VecDeque;
 
 use crate::audio::{AacEncoder, AAC_SAMPLE_RATES, SAMPLES_PER_AU};
 use crate::fmp4::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TIMESCALE, VIDEO_TRACK_ID};
-use crate::playlist::{MediaPlaylist, PlaylistSegment};
+use crate::playlist::{MediaPlaylist, MultivariantPlaylist, PlaylistSegment, SubtitlesRendition};
+use crate::subtitles::CueTrack;
 use crate::video::{self, H264Encoder, I420Frame};
 use crate::MediaError;
 
-/// Name of the media playlist file.
+/// Name of the playlist players open: the fMP4 media playlist, or with subtitles the
+/// multivariant playlist.
 pub const PLAYLIST_NAME: &str = "index.m3u8";
+/// Name of the fMP4 media playlist when subtitles are on.
+pub const VIDEO_PLAYLIST_NAME: &str = "video.m3u8";
+/// Name of the WebVTT subtitles media playlist.
+pub const SUBTITLES_PLAYLIST_NAME: &str = "subs.m3u8";
+/// `GROUP-ID` of the subtitles rendition.
+const SUBTITLES_GROUP: &str = "subs";
+/// `NAME` of the subtitles rendition.
+const SUBTITLES_TRACK_NAME: &str = "Captions";
 
 /// Shortest accepted `segment_ms`.
 const MIN_SEGMENT_MS: u32 = 200;
@@ -46,6 +63,12 @@ pub struct ChannelConfig {
     pub audio_bitrate_kbps: u32,
     /// Extra time added to the RFC 8216 grace before a removed segment may be deleted.
     pub deletion_slack_ms: u32,
+    /// Publish captions ([`LiveChannel::add_cue`]) as a WebVTT subtitles rendition behind a
+    /// multivariant `index.m3u8` (see the module docs). When false the output is a single media
+    /// playlist `index.m3u8` and cues are ignored.
+    pub subtitles: bool,
+    /// `LANGUAGE` of the subtitles rendition: an RFC 5646 tag (letters, digits, `-`).
+    pub subtitles_language: String,
 }
 
 impl Default for ChannelConfig {
@@ -61,6 +84,8 @@ impl Default for ChannelConfig {
             video_bitrate_kbps: 1000,
             audio_bitrate_kbps: 64,
             deletion_slack_ms: 2000,
+            subtitles: true,
+            subtitles_language: "en".into(),
         }
     }
 }
@@ -127,6 +152,19 @@ impl ChannelConfig {
                     "must be 1..={max_audio_kbps} at {} Hz mono",
                     self.sample_rate
                 ),
+            );
+        }
+        let lang = &self.subtitles_language;
+        if lang.is_empty()
+            || lang.len() > 35
+            || lang.starts_with('-')
+            || lang.ends_with('-')
+            || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad(
+                "subtitles_language",
+                lang.clone(),
+                "must be a language tag such as en or pt-BR".into(),
             );
         }
         Ok(())
@@ -208,6 +246,14 @@ pub enum Output {
         /// The full new text.
         text: String,
     },
+    /// Write a file that is neither an init nor a media segment: a WebVTT subtitle segment
+    /// (`subs-<msn>.vtt`, UTF-8), before the playlist that lists it. It never changes afterwards.
+    File {
+        /// File name, e.g. `subs-12.vtt`.
+        name: String,
+        /// File contents.
+        bytes: Vec<u8>,
+    },
     /// Delete a file: its grace period has passed.
     Delete {
         /// File name.
@@ -237,6 +283,14 @@ struct OpenSegment {
     chunk_video: Vec<VideoSample>,
 }
 
+/// Subtitles state: the WebVTT media playlist (kept in lockstep with the video one) and the cues.
+#[derive(Debug)]
+struct Subtitles {
+    playlist: MediaPlaylist,
+    cues: CueTrack,
+    multivariant_emitted: bool,
+}
+
 /// One live HLS channel: frames and PCM in, [`Output`]s out. See the module docs.
 ///
 /// ```
@@ -252,12 +306,19 @@ struct OpenSegment {
 ///     let now = start_unix_ms + ch.frame_time_ms(n + 1) as i64; // the caller's wall clock
 ///     for out in ch.push_frame(&frame, &pcm, now)? {
 ///         match out {
-///             Output::Init { name, .. } | Output::Segment { name, .. } => written.push(name),
-///             Output::Playlist { .. } | Output::Delete { .. } => {}
+///             Output::Init { name, .. }
+///             | Output::Segment { name, .. }
+///             | Output::File { name, .. }
+///             | Output::Playlist { name, .. } => written.push(name),
+///             Output::Delete { .. } => {}
 ///         }
 ///     }
 /// }
-/// assert_eq!(written, ["init-0.mp4", "seg-0.m4s"]); // 45 frames = 1.8 s
+/// // 45 frames = 1.8 s; the multivariant index.m3u8 comes after the media playlists.
+/// assert_eq!(
+///     written,
+///     ["init-0.mp4", "seg-0.m4s", "subs-0.vtt", "video.m3u8", "subs.m3u8", "index.m3u8"]
+/// );
 /// ch.finish(start_unix_ms + 2000)?;
 /// # Ok::<(), talkstream_media::MediaError>(())
 /// ```
@@ -278,6 +339,12 @@ pub struct LiveChannel {
     init_name: String,
     init_emitted: bool,
     playlist_emitted: bool,
+    /// Bit rate of the first segment (bits/s), for the multivariant `BANDWIDTH`.
+    first_segment_bps: Option<u64>,
+    /// End of the published video (90 kHz ticks) and audio (samples).
+    published_ticks: u64,
+    published_audio_samples: u64,
+    subs: Option<Subtitles>,
     finished: bool,
     failed: bool,
 }
@@ -307,6 +374,15 @@ impl LiveChannel {
         let audio = AacEncoder::new(cfg.sample_rate, cfg.audio_bitrate_kbps)?;
         let playlist =
             MediaPlaylist::new(cfg.target_duration_s(), cfg.window, cfg.deletion_slack_ms)?;
+        let subs = if cfg.subtitles {
+            Some(Subtitles {
+                playlist: playlist.clone(),
+                cues: CueTrack::new(),
+                multivariant_emitted: false,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             cfg,
             start_unix_ms,
@@ -323,6 +399,10 @@ impl LiveChannel {
             init_name: "init-0.mp4".into(),
             init_emitted: false,
             playlist_emitted: false,
+            first_segment_bps: None,
+            published_ticks: 0,
+            published_audio_samples: 0,
+            subs,
             finished: false,
             failed: false,
         })
@@ -358,6 +438,55 @@ impl LiveChannel {
     /// RFC 6381 `CODECS` value (`avc1.PPCCLL,mp4a.40.2`), known once the first frame is encoded.
     pub fn codecs(&self) -> Option<String> {
         self.video.codec_string().map(|v| format!("{v},mp4a.40.2"))
+    }
+
+    /// Name of the fMP4 media playlist: [`VIDEO_PLAYLIST_NAME`] with subtitles, else
+    /// [`PLAYLIST_NAME`].
+    pub fn media_playlist_name(&self) -> &'static str {
+        if self.subs.is_some() {
+            VIDEO_PLAYLIST_NAME
+        } else {
+            PLAYLIST_NAME
+        }
+    }
+
+    /// Adds a caption cue shown from `start_ms` to `end_ms` (media times, the timeline of
+    /// [`LiveChannel::frame_time_ms`]). Cues may be added in any order, before or while their
+    /// time is produced; each goes into the WebVTT segment of every video segment it overlaps,
+    /// written when that segment closes. A segment already published cannot change: a cue that
+    /// ends within published time (see [`LiveChannel::cues_published_until_ms`]) is ignored,
+    /// and one that starts there but ends later only appears in later segments (with its real,
+    /// unclipped times). Also ignored: `end_ms <= start_ms`, blank text, and any cue when
+    /// subtitles are off. Text is plain (escaped when written); blank lines are dropped.
+    pub fn add_cue(&mut self, start_ms: u64, end_ms: u64, text: &str) {
+        if let Some(subs) = &mut self.subs {
+            subs.cues.add(start_ms, end_ms, text);
+        }
+    }
+
+    /// Barge-in: drops the cues starting at or after `from_ms` and ends any cue spanning
+    /// `from_ms` there. Published WebVTT segments keep the cues they were written with.
+    pub fn clear_cues_from(&mut self, from_ms: u64) {
+        if let Some(subs) = &mut self.subs {
+            subs.cues.clear_from(from_ms);
+        }
+    }
+
+    /// Media time (ms) up to which WebVTT segments are published: the end of the last closed
+    /// segment. `None` when subtitles are off.
+    pub fn cues_published_until_ms(&self) -> Option<u64> {
+        self.subs.as_ref().map(|s| s.cues.published_until_ms())
+    }
+
+    /// Length of the published media in ms, rounded up: the longer of the video and the audio
+    /// track of all closed segments (the audio may run up to one AAC access unit past the
+    /// video). After [`LiveChannel::finish`] it is the `duration_ms` to give
+    /// [`crate::offline_mp4`].
+    pub fn published_duration_ms(&self) -> u64 {
+        let video = self.published_ticks.div_ceil(90);
+        let audio = (u128::from(self.published_audio_samples) * 1000)
+            .div_ceil(u128::from(self.cfg.sample_rate));
+        video.max(u64::try_from(audio).unwrap_or(u64::MAX))
     }
 
     /// Pushes the next video frame and exactly `samples_for_frame(next_frame_index())` mono PCM
@@ -496,24 +625,14 @@ impl LiveChannel {
         let mut out = Vec::new();
         if self.open.is_some() {
             self.pending_audio.extend(self.audio.flush()?);
-            out.extend(self.close_segment(now_unix_ms, true)?);
+            out.extend(self.close_segment_files(now_unix_ms, true)?);
         }
         self.pending_audio.clear();
         self.playlist.end();
-        self.playlist_emitted = true;
-        if out.iter().all(|o| !matches!(o, Output::Playlist { .. })) {
-            out.push(Output::Playlist {
-                name: PLAYLIST_NAME.into(),
-                text: self.playlist.render(),
-            });
-        } else {
-            // close_segment rendered before end(): re-render with ENDLIST.
-            for o in &mut out {
-                if let Output::Playlist { text, .. } = o {
-                    *text = self.playlist.render();
-                }
-            }
+        if let Some(subs) = &mut self.subs {
+            subs.playlist.end();
         }
+        out.extend(self.playlist_outputs());
         out.extend(self.poll_expired(now_unix_ms));
         Ok(out)
     }
@@ -521,21 +640,33 @@ impl LiveChannel {
     /// Delete outputs for files whose grace period has passed at `now_unix_ms` (segments, then
     /// init segments no longer used).
     pub fn poll_expired(&mut self, now_unix_ms: i64) -> Vec<Output> {
-        self.playlist
-            .poll_expired(now_unix_ms)
+        let mut names = self.playlist.poll_expired(now_unix_ms);
+        if let Some(subs) = &mut self.subs {
+            names.extend(subs.playlist.poll_expired(now_unix_ms));
+        }
+        names
             .into_iter()
             .map(|name| Output::Delete { name })
             .collect()
     }
 
-    /// Every file name this channel has created (segments, init segments and the playlist) that
-    /// has not been reported in a [`Output::Delete`].
+    /// Every file name this channel has created (segments, init segments, subtitle segments and
+    /// playlists) that has not been reported in a [`Output::Delete`].
     pub fn live_files(&self) -> Vec<String> {
         // The init segment is emitted together with the first segment that uses it, so the
         // playlist's bookkeeping covers it.
         let mut files = self.playlist.live_files();
+        if let Some(subs) = &self.subs {
+            files.extend(subs.playlist.live_files());
+        }
         if self.playlist_emitted {
-            files.push(PLAYLIST_NAME.into());
+            files.push(self.media_playlist_name().into());
+            if let Some(subs) = &self.subs {
+                files.push(SUBTITLES_PLAYLIST_NAME.into());
+                if subs.multivariant_emitted {
+                    files.push(PLAYLIST_NAME.into());
+                }
+            }
         }
         files
     }
@@ -609,8 +740,77 @@ impl LiveChannel {
         Ok(())
     }
 
-    /// Closes the open segment: returns [Init,] Segment, Playlist.
+    /// Closes the open segment: returns [Init,] Segment, [File (WebVTT),] then the playlists.
     fn close_segment(
+        &mut self,
+        now_unix_ms: i64,
+        all_audio: bool,
+    ) -> Result<Vec<Output>, MediaError> {
+        let mut out = self.close_segment_files(now_unix_ms, all_audio)?;
+        if !out.is_empty() {
+            out.extend(self.playlist_outputs());
+        }
+        Ok(out)
+    }
+
+    /// The current media playlist(s), and the multivariant playlist the first time.
+    fn playlist_outputs(&mut self) -> Vec<Output> {
+        let mut out = vec![Output::Playlist {
+            name: self.media_playlist_name().into(),
+            text: self.playlist.render(),
+        }];
+        self.playlist_emitted = true;
+        let multivariant = match &self.subs {
+            Some(subs) if !subs.multivariant_emitted => Some(self.multivariant()),
+            _ => None,
+        };
+        if let Some(subs) = &mut self.subs {
+            out.push(Output::Playlist {
+                name: SUBTITLES_PLAYLIST_NAME.into(),
+                text: subs.playlist.render(),
+            });
+            if let Some(m) = multivariant {
+                out.push(Output::Playlist {
+                    name: PLAYLIST_NAME.into(),
+                    text: m.render(),
+                });
+                subs.multivariant_emitted = true;
+            }
+        }
+        out
+    }
+
+    /// The multivariant playlist: one variant plus the subtitles rendition.
+    fn multivariant(&self) -> MultivariantPlaylist {
+        let configured = u64::from(self.cfg.video_bitrate_kbps)
+            .saturating_add(u64::from(self.cfg.audio_bitrate_kbps))
+            .saturating_mul(1000);
+        // ~5 % fMP4 overhead on average; the peak allows for rate-control overshoot.
+        let average = configured.saturating_add(configured / 20);
+        let bandwidth = self
+            .first_segment_bps
+            .unwrap_or(0)
+            .max(configured.saturating_add(configured / 4));
+        MultivariantPlaylist {
+            bandwidth,
+            average_bandwidth: Some(average),
+            codecs: self.codecs(),
+            width: self.cfg.width,
+            height: self.cfg.height,
+            frame_rate: f64::from(self.cfg.fps),
+            uri: VIDEO_PLAYLIST_NAME.into(),
+            subtitles: Some(SubtitlesRendition {
+                group_id: SUBTITLES_GROUP.into(),
+                name: SUBTITLES_TRACK_NAME.into(),
+                language: self.cfg.subtitles_language.clone(),
+                uri: SUBTITLES_PLAYLIST_NAME.into(),
+            }),
+        }
+    }
+
+    /// Closes the open segment: returns [Init,] Segment[, File (WebVTT)]; updates the playlist
+    /// models without rendering them.
+    fn close_segment_files(
         &mut self,
         now_unix_ms: i64,
         all_audio: bool,
@@ -647,6 +847,13 @@ impl LiveChannel {
             },
             now_unix_ms,
         )?;
+        self.published_ticks = open.start_tick + open.ticks;
+        self.published_audio_samples += open.audio_samples;
+        if self.first_segment_bps.is_none() && open.ticks > 0 {
+            let bits = (open.bytes.len() as u128).saturating_mul(8);
+            let bps = bits * u128::from(VIDEO_TIMESCALE) / u128::from(open.ticks);
+            self.first_segment_bps = Some(u64::try_from(bps).unwrap_or(u64::MAX));
+        }
         out.push(Output::Segment {
             name,
             bytes: open.bytes,
@@ -659,11 +866,27 @@ impl LiveChannel {
                 chunks: open.chunks,
             },
         });
-        out.push(Output::Playlist {
-            name: PLAYLIST_NAME.into(),
-            text: self.playlist.render(),
-        });
-        self.playlist_emitted = true;
+        if let Some(subs) = &mut self.subs {
+            // Same duration, date and window as the video playlist: same MSN, same sliding.
+            let vtt_name = format!("subs-{msn}.vtt");
+            let text = subs
+                .cues
+                .publish_segment(open.start_tick, open.start_tick + open.ticks);
+            subs.playlist.push_segment(
+                PlaylistSegment {
+                    uri: vtt_name.clone(),
+                    duration_ms,
+                    program_date_time_ms: Some(pdt),
+                    map_uri: String::new(),
+                    discontinuity: false,
+                },
+                now_unix_ms,
+            )?;
+            out.push(Output::File {
+                name: vtt_name,
+                bytes: text.into_bytes(),
+            });
+        }
         Ok(out)
     }
 
@@ -699,6 +922,8 @@ mod tests {
 
     const START: i64 = 1_767_268_800_000;
 
+    /// A small channel with today's single-playlist layout (subtitles off): the tests that use
+    /// it as-is check that this layout did not change.
     fn small(segment_ms: u32) -> ChannelConfig {
         ChannelConfig {
             width: 64,
@@ -706,8 +931,54 @@ mod tests {
             segment_ms,
             video_bitrate_kbps: 200,
             deletion_slack_ms: 0,
+            subtitles: false,
             ..ChannelConfig::default()
         }
+    }
+
+    /// Like [`small`] with the subtitles rendition on.
+    fn small_subs(segment_ms: u32) -> ChannelConfig {
+        ChannelConfig {
+            subtitles: true,
+            ..small(segment_ms)
+        }
+    }
+
+    /// (name, text) of the playlists among `out`, in order.
+    fn playlists(out: &[Output]) -> Vec<(&str, &str)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Playlist { name, text } => Some((name.as_str(), text.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (name, text) of the WebVTT files among `out`.
+    fn vtt_files(out: &[Output]) -> Vec<(String, String)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::File { name, bytes } => {
+                    Some((name.clone(), String::from_utf8(bytes.clone()).unwrap()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The media playlist lines that describe segments (everything but the URIs, which differ
+    /// between the two playlists, and EXT-X-MAP, which only the video one has).
+    fn timing_lines(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with('#') && !l.starts_with("#EXT-X-MAP"))
+            .collect()
+    }
+
+    /// Segment URIs of a media playlist with their extension stripped to the MSN.
+    fn listed_msns(text: &str, prefix: &str, ext: &str) -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(prefix)?.strip_suffix(ext)?.parse().ok())
+            .collect()
     }
 
     fn frame_for(n: u64, w: u32, h: u32) -> I420Frame {
@@ -1057,6 +1328,8 @@ mod tests {
         assert_eq!(audio, (100 * 1920u64).div_ceil(1024) * 1024);
         let frames: u32 = segments(&out).iter().map(|s| s.2.frames).sum();
         assert_eq!(frames, 100);
+        // 4 s of video; 188 AUs = 192512 samples = 4010.67 ms of audio.
+        assert_eq!(ch.published_duration_ms(), 4011);
     }
 
     #[test]
@@ -1114,5 +1387,267 @@ mod tests {
         // playlist + init + 15 listed + ~17 in grace.
         assert!(max_live <= 2 + 15 + 18, "{max_live}");
         assert!(ch.live_files().contains(&"index.m3u8".to_string()));
+    }
+
+    #[test]
+    fn subtitles_layout_and_write_order() {
+        let mut ch = LiveChannel::new(small_subs(1800), START).unwrap();
+        assert_eq!(ch.media_playlist_name(), "video.m3u8");
+        ch.add_cue(100, 900, "Hi <there> & welcome");
+        let out = push_n(&mut ch, 45);
+        let names: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Output::Init { name, .. }
+                | Output::Segment { name, .. }
+                | Output::File { name, .. }
+                | Output::Playlist { name, .. }
+                | Output::Delete { name } => name.as_str(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "init-0.mp4",
+                "seg-0.m4s",
+                "subs-0.vtt",
+                "video.m3u8",
+                "subs.m3u8",
+                "index.m3u8"
+            ]
+        );
+        let pl = playlists(&out);
+        let codecs = ch.codecs().unwrap();
+        assert_eq!(
+            pl[2].1,
+            format!(
+                "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+                 #EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Captions\",LANGUAGE=\"en\",\
+                 DEFAULT=YES,AUTOSELECT=YES,FORCED=NO,URI=\"subs.m3u8\"\n\
+                 #EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH=277200,CODECS=\"{codecs}\",\
+                 RESOLUTION=64x48,FRAME-RATE=25.000,SUBTITLES=\"subs\"\nvideo.m3u8\n",
+                pl[2]
+                    .1
+                    .split("BANDWIDTH=")
+                    .nth(1)
+                    .and_then(|r| r.split(',').next())
+                    .unwrap()
+            )
+        );
+        // The video playlist is exactly what index.m3u8 was without subtitles.
+        assert!(pl[0].1.contains("#EXT-X-MAP:URI=\"init-0.mp4\"\n"));
+        assert!(pl[0].1.ends_with("#EXTINF:1.800,\nseg-0.m4s\n"));
+        assert_eq!(
+            pl[1].1,
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-PROGRAM-DATE-TIME:2026-01-01T12:00:00.000Z\n#EXTINF:1.800,\nsubs-0.vtt\n"
+        );
+        assert_eq!(
+            vtt_files(&out),
+            [(
+                "subs-0.vtt".to_string(),
+                "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n\
+                 00:00:00.100 --> 00:00:00.900\nHi &lt;there&gt; &amp; welcome\n\n"
+                    .to_string()
+            )]
+        );
+        // Later segments: no init, no multivariant.
+        let out = push_n(&mut ch, 45);
+        let pl = playlists(&out);
+        assert_eq!(
+            pl.iter().map(|p| p.0).collect::<Vec<_>>(),
+            ["video.m3u8", "subs.m3u8"]
+        );
+        let mut files = ch.live_files();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "index.m3u8",
+                "init-0.mp4",
+                "seg-0.m4s",
+                "seg-1.m4s",
+                "subs-0.vtt",
+                "subs-1.vtt",
+                "subs.m3u8",
+                "video.m3u8"
+            ]
+        );
+        // Finish ends both media playlists; the multivariant playlist never changes.
+        let out = ch.finish(START + 4000).unwrap();
+        let pl = playlists(&out);
+        assert_eq!(
+            pl.iter().map(|p| p.0).collect::<Vec<_>>(),
+            ["video.m3u8", "subs.m3u8"]
+        );
+        assert!(pl.iter().all(|p| p.1.ends_with("#EXT-X-ENDLIST\n")));
+    }
+
+    #[test]
+    fn subtitle_playlist_moves_in_lockstep_with_video() {
+        // 200 ms segments (TD 1 s), window 3, cut early now and then.
+        let cfg = ChannelConfig {
+            window: 3,
+            ..small_subs(200)
+        };
+        let mut ch = LiveChannel::new(cfg, START).unwrap();
+        let (mut video, mut subs) = (String::new(), String::new());
+        let mut deleted_seg = Vec::new();
+        let mut deleted_vtt = Vec::new();
+        let mut max_live = 0;
+        for i in 0..800u64 {
+            if i % 37 == 0 {
+                ch.cut_before_next(Some(120));
+            }
+            let out = push_n(&mut ch, 1);
+            let segs = segments(&out);
+            let vtts = vtt_files(&out);
+            assert_eq!(segs.len(), vtts.len());
+            for ((_, _, info), (name, _)) in segs.iter().zip(&vtts) {
+                assert_eq!(*name, format!("subs-{}.vtt", info.msn));
+            }
+            for (name, text) in playlists(&out) {
+                match name {
+                    "video.m3u8" => video = text.to_owned(),
+                    "subs.m3u8" => subs = text.to_owned(),
+                    other => assert_eq!(other, "index.m3u8"),
+                }
+            }
+            let mut seg_del = Vec::new();
+            let mut vtt_del = Vec::new();
+            for o in &out {
+                if let Output::Delete { name } = o {
+                    if let Some(n) = name.strip_prefix("seg-") {
+                        seg_del.push(n.trim_end_matches(".m4s").to_owned());
+                    } else if let Some(n) = name.strip_prefix("subs-") {
+                        vtt_del.push(n.trim_end_matches(".vtt").to_owned());
+                    } else {
+                        panic!("unexpected delete of {name}");
+                    }
+                }
+            }
+            assert_eq!(seg_del, vtt_del, "deleted together");
+            deleted_seg.extend(seg_del);
+            deleted_vtt.extend(vtt_del);
+            if !video.is_empty() {
+                assert_eq!(timing_lines(&video), timing_lines(&subs));
+                assert_eq!(
+                    listed_msns(&video, "seg-", ".m4s"),
+                    listed_msns(&subs, "subs-", ".vtt")
+                );
+                assert!(!subs.contains("EXT-X-MAP"));
+            }
+            let live = ch.live_files();
+            let count = |ext: &str| live.iter().filter(|f| f.ends_with(ext)).count();
+            assert_eq!(count(".m4s"), count(".vtt"), "same number of files alive");
+            max_live = max_live.max(live.len());
+        }
+        let msns = listed_msns(&video, "seg-", ".m4s");
+        assert!(
+            deleted_seg.len() > 100,
+            "{} deleted, listed {msns:?}",
+            deleted_seg.len()
+        );
+        assert!(subs.contains("#EXT-X-MEDIA-SEQUENCE:") && !subs.contains("SEQUENCE:0\n#EXT-X-D"));
+        // 3 playlists + init + 2 x (listed + in grace); early cuts make some segments short.
+        assert!(max_live <= 4 + 2 * (20 + 20), "{max_live}");
+        let out = ch.finish(START + 40_000).unwrap();
+        let pl = playlists(&out);
+        assert!(pl.iter().all(|p| p.1.ends_with("#EXT-X-ENDLIST\n")));
+        assert_eq!(timing_lines(pl[0].1), timing_lines(pl[1].1));
+    }
+
+    #[test]
+    fn cues_land_in_every_overlapping_vtt_segment() {
+        let mut ch = LiveChannel::new(small_subs(1800), START).unwrap();
+        ch.add_cue(1500, 2100, "spans the first cut");
+        ch.add_cue(3000, 5000, "cut short by barge-in");
+        ch.add_cue(4000, 4500, "never said");
+        let mut out = push_n(&mut ch, 45);
+        assert_eq!(ch.cues_published_until_ms(), Some(1800));
+        // Too late for segment 0: ignored; partly late: kept for segment 1.
+        ch.add_cue(200, 1700, "too late");
+        ch.add_cue(1700, 1900, "partly late");
+        ch.clear_cues_from(3500);
+        ch.add_cue(3600, 3700, "after barge-in");
+        out.extend(push_n(&mut ch, 90));
+        let vtts = vtt_files(&out);
+        assert_eq!(vtts.len(), 3);
+        let head = "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n";
+        assert_eq!(
+            vtts[0].1,
+            format!("{head}00:00:01.500 --> 00:00:02.100\nspans the first cut\n\n")
+        );
+        assert_eq!(
+            vtts[1].1,
+            format!(
+                "{head}00:00:01.500 --> 00:00:02.100\nspans the first cut\n\n\
+                 00:00:01.700 --> 00:00:01.900\npartly late\n\n\
+                 00:00:03.000 --> 00:00:03.500\ncut short by barge-in\n\n"
+            )
+        );
+        assert_eq!(
+            vtts[2].1,
+            format!("{head}00:00:03.600 --> 00:00:03.700\nafter barge-in\n\n")
+        );
+        assert_eq!(ch.cues_published_until_ms(), Some(5400));
+    }
+
+    #[test]
+    fn subtitles_off_ignores_cues() {
+        let mut ch = LiveChannel::new(small(1800), START).unwrap();
+        ch.add_cue(0, 1000, "ignored");
+        ch.clear_cues_from(0);
+        assert_eq!(ch.cues_published_until_ms(), None);
+        let out = push_n(&mut ch, 45);
+        assert!(vtt_files(&out).is_empty());
+        assert_eq!(
+            playlists(&out).iter().map(|p| p.0).collect::<Vec<_>>(),
+            ["index.m3u8"]
+        );
+    }
+
+    #[test]
+    fn finish_without_frames_writes_all_three_playlists() {
+        let mut ch = LiveChannel::new(small_subs(1800), START).unwrap();
+        let out = ch.finish(START).unwrap();
+        let pl = playlists(&out);
+        assert_eq!(
+            pl.iter().map(|p| p.0).collect::<Vec<_>>(),
+            ["video.m3u8", "subs.m3u8", "index.m3u8"]
+        );
+        assert!(pl[0].1.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(pl[1].1.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(
+            !pl[2].1.contains("CODECS"),
+            "unknown before the first frame"
+        );
+        assert!(pl[2].1.contains("SUBTITLES=\"subs\"\nvideo.m3u8\n"));
+    }
+
+    #[test]
+    fn subtitles_language_is_validated() {
+        for bad in ["", "en\"", "-en", "e n", "en\n"] {
+            let cfg = ChannelConfig {
+                subtitles_language: bad.into(),
+                ..small_subs(1800)
+            };
+            assert!(
+                matches!(
+                    LiveChannel::new(cfg, 0),
+                    Err(MediaError::InvalidConfig {
+                        field: "subtitles_language",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        let cfg = ChannelConfig {
+            subtitles_language: "pt-BR".into(),
+            ..small_subs(1800)
+        };
+        assert!(LiveChannel::new(cfg, 0).is_ok());
     }
 }

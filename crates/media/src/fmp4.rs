@@ -470,6 +470,113 @@ pub fn chunk(sequence_number: u32, runs: &[TrackRun<'_>]) -> Result<Vec<u8>, Med
     w.finish()
 }
 
+/// Turns a channel's init segment followed by all its media segments (in order) into one
+/// regular (fragmented) MP4 file whose header knows the total duration: `mvhd.duration` is set
+/// and an `mvex/mehd` (fragment duration) is added or updated, both in the movie timescale,
+/// from `duration_ms`. The fragments are copied unchanged (their data offsets are relative to
+/// their own `moof`, so growing the header moves nothing they point at).
+///
+/// Errors if `init` has no well-formed top-level `moov` with `mvhd` and `mvex` (32-bit box sizes,
+/// as [`init_segment`] writes).
+pub fn offline_mp4(
+    init: &[u8],
+    segments: &[&[u8]],
+    duration_ms: u64,
+) -> Result<Vec<u8>, MediaError> {
+    let bad = |what: &str| MediaError::Fmp4 {
+        message: format!("offline_mp4: {what}"),
+    };
+    let moov = find_box(init, 0..init.len(), b"moov").ok_or_else(|| bad("no moov box"))?;
+    let mvhd = find_box(init, moov.payload.clone(), b"mvhd").ok_or_else(|| bad("no mvhd box"))?;
+    let mvex = find_box(init, moov.payload.clone(), b"mvex").ok_or_else(|| bad("no mvex box"))?;
+    let field = |at: usize, len: usize| -> Result<&[u8], MediaError> {
+        init.get(at..at + len)
+            .filter(|_| at + len <= mvhd.payload.end)
+            .ok_or_else(|| bad("mvhd too short"))
+    };
+    let version = field(mvhd.payload.start, 1)?[0];
+    // (timescale offset, duration offset, duration width) after version+flags and the times.
+    let (ts_at, dur_at, dur_len) = if version == 1 {
+        (mvhd.payload.start + 20, mvhd.payload.start + 24, 8)
+    } else {
+        (mvhd.payload.start + 12, mvhd.payload.start + 16, 4)
+    };
+    let mut ts = [0u8; 4];
+    ts.copy_from_slice(field(ts_at, 4)?);
+    let timescale = u64::from(u32::from_be_bytes(ts));
+    field(dur_at, dur_len)?;
+    let duration = u64::try_from(u128::from(duration_ms) * u128::from(timescale) / 1000)
+        .map_err(|_| bad("duration does not fit in 64 bits"))?;
+    if dur_len == 4 && duration > u64::from(u32::MAX) {
+        return Err(bad("duration does not fit the 32-bit mvhd (version 0)"));
+    }
+    let mut head = init.to_vec();
+    head[dur_at..dur_at + dur_len].copy_from_slice(&duration.to_be_bytes()[8 - dur_len..]);
+    // mehd: version 1 only when the value needs 64 bits.
+    let mehd = {
+        let mut w = Writer::new();
+        if let Ok(d) = u32::try_from(duration) {
+            w.begin_full(b"mehd", 0, 0);
+            w.u32(d);
+        } else {
+            w.begin_full(b"mehd", 1, 0);
+            w.u64(duration);
+        }
+        w.end()?;
+        w.finish()?
+    };
+    let (cut, old_len) = match find_box(init, mvex.payload.clone(), b"mehd") {
+        Some(old) => (old.start, old.payload.end - old.start),
+        None => (mvex.payload.start, 0),
+    };
+    let growth = mehd.len() as i64 - old_len as i64;
+    for b in [&moov, &mvex] {
+        let size = i64::from(read_u32(init, b.start).unwrap_or(0)) + growth;
+        let size = u32::try_from(size).map_err(|_| bad("box size overflow"))?;
+        head[b.start..b.start + 4].copy_from_slice(&size.to_be_bytes());
+    }
+    let total = head.len() + mehd.len() + segments.iter().map(|s| s.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&head[..cut]);
+    out.extend_from_slice(&mehd);
+    out.extend_from_slice(&head[cut + old_len..]);
+    for s in segments {
+        out.extend_from_slice(s);
+    }
+    Ok(out)
+}
+
+/// A box found by [`find_box`]: offset of its header and its payload range.
+struct FoundBox {
+    start: usize,
+    payload: std::ops::Range<usize>,
+}
+
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The first box of type `kind` among the boxes tiling `data[range]` (32-bit sizes only).
+fn find_box(data: &[u8], range: std::ops::Range<usize>, kind: &[u8; 4]) -> Option<FoundBox> {
+    let mut at = range.start;
+    while at.checked_add(8)? <= range.end {
+        let size = read_u32(data, at)? as usize;
+        let end = at.checked_add(size)?;
+        if size < 8 || end > range.end {
+            return None;
+        }
+        if data.get(at + 4..at + 8)? == kind {
+            return Some(FoundBox {
+                start: at,
+                payload: at + 8..end,
+            });
+        }
+        at = end;
+    }
+    None
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! A tiny ISO BMFF box walker for tests.
@@ -686,6 +793,38 @@ mod tests {
         // esds carries the ASC.
         let needle = [0x05, 0x02, 0x11, 0x88, 0x06, 0x01, 0x02];
         assert!(init.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn offline_mp4_sets_mvhd_and_mehd_durations() {
+        let init = init_segment(&video_track(), &audio_track()).unwrap();
+        let seg = [1u8, 2, 3];
+        let out = offline_mp4(&init, &[&seg, &seg], 6_040).unwrap();
+        assert_eq!(out.len(), init.len() + 16 + 6);
+        assert_eq!(&out[out.len() - 6..], &[1, 2, 3, 1, 2, 3]);
+        let head = &out[..init.len() + 16];
+        let mvhd = find(head, &[b"moov", b"mvhd"]);
+        assert_eq!(be32(head, mvhd.payload.start + 12), 1000, "movie timescale");
+        assert_eq!(be32(head, mvhd.payload.start + 16), 6_040);
+        let mvex = find(head, &[b"moov", b"mvex"]);
+        let kids: Vec<String> = children_of(head, &mvex).iter().map(Bx::kind_str).collect();
+        assert_eq!(kids, ["mehd", "trex", "trex"]);
+        let mehd = find(head, &[b"moov", b"mvex", b"mehd"]);
+        assert_eq!(be32(head, mehd.payload.start), 0, "version 0, no flags");
+        assert_eq!(be32(head, mehd.payload.start + 4), 6_040);
+        // Patching again replaces the mehd instead of adding a second one.
+        let again = offline_mp4(head, &[], 100).unwrap();
+        assert_eq!(again.len(), head.len());
+        let mehd = find(&again, &[b"moov", b"mvex", b"mehd"]);
+        assert_eq!(be32(&again, mehd.payload.start + 4), 100);
+        // Rejects what is not an init segment, without panicking.
+        assert!(offline_mp4(&[0, 0, 0, 8], &[], 1).is_err());
+        assert!(offline_mp4(&init[..init.len() - 3], &[], 1).is_err());
+        assert!(offline_mp4(&[], &[], 1).is_err());
+        assert!(
+            offline_mp4(&init, &[], 5_000_000_000).is_err(),
+            "mvhd v0 overflow"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct PlaylistSegment {
     /// Wall-clock time of the segment's first sample, Unix milliseconds
     /// (`EXT-X-PROGRAM-DATE-TIME`), if known.
     pub program_date_time_ms: Option<i64>,
-    /// URI of the init section (`EXT-X-MAP`) this segment needs.
+    /// URI of the init section (`EXT-X-MAP`) this segment needs; empty for segments without
+    /// one (WebVTT subtitle segments): no `EXT-X-MAP` is written and nothing is tracked for it.
     pub map_uri: String,
     /// True if an `EXT-X-DISCONTINUITY` precedes this segment. A new `map_uri` needs one.
     pub discontinuity: bool,
@@ -129,7 +130,9 @@ impl MediaPlaylist {
         }
         let msn = self.next_msn;
         self.next_msn += 1;
-        *self.map_refs.entry(seg.map_uri.clone()).or_insert(0) += 1;
+        if !seg.map_uri.is_empty() {
+            *self.map_refs.entry(seg.map_uri.clone()).or_insert(0) += 1;
+        }
         self.segments.push_back(Listed {
             msn,
             seg,
@@ -270,7 +273,7 @@ impl MediaPlaylist {
             if l.seg.discontinuity {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            if current_map != Some(l.seg.map_uri.as_str()) {
+            if !l.seg.map_uri.is_empty() && current_map != Some(l.seg.map_uri.as_str()) {
                 let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", l.seg.map_uri);
                 current_map = Some(&l.seg.map_uri);
             }
@@ -290,6 +293,86 @@ impl MediaPlaylist {
         }
         s
     }
+}
+
+/// A subtitles rendition (`EXT-X-MEDIA:TYPE=SUBTITLES`) of a [`MultivariantPlaylist`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtitlesRendition {
+    /// `GROUP-ID`, referenced by the variant's `SUBTITLES` attribute.
+    pub group_id: String,
+    /// `NAME`, shown in players' track menus.
+    pub name: String,
+    /// `LANGUAGE` (an RFC 5646 tag such as `en`).
+    pub language: String,
+    /// URI of the WebVTT media playlist.
+    pub uri: String,
+}
+
+/// A multivariant playlist with a single variant stream and optional subtitles rendition. It is
+/// written once and never changes, so players can poll it like a static file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultivariantPlaylist {
+    /// `BANDWIDTH`: peak segment bit rate, bits per second.
+    pub bandwidth: u64,
+    /// `AVERAGE-BANDWIDTH`, bits per second, if known.
+    pub average_bandwidth: Option<u64>,
+    /// `CODECS` (RFC 6381), if known.
+    pub codecs: Option<String>,
+    /// `RESOLUTION` width.
+    pub width: u32,
+    /// `RESOLUTION` height.
+    pub height: u32,
+    /// `FRAME-RATE`.
+    pub frame_rate: f64,
+    /// URI of the variant's media playlist.
+    pub uri: String,
+    /// The subtitles rendition, if any.
+    pub subtitles: Option<SubtitlesRendition>,
+}
+
+impl MultivariantPlaylist {
+    /// Renders the playlist text. Quoted attribute values lose any `"`, CR or LF (they cannot be
+    /// represented in an HLS quoted string).
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(512);
+        s.push_str("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        if let Some(sub) = &self.subtitles {
+            let _ = writeln!(
+                s,
+                "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"{}\",NAME=\"{}\",LANGUAGE=\"{}\",\
+                 DEFAULT=YES,AUTOSELECT=YES,FORCED=NO,URI=\"{}\"",
+                quoted(&sub.group_id),
+                quoted(&sub.name),
+                quoted(&sub.language),
+                quoted(&sub.uri)
+            );
+        }
+        let _ = write!(s, "#EXT-X-STREAM-INF:BANDWIDTH={}", self.bandwidth);
+        if let Some(avg) = self.average_bandwidth {
+            let _ = write!(s, ",AVERAGE-BANDWIDTH={avg}");
+        }
+        if let Some(codecs) = &self.codecs {
+            let _ = write!(s, ",CODECS=\"{}\"", quoted(codecs));
+        }
+        let _ = write!(
+            s,
+            ",RESOLUTION={}x{},FRAME-RATE={:.3}",
+            self.width, self.height, self.frame_rate
+        );
+        if let Some(sub) = &self.subtitles {
+            let _ = write!(s, ",SUBTITLES=\"{}\"", quoted(&sub.group_id));
+        }
+        s.push('\n');
+        s.push_str(&quoted(&self.uri));
+        s.push('\n');
+        s
+    }
+}
+
+fn quoted(v: &str) -> String {
+    v.chars()
+        .filter(|c| !matches!(c, '"' | '\r' | '\n'))
+        .collect()
 }
 
 /// Formats Unix milliseconds as an ISO 8601 UTC date-time with milliseconds, e.g.
@@ -585,5 +668,65 @@ mod tests {
         assert!(max_live <= 8 + 12 + 2, "live files grew to {max_live}");
         assert!(deleted >= n_segments - 8 - 12, "only {deleted} deleted");
         assert_eq!(p.discontinuity_sequence(), (n_segments as u64 - 8) / 5000);
+    }
+
+    #[test]
+    fn segments_without_map_render_no_map_and_track_no_init() {
+        let mut p = MediaPlaylist::new(1, 1, 0).unwrap();
+        for n in 0..6 {
+            let mut sg = seg(n, 1000.0, "", false);
+            sg.uri = format!("subs-{n}.vtt");
+            p.push_segment(sg, 0).unwrap();
+        }
+        let text = p.render();
+        assert!(!text.contains("EXT-X-MAP"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{text}");
+        assert!(p.live_files().iter().all(|f| f.ends_with(".vtt")));
+        assert_eq!(
+            p.poll_expired(i64::MAX),
+            ["subs-0.vtt", "subs-1.vtt", "subs-2.vtt"],
+            "no init file to delete"
+        );
+    }
+
+    #[test]
+    fn multivariant_with_subtitles() {
+        let m = MultivariantPlaylist {
+            bandwidth: 1_330_000,
+            average_bandwidth: Some(1_117_200),
+            codecs: Some("avc1.42C01E,mp4a.40.2".into()),
+            width: 512,
+            height: 512,
+            frame_rate: 25.0,
+            uri: "video.m3u8".into(),
+            subtitles: Some(SubtitlesRendition {
+                group_id: "subs".into(),
+                name: "Cap\"tions\n".into(),
+                language: "en".into(),
+                uri: "subs.m3u8".into(),
+            }),
+        };
+        assert_eq!(
+            m.render(),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Captions\",LANGUAGE=\"en\",\
+             DEFAULT=YES,AUTOSELECT=YES,FORCED=NO,URI=\"subs.m3u8\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1330000,AVERAGE-BANDWIDTH=1117200,\
+             CODECS=\"avc1.42C01E,mp4a.40.2\",RESOLUTION=512x512,FRAME-RATE=25.000,\
+             SUBTITLES=\"subs\"\nvideo.m3u8\n"
+        );
+        let bare = MultivariantPlaylist {
+            subtitles: None,
+            codecs: None,
+            average_bandwidth: None,
+            frame_rate: 29.97,
+            ..m
+        };
+        assert_eq!(
+            bare.render(),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=1330000,RESOLUTION=512x512,FRAME-RATE=29.970\n\
+             video.m3u8\n"
+        );
     }
 }

@@ -52,7 +52,9 @@ impl Drop for TempDir {
 fn apply(dir: &Path, outputs: Vec<Output>, segments: &mut Vec<(String, SegmentInfo)>) {
     for o in outputs {
         match o {
-            Output::Init { name, bytes } => std::fs::write(dir.join(name), bytes).unwrap(),
+            Output::Init { name, bytes } | Output::File { name, bytes } => {
+                std::fs::write(dir.join(name), bytes).unwrap()
+            }
             Output::Segment { name, bytes, info } => {
                 std::fs::write(dir.join(&name), bytes).unwrap();
                 segments.push((name, info));
@@ -218,8 +220,8 @@ fn live_channel_output_is_valid_hls_for_ffmpeg() {
     });
     assert_eq!(segments.len(), 4, "45 + 45 + 45 + 15 frames");
 
-    // The playlist lists every segment with its EXTINF, and is ended.
-    let playlist = std::fs::read_to_string(dir.0.join("index.m3u8")).unwrap();
+    // The media playlist lists every segment with its EXTINF, and is ended.
+    let playlist = std::fs::read_to_string(dir.0.join("video.m3u8")).unwrap();
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
     let mut extinf = HashMap::new();
     let lines: Vec<&str> = playlist.lines().collect();
@@ -385,6 +387,7 @@ fn chunked_and_early_cut_segments_play_cleanly() {
         height: 96,
         chunk_ms: Some(500),
         video_bitrate_kbps: 300,
+        subtitles: false, // today's single media playlist layout
         ..ChannelConfig::default()
     };
     // Speech "starts" at frame 30: cut there and publish a first short segment of <= 600 ms.
@@ -428,5 +431,250 @@ fn chunked_and_early_cut_segments_play_cleanly() {
         "null",
         "-",
     ]));
+    assert!(stderr.trim().is_empty(), "ffmpeg reported: {stderr}");
+}
+
+/// `[HH:]MM:SS.mmm` to ms.
+fn vtt_ms(t: &str) -> u64 {
+    let (rest, ms) = t.rsplit_once('.').unwrap();
+    let mut secs = 0u64;
+    for part in rest.split(':') {
+        secs = secs * 60 + part.parse::<u64>().unwrap();
+    }
+    secs * 1000 + ms.parse::<u64>().unwrap()
+}
+
+/// (start_ms, end_ms, text) of every cue in a WebVTT document.
+fn vtt_cues(doc: &str) -> Vec<(u64, u64, String)> {
+    let mut out = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if let Some((a, b)) = line.split_once(" --> ") {
+            let mut text = Vec::new();
+            for l in lines.by_ref() {
+                if l.trim().is_empty() {
+                    break;
+                }
+                text.push(l);
+            }
+            let end = b.split_whitespace().next().unwrap();
+            out.push((vtt_ms(a.trim()), vtt_ms(end), text.join("\n")));
+        }
+    }
+    out
+}
+
+#[test]
+fn captions_reach_ffmpeg_through_the_multivariant_playlist() {
+    require_tools();
+    let dir = TempDir::new("subs");
+    let cfg = ChannelConfig {
+        width: 128,
+        height: 96,
+        video_bitrate_kbps: 300,
+        ..ChannelConfig::default() // subtitles on
+    };
+    let frame_ms = 1000 / u64::from(cfg.fps);
+    let segments = run_channel_with(
+        &dir.0,
+        cfg,
+        150,
+        |i| ((i as f64 * 0.05).sin() * 5000.0) as i16,
+        |n, ch| match n {
+            // Timings arrive ahead of the frames, as from a TTS.
+            0 => {
+                ch.add_cue(400, 1500, "Hello there.");
+                ch.add_cue(1500, 2600, "This one <spans> a cut & more.");
+            }
+            50 => {
+                ch.add_cue(3000, 3500, "Third.");
+                ch.add_cue(4200, 5800, "Cut short by a barge-in.");
+                ch.add_cue(5200, 5600, "Never said.");
+            }
+            100 => ch.clear_cues_from(5000),
+            _ => {}
+        },
+    );
+    assert_eq!(segments.len(), 4);
+    let expected = [
+        (400, 1500, "Hello there."),
+        (1500, 2600, "This one <spans> a cut & more."),
+        (3000, 3500, "Third."),
+        (4200, 5000, "Cut short by a barge-in."),
+    ];
+
+    // index.m3u8 is the multivariant playlist; the media playlists sit next to it.
+    let index = std::fs::read_to_string(dir.0.join("index.m3u8")).unwrap();
+    assert!(index.contains("#EXT-X-MEDIA:TYPE=SUBTITLES,"), "{index}");
+    assert!(
+        index.ends_with(",SUBTITLES=\"subs\"\nvideo.m3u8\n"),
+        "{index}"
+    );
+    let subs = std::fs::read_to_string(dir.0.join("subs.m3u8")).unwrap();
+    assert!(subs.ends_with("subs-3.vtt\n#EXT-X-ENDLIST\n"), "{subs}");
+    // The spanning cue is in both segments it overlaps, escaped.
+    for n in [0, 1] {
+        let vtt = std::fs::read_to_string(dir.0.join(format!("subs-{n}.vtt"))).unwrap();
+        assert!(
+            vtt.contains("This one &lt;spans&gt; a cut &amp; more."),
+            "subs-{n}.vtt: {vtt}"
+        );
+    }
+
+    // ffmpeg 5.1's HLS demuxer opens subtitle renditions only with `-strict experimental`
+    // (otherwise it warns "Can't support the subtitle" and shows video and audio only).
+    let (stdout, _) = run(Command::new(FFPROBE).current_dir(&dir.0).args([
+        "-v",
+        "error",
+        "-strict",
+        "experimental",
+        "-show_entries",
+        "stream=codec_type,codec_name,start_time:stream_tags=language",
+        "-of",
+        "compact=p=0:nk=0",
+        "index.m3u8",
+    ]));
+    // Streams are listed twice (under the HLS program, then on their own with tags): keep the
+    // last line per codec type.
+    let by_type: HashMap<String, HashMap<&str, &str>> = stdout
+        .lines()
+        .filter(|l| l.contains("codec_type="))
+        .map(|l| {
+            let m: HashMap<&str, &str> = l.split('|').filter_map(|kv| kv.split_once('=')).collect();
+            (m["codec_type"].to_owned(), m)
+        })
+        .collect();
+    let mut kinds: Vec<String> = by_type
+        .iter()
+        .map(|(t, m)| format!("{t}:{}", m["codec_name"]))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["audio:aac", "subtitle:webvtt", "video:h264"],
+        "{stdout}"
+    );
+    // Cue times are media times because the video starts at media time 0.
+    assert_eq!(by_type["video"]["start_time"].parse::<f64>().unwrap(), 0.0);
+    assert_eq!(
+        by_type["subtitle"].get("tag:language"),
+        Some(&"en"),
+        "{stdout}"
+    );
+    let plain = streams(&dir.0.join("index.m3u8"));
+    let mut plain: Vec<&str> = plain.iter().map(|s| s.1.as_str()).collect();
+    plain.sort();
+    plain.dedup(); // listed under the program and on their own
+    assert_eq!(
+        plain,
+        ["aac", "h264"],
+        "without -strict: video and audio only"
+    );
+
+    // The captions come back with their texts and times (ffmpeg drops the repeated cue).
+    let (stdout, _) = run(Command::new(FFMPEG).current_dir(&dir.0).args([
+        "-v",
+        "error",
+        "-strict",
+        "experimental",
+        "-i",
+        "index.m3u8",
+        "-map",
+        "0:s",
+        "-f",
+        "webvtt",
+        "-",
+    ]));
+    let got = vtt_cues(&stdout);
+    assert_eq!(got.len(), expected.len(), "{stdout}");
+    for ((start, end, text), (want_start, want_end, want_text)) in got.iter().zip(expected) {
+        assert_eq!(text, want_text);
+        assert!(
+            start.abs_diff(want_start) <= frame_ms,
+            "{text}: start {start}"
+        );
+        assert!(end.abs_diff(want_end) <= frame_ms, "{text}: end {end}");
+    }
+}
+
+#[test]
+fn offline_mp4_reports_its_duration_and_decodes_cleanly() {
+    require_tools();
+    let dir = TempDir::new("offline");
+    let cfg = ChannelConfig {
+        width: 128,
+        height: 96,
+        video_bitrate_kbps: 300,
+        subtitles: false,
+        ..ChannelConfig::default()
+    };
+    let (w, h) = (cfg.width, cfg.height);
+    // The render command's use: keep every segment, concatenate after finish.
+    let mut ch = LiveChannel::new(cfg, START_UNIX_MS).unwrap();
+    let mut init = Vec::new();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut collect = |outputs: Vec<Output>| {
+        for o in outputs {
+            match o {
+                Output::Init { bytes, .. } => init = bytes,
+                Output::Segment { bytes, .. } => segments.push(bytes),
+                _ => {}
+            }
+        }
+    };
+    let mut frame = I420Frame::new(w, h);
+    let mut rgba = Vec::new();
+    let mut sample = 0u64;
+    for n in 0..150 {
+        moving_gradient(w, h, n, &mut rgba);
+        frame.fill_from_rgba(&rgba);
+        let count = ch.samples_for_frame(n) as u64;
+        let pcm: Vec<i16> = (sample..sample + count)
+            .map(|i| ((i as f64 * 0.03).sin() * 8000.0) as i16)
+            .collect();
+        sample += count;
+        collect(ch.push_frame(&frame, &pcm, START_UNIX_MS).unwrap());
+    }
+    collect(ch.finish(START_UNIX_MS).unwrap());
+    let duration_ms = ch.published_duration_ms();
+    // 6 s of video; audio rounded up to 282 AUs of 1024 samples = 6.016 s.
+    assert_eq!(duration_ms, 6016);
+    let parts: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let file = dir.0.join("offline.mp4");
+    let bytes = talkstream_media::offline_mp4(&init, &parts, duration_ms).unwrap();
+    std::fs::write(&file, bytes).unwrap();
+
+    let (stdout, _) = run(Command::new(FFPROBE)
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "format=duration:stream=codec_name,nb_read_frames",
+            "-of",
+            "compact=p=0:nk=0",
+        ])
+        .arg(&file));
+    let duration: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("duration="))
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no format duration: {stdout}"));
+    assert!(
+        (duration * 1000.0 - duration_ms as f64).abs() <= 1.0,
+        "ffprobe says {duration} s, header {duration_ms} ms"
+    );
+    assert!(
+        stdout.contains("codec_name=h264|nb_read_frames=150"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("codec_name=aac|nb_read_frames=282"),
+        "{stdout}"
+    );
+    let (_, stderr) = run(Command::new(FFMPEG)
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"]));
     assert!(stderr.trim().is_empty(), "ffmpeg reported: {stderr}");
 }
