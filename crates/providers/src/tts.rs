@@ -1,0 +1,324 @@
+//! The streaming text-to-speech contract every TTS provider implements (local, ElevenLabs,
+//! OpenAI-style), and the channel types of one speaking turn.
+//!
+//! A turn is two channels: text goes in as it arrives ([`TtsInput`]), audio comes out as soon as
+//! each piece is ready ([`TtsChunk`]). The output ends when the turn ends (after
+//! [`TtsInput::End`], or when the input sender is dropped), after an error item, or at once when
+//! the turn's [`CancellationToken`] is cancelled. [`TtsOutput`] checks the token itself, so no
+//! audio comes out of a cancelled turn even if some was already queued.
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Text sent into a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TtsInput {
+    /// More text to speak (usually a clause from the [`Chunker`](crate::Chunker)).
+    Text(String),
+    /// Speak everything sent so far without waiting for more text (providers that buffer text
+    /// generate now; providers that synthesize each `Text` at once ignore it).
+    Flush,
+    /// No more text in this turn: finish speaking what was sent, then close the output.
+    End,
+}
+
+/// When a word is spoken, relative to the start of the turn's audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordTiming {
+    /// The word as written (surrounding punctuation removed).
+    pub text: String,
+    /// Start, in milliseconds from the first sample of the turn.
+    pub start_ms: u64,
+    /// End (exclusive), in milliseconds from the first sample of the turn.
+    pub end_ms: u64,
+}
+
+/// One piece of a turn's audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtsChunk {
+    /// Mono signed 16-bit samples.
+    pub pcm: Vec<i16>,
+    /// Sample rate of `pcm` in Hz.
+    pub sample_rate: u32,
+    /// Words spoken in this chunk, in order, timed relative to the start of the turn.
+    pub words: Vec<WordTiming>,
+    /// The text this audio speaks, when the provider knows it (empty otherwise).
+    pub text: String,
+}
+
+impl TtsChunk {
+    /// Duration of `pcm` in milliseconds (rounded down).
+    pub fn duration_ms(&self) -> u64 {
+        if self.sample_rate == 0 {
+            return 0;
+        }
+        self.pcm.len() as u64 * 1000 / u64::from(self.sample_rate)
+    }
+}
+
+/// Errors from a TTS provider. Each names the provider it came from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TtsError {
+    /// A setting is out of range or unknown.
+    #[error("{provider} TTS: invalid setting {field}: {reason}")]
+    InvalidConfig {
+        /// Provider name.
+        provider: &'static str,
+        /// The setting.
+        field: &'static str,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// Voice data could not be written to or read from disk.
+    #[error("{provider} TTS: voice data at {path}: {source}")]
+    Data {
+        /// Provider name.
+        provider: &'static str,
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine failed on some text.
+    #[error("{provider} TTS: synthesis failed for {text:?}: {reason}")]
+    Synthesis {
+        /// Provider name.
+        provider: &'static str,
+        /// The text (possibly shortened).
+        text: String,
+        /// The engine's error.
+        reason: String,
+    },
+    /// A worker task failed (panicked) or could not be started.
+    #[error("{provider} TTS: worker failed: {reason}")]
+    Worker {
+        /// Provider name.
+        provider: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// The operation was cancelled. A cancelled turn just closes its output; this is for calls
+    /// that must return something.
+    #[error("{provider} TTS: cancelled")]
+    Cancelled {
+        /// Provider name.
+        provider: &'static str,
+    },
+    /// The service answered with an HTTP error status.
+    #[error("{provider} TTS: HTTP {status}: {message}")]
+    Http {
+        /// Provider name.
+        provider: &'static str,
+        /// HTTP status code.
+        status: u16,
+        /// The service's error message (shortened).
+        message: String,
+    },
+    /// The service rejected the credentials.
+    #[error("{provider} TTS: authentication failed: {message}")]
+    Auth {
+        /// Provider name.
+        provider: &'static str,
+        /// The service's error message (shortened).
+        message: String,
+    },
+    /// The connection to the service failed or broke.
+    #[error("{provider} TTS: connection failed: {message}")]
+    Connection {
+        /// Provider name.
+        provider: &'static str,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// One output item of a turn.
+pub type TtsItem = Result<TtsChunk, TtsError>;
+
+/// A streaming text-to-speech provider.
+///
+/// Implementations spawn their work on the current tokio runtime (and its blocking pool); they
+/// must be cheap to call and never block the caller.
+pub trait TtsProvider: Send + Sync + 'static {
+    /// Short provider name: `"local"`, `"elevenlabs"`, `"openai"`.
+    fn name(&self) -> &'static str;
+
+    /// Sample rate of the PCM this provider produces, in Hz.
+    fn sample_rate(&self) -> u32;
+
+    /// Starts one turn. Feed text through [`TtsTurn::input`]; read audio from
+    /// [`TtsTurn::output`] until it returns `None` (the turn ended) or an error item (after which
+    /// it ends). Cancelling `cancel` stops synthesis at once, drops text not yet spoken and ends
+    /// the output without further chunks.
+    ///
+    /// Must be called inside a tokio runtime; outside one, the output yields a
+    /// [`TtsError::Worker`] and ends.
+    fn start_turn(&self, cancel: CancellationToken) -> TtsTurn;
+}
+
+/// Channel capacity for text going into a turn.
+pub const TURN_INPUT_CAPACITY: usize = 64;
+/// Channel capacity for audio coming out of a turn.
+pub const TURN_OUTPUT_CAPACITY: usize = 32;
+
+/// The caller's ends of one turn.
+#[derive(Debug)]
+pub struct TtsTurn {
+    /// Text in. Dropping it ends the turn like [`TtsInput::End`].
+    pub input: mpsc::Sender<TtsInput>,
+    /// Audio out.
+    pub output: TtsOutput,
+}
+
+/// The provider's ends of one turn, for implementations of [`TtsProvider::start_turn`].
+#[derive(Debug)]
+pub struct TurnWorker {
+    /// Text from the caller.
+    pub input: mpsc::Receiver<TtsInput>,
+    /// Audio to the caller. Dropping it ends the output.
+    pub output: mpsc::Sender<TtsItem>,
+    /// The turn's cancellation token.
+    pub cancel: CancellationToken,
+}
+
+impl TtsTurn {
+    /// Creates the channels of a turn: the caller's ends and the provider's ends.
+    pub fn channel(cancel: CancellationToken) -> (TtsTurn, TurnWorker) {
+        let (input_tx, input_rx) = mpsc::channel(TURN_INPUT_CAPACITY);
+        let (output_tx, output_rx) = mpsc::channel(TURN_OUTPUT_CAPACITY);
+        let turn = TtsTurn {
+            input: input_tx,
+            output: TtsOutput {
+                rx: output_rx,
+                cancel: cancel.clone(),
+            },
+        };
+        let worker = TurnWorker {
+            input: input_rx,
+            output: output_tx,
+            cancel,
+        };
+        (turn, worker)
+    }
+
+    /// A turn whose output yields `error` once and ends (for providers that cannot start).
+    pub fn failed(cancel: CancellationToken, error: TtsError) -> TtsTurn {
+        let (turn, worker) = TtsTurn::channel(cancel);
+        // The channel is new and empty, so this cannot be full.
+        let _ = worker.output.try_send(Err(error));
+        turn
+    }
+}
+
+/// The receiving end of a turn's audio. Returns nothing once the turn is cancelled, even if audio
+/// was already queued.
+#[derive(Debug)]
+pub struct TtsOutput {
+    rx: mpsc::Receiver<TtsItem>,
+    cancel: CancellationToken,
+}
+
+impl TtsOutput {
+    /// The next chunk or error, or `None` when the turn has ended or was cancelled.
+    pub async fn recv(&mut self) -> Option<TtsItem> {
+        if self.cancel.is_cancelled() {
+            self.rx.close();
+            return None;
+        }
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => {
+                self.rx.close();
+                None
+            }
+            item = self.rx.recv() => {
+                if self.cancel.is_cancelled() { None } else { item }
+            }
+        }
+    }
+
+    /// Like [`TtsOutput::recv`] without waiting: `Empty` when nothing is ready yet,
+    /// `Disconnected` when the turn has ended or was cancelled.
+    pub fn try_recv(&mut self) -> Result<TtsItem, mpsc::error::TryRecvError> {
+        if self.cancel.is_cancelled() {
+            self.rx.close();
+            return Err(mpsc::error::TryRecvError::Disconnected);
+        }
+        self.rx.try_recv()
+    }
+
+    /// Like [`TtsOutput::recv`] for synchronous threads (must not be called inside a runtime).
+    /// A cancelled turn's worker drops its sender promptly, which wakes this up.
+    pub fn blocking_recv(&mut self) -> Option<TtsItem> {
+        if self.cancel.is_cancelled() {
+            self.rx.close();
+            return None;
+        }
+        let item = self.rx.blocking_recv();
+        if self.cancel.is_cancelled() {
+            None
+        } else {
+            item
+        }
+    }
+
+    /// The turn's cancellation token.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(n: usize) -> TtsChunk {
+        TtsChunk {
+            pcm: vec![1; n],
+            sample_rate: 1000,
+            words: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_audio_is_not_returned_after_cancel() {
+        let cancel = CancellationToken::new();
+        let (mut turn, worker) = TtsTurn::channel(cancel.clone());
+        worker.output.send(Ok(chunk(10))).await.unwrap();
+        worker.output.send(Ok(chunk(20))).await.unwrap();
+        let first = turn.output.recv().await.unwrap().unwrap();
+        assert_eq!(first.duration_ms(), 10);
+        cancel.cancel();
+        assert!(turn.output.recv().await.is_none());
+        assert!(matches!(
+            turn.output.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[tokio::test]
+    async fn output_ends_when_worker_drops_its_sender() {
+        let (mut turn, worker) = TtsTurn::channel(CancellationToken::new());
+        drop(worker);
+        assert!(turn.output.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn failed_turn_yields_its_error_then_ends() {
+        let mut turn = TtsTurn::failed(
+            CancellationToken::new(),
+            TtsError::Worker {
+                provider: "test",
+                reason: "no runtime".into(),
+            },
+        );
+        let err = turn.output.recv().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "test TTS: worker failed: no runtime");
+        assert!(turn.output.recv().await.is_none());
+    }
+}
