@@ -28,6 +28,23 @@ pub struct Cli {
 pub enum Command {
     /// Start the server and the web page (the default).
     Serve,
+    /// Render the avatar saying something into a normal MP4 file with sound (no server).
+    Render(RenderArgs),
+}
+
+/// Arguments of `talkstream render`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["text", "audio"])))]
+pub struct RenderArgs {
+    /// Text for the avatar to say (spoken by the local TTS).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// A WAV file for the avatar to lip-sync to (PCM or float, any rate, mono or stereo).
+    #[arg(long)]
+    pub audio: Option<PathBuf>,
+    /// Where to write the MP4.
+    #[arg(short = 'o', long = "output", default_value = "talkstream.mp4")]
+    pub output: PathBuf,
 }
 
 /// All settings of the server.
@@ -79,13 +96,9 @@ pub struct Config {
     )]
     pub video_bitrate_kbps: u32,
 
-    /// Sample rate of the published audio track (AAC-LC, mono), in Hz.
-    #[arg(
-        long,
-        env = "AUDIO_SAMPLE_RATE",
-        default_value_t = 48000,
-        global = true
-    )]
+    /// Sample rate of the published audio track (AAC-LC, mono), in Hz. 0 uses the TTS voice's own
+    /// rate, so the stream carries exactly the samples the TTS made (no resampling).
+    #[arg(long, env = "AUDIO_SAMPLE_RATE", default_value_t = 0, global = true)]
     pub audio_sample_rate: u32,
 
     /// AAC bitrate in kbit/s.
@@ -104,6 +117,30 @@ pub struct Config {
     /// Most sessions served at once; further connections get an error message.
     #[arg(long, env = "MAX_SESSIONS", default_value_t = 16, global = true)]
     pub max_sessions: usize,
+
+    /// Longest prompt accepted, in characters; longer ones get an error message.
+    #[arg(long, env = "MAX_PROMPT_CHARS", default_value_t = 2000, global = true)]
+    pub max_prompt_chars: usize,
+
+    /// Text chunker: flush a chunk to the TTS once it has this many characters.
+    #[arg(long, env = "CHUNK_MIN_CHARS", default_value_t = 24, global = true)]
+    pub chunk_min_chars: usize,
+
+    /// Text chunker: flush whatever has arrived after this many milliseconds.
+    #[arg(long, env = "CHUNK_MAX_LAG_MS", default_value_t = 450, global = true)]
+    pub chunk_max_lag_ms: u64,
+
+    /// Voice of the built-in local TTS (eSpeak NG voice name, e.g. en-us, en-gb, en).
+    #[arg(long, env = "LOCAL_TTS_VOICE", default_value = "en-us", global = true)]
+    pub local_tts_voice: String,
+
+    /// Speaking rate of the local TTS in words per minute (80 to 450).
+    #[arg(long, env = "LOCAL_TTS_RATE", default_value_t = 165, global = true)]
+    pub local_tts_rate: u32,
+
+    /// Pitch of the local TTS (0 to 99).
+    #[arg(long, env = "LOCAL_TTS_PITCH", default_value_t = 50, global = true)]
+    pub local_tts_pitch: u32,
 
     /// Log level: error, warn, info, debug or trace. RUST_LOG, when set, takes precedence and
     /// accepts full filter directives.
@@ -142,14 +179,14 @@ const AAC_RATES: [u32; 12] = [
 impl Config {
     /// Check every setting; the first problem found is returned as one clear line.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.width == 0 || self.width % 2 != 0 || self.width > 4096 {
+        if self.width == 0 || !self.width.is_multiple_of(2) || self.width > 4096 {
             return Err(invalid(
                 "VIDEO_WIDTH",
                 self.width,
                 "use an even number from 16 to 4096",
             ));
         }
-        if self.height == 0 || self.height % 2 != 0 || self.height > 4096 {
+        if self.height == 0 || !self.height.is_multiple_of(2) || self.height > 4096 {
             return Err(invalid(
                 "VIDEO_HEIGHT",
                 self.height,
@@ -180,11 +217,11 @@ impl Config {
                 "use 2 to 1000 segments",
             ));
         }
-        if !AAC_RATES.contains(&self.audio_sample_rate) {
+        if self.audio_sample_rate != 0 && !AAC_RATES.contains(&self.audio_sample_rate) {
             return Err(invalid(
                 "AUDIO_SAMPLE_RATE",
                 self.audio_sample_rate,
-                "use an AAC sample rate such as 48000, 44100, 24000 or 16000",
+                "use 0 (the TTS voice's rate) or an AAC sample rate such as 48000, 44100, 24000 or 16000",
             ));
         }
         if !(50..=50_000).contains(&self.video_bitrate_kbps) {
@@ -199,6 +236,41 @@ impl Config {
                 "AUDIO_BITRATE_KBPS",
                 self.audio_bitrate_kbps,
                 "use 8 to 320",
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_prompt_chars) {
+            return Err(invalid(
+                "MAX_PROMPT_CHARS",
+                self.max_prompt_chars,
+                "use 1 to 100000",
+            ));
+        }
+        if !(1..=1000).contains(&self.chunk_min_chars) {
+            return Err(invalid(
+                "CHUNK_MIN_CHARS",
+                self.chunk_min_chars,
+                "use 1 to 1000",
+            ));
+        }
+        if !(10..=10_000).contains(&self.chunk_max_lag_ms) {
+            return Err(invalid(
+                "CHUNK_MAX_LAG_MS",
+                self.chunk_max_lag_ms,
+                "use 10 to 10000",
+            ));
+        }
+        if !(80..=450).contains(&self.local_tts_rate) {
+            return Err(invalid(
+                "LOCAL_TTS_RATE",
+                self.local_tts_rate,
+                "use 80 to 450 words per minute",
+            ));
+        }
+        if self.local_tts_pitch > 99 {
+            return Err(invalid(
+                "LOCAL_TTS_PITCH",
+                self.local_tts_pitch,
+                "use 0 to 99",
             ));
         }
         if self.max_sessions == 0 {
@@ -218,13 +290,32 @@ impl Config {
         Ok(())
     }
 
-    /// The media channel settings for one session.
-    pub fn channel_config(&self) -> talkstream_media::ChannelConfig {
+    /// The text chunker settings.
+    pub fn chunker_config(&self) -> talkstream_providers::ChunkerConfig {
+        talkstream_providers::ChunkerConfig {
+            min_chars: self.chunk_min_chars,
+            max_lag_ms: self.chunk_max_lag_ms,
+            ..talkstream_providers::ChunkerConfig::default()
+        }
+    }
+
+    /// The stream's audio rate: the configured one, or the TTS voice's when that is 0 (falling
+    /// back to 48 kHz if the voice's rate is not one AAC supports).
+    pub fn stream_sample_rate(&self, tts_rate: u32) -> u32 {
+        match self.audio_sample_rate {
+            0 if AAC_RATES.contains(&tts_rate) => tts_rate,
+            0 => 48_000,
+            r => r,
+        }
+    }
+
+    /// The media channel settings for one session, given the TTS voice's sample rate.
+    pub fn channel_config(&self, tts_rate: u32) -> talkstream_media::ChannelConfig {
         talkstream_media::ChannelConfig {
             width: self.width,
             height: self.height,
             fps: self.fps,
-            sample_rate: self.audio_sample_rate,
+            sample_rate: self.stream_sample_rate(tts_rate),
             segment_ms: self.seg_len_ms,
             chunk_ms: None,
             window: self.hls_window,

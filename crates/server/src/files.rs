@@ -43,9 +43,9 @@ impl OutputWriter {
     pub fn apply(&self, outputs: Vec<Output>) -> Result<(), FileError> {
         for out in outputs {
             match out {
-                Output::Init { name, bytes } | Output::Segment { name, bytes, .. } => {
-                    self.write_atomic(&name, &bytes)?
-                }
+                Output::Init { name, bytes }
+                | Output::Segment { name, bytes, .. }
+                | Output::File { name, bytes } => self.write_atomic(&name, &bytes)?,
                 Output::Playlist { name, text } => self.write_atomic(&name, text.as_bytes())?,
                 Output::Delete { name } => self.delete(&name)?,
             }

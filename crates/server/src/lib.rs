@@ -5,7 +5,9 @@
 pub mod config;
 pub mod files;
 pub mod http;
+pub mod pipeline;
 pub mod producer;
 pub mod protocol;
+pub mod render;
 pub mod server;
 pub mod session;

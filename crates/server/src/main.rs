@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use talkstream::config::{Cli, Command, Config};
+use talkstream::config::{Cli, Command, Config, RenderArgs};
+use talkstream::render::{progress_bar, render_offline, RenderSource};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     init_logging(&cli.config.log_level);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
+        Command::Render(args) => render(&cli.config, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +67,30 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .context("serving")
     })
+}
+
+fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
+    let mut channel = config.channel_config(0);
+    channel.sample_rate = config.audio_sample_rate; // 0: follow the source's rate
+    let tts;
+    let source = match (&args.text, &args.audio) {
+        (Some(text), _) => {
+            tts = talkstream::server::build_local_tts(config)?;
+            RenderSource::Text(text, &tts)
+        }
+        (None, Some(path)) => RenderSource::Audio(path),
+        (None, None) => anyhow::bail!("give --text or --audio"),
+    };
+    let started = std::time::Instant::now();
+    let duration_ms = render_offline(source, channel, &args.output, progress_bar("rendering"))
+        .with_context(|| format!("rendering {}", args.output.display()))?;
+    println!(
+        "wrote {} ({:.1} s of video in {:.1} s)",
+        args.output.display(),
+        duration_ms as f64 / 1000.0,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

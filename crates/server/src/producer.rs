@@ -1,41 +1,29 @@
-//! The per-session media thread: renders the avatar, encodes and segments it with the media core,
+//! The per-session media thread: mixes queued speech into the stream's audio, drives the
+//! avatar's mouth from that audio (lip-sync), renders, encodes and segments with the media core,
 //! writes the results, and paces all of it against the wall clock so the live stream advances in
-//! real time. The async side controls it through [`ProducerCommand`] and hears back through
-//! [`ProducerEvent`].
+//! real time. While speech is queued it may run up to [`SPEECH_LEAD_MS`] ahead of the clock so a
+//! speaking segment is published quickly; idle frames are never produced ahead.
+//!
+//! It receives [`Frame`]s and reports [`Event`]s.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use talkstream_avatar::{Avatar, MouthPose};
-use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, MediaError, Output};
+use talkstream_media::{ChannelConfig, LiveChannel, MediaError, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::files::{FileError, OutputWriter};
+use crate::pipeline::{Event, Frame};
+use crate::render::FaceRenderer;
 
-/// Commands from the session to its media thread.
-#[derive(Debug)]
-pub enum ProducerCommand {
-    /// Close the open segment, end the playlist and stop.
-    Finish,
-}
+/// How far ahead of the wall clock speech frames may be produced.
+pub const SPEECH_LEAD_MS: u64 = 1000;
 
-/// What the media thread reports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProducerEvent {
-    /// A segment was written and listed in the playlist.
-    SegmentPublished {
-        /// Its media sequence number.
-        msn: u64,
-        /// Its duration.
-        duration_ms: f64,
-    },
-    /// The stream stopped because of an error.
-    Failed(String),
-    /// The playlist was ended.
-    Finished,
-}
+/// Longest first segment of a turn, so its speech is published quickly.
+pub const FIRST_SPEECH_SEGMENT_MS: u32 = 600;
 
 /// Why the media thread stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -54,43 +42,45 @@ pub enum ProducerError {
 /// A running media thread.
 #[derive(Debug)]
 pub struct Producer {
-    commands: mpsc::Sender<ProducerCommand>,
+    frames: mpsc::Sender<Frame>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Producer {
-    /// Start the media thread of one session, writing into `dir`.
+    /// Start the media thread of one stream, writing into `dir`.
     pub fn spawn(
-        session_id: &str,
+        stream_id: &str,
         dir: PathBuf,
         channel: ChannelConfig,
         seed: u64,
-        events: UnboundedSender<ProducerEvent>,
+        events: UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name(format!("media-{session_id}"))
-            .spawn(move || {
-                let result = run(dir, channel, seed, &rx, &events);
-                match result {
-                    Ok(()) => {
-                        let _ = events.send(ProducerEvent::Finished);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "stream stopped");
-                        let _ = events.send(ProducerEvent::Failed(e.to_string()));
-                    }
+            .name(format!("media-{stream_id}"))
+            .spawn(move || match run(dir, channel, seed, &rx, &events) {
+                Ok(()) => {
+                    let _ = events.send(Event::StreamFinished);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "stream stopped");
+                    let _ = events.send(Event::StreamFailed(e.to_string()));
                 }
             })?;
         Ok(Self {
-            commands: tx,
+            frames: tx,
             thread: Some(thread),
         })
     }
 
+    /// A sender for frames into this thread.
+    pub fn sender(&self) -> mpsc::Sender<Frame> {
+        self.frames.clone()
+    }
+
     /// Ask the thread to end the stream and wait for it (blocking; call from a blocking context).
     pub fn finish_blocking(mut self) {
-        let _ = self.commands.send(ProducerCommand::Finish);
+        let _ = self.frames.send(Frame::Finish);
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 tracing::error!("media thread panicked");
@@ -101,8 +91,8 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        // Dropping without finish_blocking still stops the thread: it sees the channel close.
-        let _ = self.commands.send(ProducerCommand::Finish);
+        // Dropping without finish_blocking still stops the thread.
+        let _ = self.frames.send(Frame::Finish);
     }
 }
 
@@ -113,74 +103,290 @@ fn unix_ms_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The turn whose speech is queued or playing.
+#[derive(Debug)]
+struct ActiveTurn {
+    id: u64,
+    /// Stream sample where its speech starts.
+    start_sample: u64,
+    /// Samples of its audio received so far.
+    received: u64,
+    /// No more audio will come.
+    ended: bool,
+    first_frame_reported: bool,
+    first_segment_reported: bool,
+}
+
+/// The speech side of the stream: queued samples, the active turn, lip-sync.
+struct Speech {
+    queue: VecDeque<i16>,
+    turn: Option<ActiveTurn>,
+    /// Turns at or below this id were interrupted; their late audio is dropped.
+    interrupted_upto: Option<u64>,
+    /// Stream sample up to which segments have been published.
+    published_until: u64,
+    /// Avatar + lip-sync: the mouth follows the queued speech.
+    face: FaceRenderer,
+}
+
 fn run(
     dir: PathBuf,
     cfg: ChannelConfig,
     seed: u64,
-    commands: &mpsc::Receiver<ProducerCommand>,
-    events: &UnboundedSender<ProducerEvent>,
+    frames: &mpsc::Receiver<Frame>,
+    events: &UnboundedSender<Event>,
 ) -> Result<(), ProducerError> {
     let writer = OutputWriter::create(dir)?;
     let start = Instant::now();
     let start_unix_ms = unix_ms_now();
     // Wall-clock "now" derived from a monotonic clock so a clock step cannot upset deletion.
     let now_ms = || start_unix_ms + start.elapsed().as_millis() as i64;
+    let rate = u64::from(cfg.sample_rate);
 
     let mut channel = LiveChannel::new(cfg.clone(), start_unix_ms)?;
-    let mut avatar = Avatar::new(cfg.width, cfg.height, seed)?;
-    let mut rgba = vec![0u8; cfg.width as usize * cfg.height as usize * 4];
-    let mut frame = I420Frame::new(cfg.width, cfg.height);
     let mut pcm: Vec<i16> = Vec::new();
+    let mut stream_samples: u64 = 0;
+    let mut speech = Speech {
+        queue: VecDeque::new(),
+        turn: None,
+        interrupted_upto: None,
+        published_until: 0,
+        face: FaceRenderer::new(&cfg, seed)?,
+    };
     let mut last_lag_warning = Instant::now() - Duration::from_secs(60);
 
-    loop {
-        let n = channel.next_frame_index();
-        let t_ms = channel.frame_time_ms(n);
-        let due = start + Duration::from_millis(t_ms);
-        let now = Instant::now();
-        let command = if now < due {
-            match commands.recv_timeout(due - now) {
-                Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => Some(ProducerCommand::Finish),
+    'stream: loop {
+        // Take everything that is waiting, urgent or not, before deciding what to render.
+        loop {
+            match frames.try_recv() {
+                Ok(f) => {
+                    if !handle_frame(
+                        f,
+                        &mut speech,
+                        &mut channel,
+                        stream_samples,
+                        rate,
+                        start_unix_ms,
+                        events,
+                    ) {
+                        break 'stream;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => break 'stream,
             }
-        } else {
-            if now - due > Duration::from_secs(1) && last_lag_warning.elapsed().as_secs() >= 10 {
-                tracing::warn!(
-                    behind_ms = (now - due).as_millis() as u64,
-                    "the stream is falling behind real time (machine too slow or overloaded)"
-                );
-                last_lag_warning = Instant::now();
-            }
-            match commands.try_recv() {
-                Ok(c) => Some(c),
-                Err(mpsc::TryRecvError::Empty) => None,
-                Err(mpsc::TryRecvError::Disconnected) => Some(ProducerCommand::Finish),
-            }
-        };
-        match command {
-            Some(ProducerCommand::Finish) => break,
-            None => {}
         }
 
-        avatar.render_rgba(t_ms, MouthPose::CLOSED, &mut rgba)?;
-        frame.fill_from_rgba(&rgba);
+        let n = channel.next_frame_index();
+        let t_ms = channel.frame_time_ms(n);
+        let lead = if speech.queue.is_empty() {
+            0
+        } else {
+            SPEECH_LEAD_MS
+        };
+        let due = start + Duration::from_millis(t_ms.saturating_sub(lead));
+        let now = Instant::now();
+        if now < due {
+            match frames.recv_timeout(due - now) {
+                Ok(f) => {
+                    if !handle_frame(
+                        f,
+                        &mut speech,
+                        &mut channel,
+                        stream_samples,
+                        rate,
+                        start_unix_ms,
+                        events,
+                    ) {
+                        break 'stream;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break 'stream,
+            }
+            continue;
+        }
+        if now - due > Duration::from_secs(1) && last_lag_warning.elapsed().as_secs() >= 10 {
+            tracing::warn!(
+                behind_ms = (now - due).as_millis() as u64,
+                "the stream is falling behind real time (machine too slow or overloaded)"
+            );
+            last_lag_warning = Instant::now();
+        }
+
+        // This frame's audio: queued speech first, silence after.
+        let need = channel.samples_for_frame(n);
         pcm.clear();
-        pcm.resize(channel.samples_for_frame(n), 0);
-        let outputs = channel.push_frame(&frame, &pcm, now_ms())?;
-        report_segments(&outputs, events);
+        let take = need.min(speech.queue.len());
+        pcm.extend(speech.queue.drain(..take));
+        pcm.resize(need, 0);
+        let speaking_frame = take > 0;
+        let frame_start_sample = stream_samples;
+        stream_samples += need as u64;
+
+        let frame = speech.face.render(n, t_ms)?;
+        let outputs = channel.push_frame(frame, &pcm, now_ms())?;
+
+        if let Some(turn) = speech.turn.as_mut() {
+            if speaking_frame && !turn.first_frame_reported {
+                turn.first_frame_reported = true;
+                let _ = events.send(Event::FirstSpeakingFrame {
+                    turn: turn.id,
+                    at: Instant::now(),
+                });
+            }
+        }
+        report_outputs(&outputs, &mut speech, rate, events);
         writer.apply(outputs)?;
+
+        // A turn is complete once its last sample is in a published segment.
+        let done = speech.turn.as_ref().is_some_and(|t| {
+            t.ended
+                && speech.queue.is_empty()
+                && speech.published_until >= t.start_sample + t.received
+        });
+        if done {
+            if let Some(t) = speech.turn.take() {
+                let _ = events.send(Event::TurnComplete {
+                    turn: t.id,
+                    at: Instant::now(),
+                    interrupted: false,
+                });
+            }
+        }
         if n % u64::from(cfg.fps) == 0 {
+            speech
+                .face
+                .lipsync()
+                .discard_before(frame_start_sample.saturating_sub(rate));
             writer.apply(channel.poll_expired(now_ms()))?;
         }
     }
     let outputs = channel.finish(now_ms())?;
-    report_segments(&outputs, events);
+    report_outputs(&outputs, &mut speech, rate, events);
     writer.apply(outputs)?;
     Ok(())
 }
 
-fn report_segments(outputs: &[Output], events: &UnboundedSender<ProducerEvent>) {
+/// Apply one incoming frame. Returns false when the stream must end.
+fn handle_frame(
+    frame: Frame,
+    speech: &mut Speech,
+    channel: &mut LiveChannel,
+    stream_samples: u64,
+    rate: u64,
+    start_unix_ms: i64,
+    events: &UnboundedSender<Event>,
+) -> bool {
+    match frame {
+        Frame::Finish => return false,
+        Frame::Interrupt { turn } => {
+            speech.interrupted_upto = Some(speech.interrupted_upto.map_or(turn, |u| u.max(turn)));
+            if speech.turn.as_ref().is_some_and(|t| t.id <= turn) {
+                speech.queue.clear();
+                speech.face.lipsync().clear_from(stream_samples);
+                channel.clear_cues_from(stream_samples * 1000 / rate);
+                if let Some(t) = speech.turn.take() {
+                    tracing::info!(turn = t.id, "speech interrupted");
+                    let _ = events.send(Event::TurnComplete {
+                        turn: t.id,
+                        at: Instant::now(),
+                        interrupted: true,
+                    });
+                }
+            }
+        }
+        Frame::TurnEnd { turn } => {
+            if let Some(t) = speech.turn.as_mut().filter(|t| t.id == turn) {
+                t.ended = true;
+            } else if !is_interrupted(speech, turn) && speech.turn.is_none() {
+                // A turn that produced no audio at all (e.g. the TTS failed at once).
+                let _ = events.send(Event::TurnComplete {
+                    turn,
+                    at: Instant::now(),
+                    interrupted: false,
+                });
+            }
+        }
+        Frame::Audio {
+            turn,
+            pcm,
+            text,
+            words,
+        } => {
+            if is_interrupted(speech, turn) || pcm.is_empty() {
+                return true;
+            }
+            if speech.turn.as_ref().is_some_and(|t| t.id != turn) {
+                // A new turn without an interrupt: the old one gives way.
+                speech.queue.clear();
+                speech.face.lipsync().clear_from(stream_samples);
+                if let Some(t) = speech.turn.take() {
+                    let _ = events.send(Event::TurnComplete {
+                        turn: t.id,
+                        at: Instant::now(),
+                        interrupted: true,
+                    });
+                }
+            }
+            let active = speech.turn.get_or_insert_with(|| {
+                // Speech starts with the next frame, in a new short segment.
+                channel.cut_before_next(Some(FIRST_SPEECH_SEGMENT_MS));
+                ActiveTurn {
+                    id: turn,
+                    start_sample: stream_samples + speech.queue.len() as u64,
+                    received: 0,
+                    ended: false,
+                    first_frame_reported: false,
+                    first_segment_reported: false,
+                }
+            });
+            let chunk_start = active.start_sample + active.received;
+            active.received += pcm.len() as u64;
+            // Word timings count from the first sample of the turn.
+            let turn_start_ms = active.start_sample * 1000 / rate;
+            let chunk_start_ms = chunk_start * 1000 / rate;
+            let chunk_end_ms = (chunk_start + pcm.len() as u64) * 1000 / rate;
+            speech.face.lipsync().push_audio(chunk_start, &pcm);
+            for w in &words {
+                speech.face.lipsync().add_hint(
+                    turn_start_ms + w.start_ms,
+                    turn_start_ms + w.end_ms,
+                    &w.text,
+                );
+            }
+            let (start_ms, end_ms) = match (words.first(), words.last()) {
+                (Some(f), Some(l)) => (turn_start_ms + f.start_ms, turn_start_ms + l.end_ms),
+                _ => (chunk_start_ms, chunk_end_ms),
+            };
+            let text = text.trim().to_string();
+            if !text.is_empty() {
+                channel.add_cue(start_ms, end_ms.max(start_ms + 1), &text);
+                let _ = events.send(Event::Transcript {
+                    turn,
+                    text,
+                    start_ms,
+                    end_ms,
+                    start_pdt_ms: start_unix_ms + start_ms as i64,
+                    end_pdt_ms: start_unix_ms + end_ms as i64,
+                });
+            }
+            speech.queue.extend(pcm);
+        }
+    }
+    true
+}
+
+fn is_interrupted(speech: &Speech, turn: u64) -> bool {
+    speech.interrupted_upto.is_some_and(|u| turn <= u)
+}
+
+fn report_outputs(
+    outputs: &[Output],
+    speech: &mut Speech,
+    rate: u64,
+    events: &UnboundedSender<Event>,
+) {
     for out in outputs {
         if let Output::Segment { info, .. } = out {
             tracing::debug!(
@@ -188,10 +394,19 @@ fn report_segments(outputs: &[Output], events: &UnboundedSender<ProducerEvent>) 
                 duration_ms = info.duration_ms,
                 "segment published"
             );
-            let _ = events.send(ProducerEvent::SegmentPublished {
-                msn: info.msn,
-                duration_ms: info.duration_ms,
-            });
+            let _ = events.send(Event::SegmentPublished { msn: info.msn });
+            let seg_end_sample =
+                ((info.start_ms as f64 + info.duration_ms) * rate as f64 / 1000.0).round() as u64;
+            speech.published_until = speech.published_until.max(seg_end_sample);
+            if let Some(turn) = speech.turn.as_mut() {
+                if !turn.first_segment_reported && seg_end_sample > turn.start_sample {
+                    turn.first_segment_reported = true;
+                    let _ = events.send(Event::FirstSpeakingSegment {
+                        turn: turn.id,
+                        at: Instant::now(),
+                    });
+                }
+            }
         }
     }
 }

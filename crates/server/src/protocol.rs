@@ -85,6 +85,24 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// Spoken text with its place on the stream timeline (captions).
+    Transcript {
+        /// Turn number within the session.
+        turn: u64,
+        /// The words.
+        text: String,
+        /// Stream media time where they start (ms since the stream's first frame).
+        start_ms: u64,
+        /// Stream media time where they end.
+        end_ms: u64,
+        /// The same start as a program date time (Unix ms), comparable to the player's
+        /// `EXT-X-PROGRAM-DATE-TIME` position (hls.js `playingDate`).
+        start_pdt_ms: i64,
+        /// The end as a program date time (Unix ms).
+        end_pdt_ms: i64,
+    },
+    /// Timing of one turn, milliseconds from the prompt arriving.
+    Metrics(TurnMetrics),
     /// Something went wrong; the session goes on unless a `status` with stage `error` follows.
     Error {
         /// Stable machine-readable code.
@@ -92,6 +110,31 @@ pub enum ServerMessage {
         /// Human-readable explanation.
         message: String,
     },
+}
+
+/// Timing of one turn; each field is milliseconds after the prompt was received, absent when
+/// the turn never got there (for example when it was interrupted).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TurnMetrics {
+    /// Turn number within the session.
+    pub turn: u64,
+    /// The chunker released the first text for the TTS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_text_ms: Option<f64>,
+    /// The TTS returned the first audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_audio_ms: Option<f64>,
+    /// The first frame with speech was rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_frame_ms: Option<f64>,
+    /// The first segment with speech was published (the server's prompt-to-stream latency).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_segment_ms: Option<f64>,
+    /// The turn's last audio was published, or it was interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_ms: Option<f64>,
+    /// True if the turn was cut short.
+    pub interrupted: bool,
 }
 
 /// Session stages reported in `status`.
@@ -122,8 +165,14 @@ pub enum ErrorCode {
     TooManySessions,
     /// The session's stream failed.
     StreamFailed,
-    /// The request is understood but this server does not do it yet.
-    Unsupported,
+    /// A prompt was empty.
+    EmptyPrompt,
+    /// A prompt was longer than `MAX_PROMPT_CHARS`.
+    PromptTooLong,
+    /// A prompt or interrupt arrived while the stream was stopped.
+    NotStreaming,
+    /// Speech synthesis failed for a turn; the stream goes on.
+    TtsFailed,
 }
 
 /// Why a client message was rejected.

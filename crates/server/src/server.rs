@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use talkstream_providers::{LocalTts, LocalTtsConfig, TtsProvider};
+
 use crate::config::Config;
 
 /// State shared by every request and session.
-#[derive(Debug)]
 pub struct AppState {
     /// The validated configuration.
     pub config: Config,
@@ -22,7 +23,19 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Session tasks and their cleanup tasks; shutdown waits for all of them.
     pub tracker: TaskTracker,
+    /// The TTS voice every session speaks with.
+    pub tts: Arc<dyn TtsProvider>,
     active: AtomicUsize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("tts", &self.tts.name())
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A held session slot; dropping it frees the slot.
@@ -38,6 +51,11 @@ impl Drop for SessionSlot {
 }
 
 impl AppState {
+    /// The media channel settings of a new stream.
+    pub fn channel_config(&self) -> talkstream_media::ChannelConfig {
+        self.config.channel_config(self.tts.sample_rate())
+    }
+
     /// Number of sessions running now.
     pub fn active_sessions(&self) -> usize {
         self.active.load(Ordering::SeqCst)
@@ -68,6 +86,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TTS could not be set up.
+    #[error("text-to-speech: {0}")]
+    Tts(#[from] talkstream_providers::TtsError),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
@@ -83,10 +104,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     prepare_hls_dir(&config.hls_dir)?;
+    let tts = build_tts(&config)?;
+    tracing::info!(
+        tts = tts.name(),
+        tts_rate = tts.sample_rate(),
+        stream_rate = config.stream_sample_rate(tts.sample_rate()),
+        llm = "none",
+        "providers ready"
+    );
     let state = Arc::new(AppState {
         config,
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
+        tts,
         active: AtomicUsize::new(0),
     });
     let app = crate::http::router(Arc::clone(&state));
@@ -106,6 +136,20 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TTS provider the configuration asks for.
+pub fn build_tts(config: &Config) -> Result<Arc<dyn TtsProvider>, ServerError> {
+    Ok(Arc::new(build_local_tts(config)?))
+}
+
+/// The embedded local TTS with the configured voice, rate and pitch.
+pub fn build_local_tts(config: &Config) -> Result<LocalTts, talkstream_providers::TtsError> {
+    LocalTts::new(LocalTtsConfig {
+        voice: config.local_tts_voice.clone(),
+        rate_wpm: config.local_tts_rate,
+        pitch: u8::try_from(config.local_tts_pitch).unwrap_or(99),
+    })
 }
 
 /// Create the HLS folder and remove session folders a previous run left behind (only folders

@@ -1,19 +1,25 @@
-//! One `/session` WebSocket connection: creates the session's live stream, sends `hello`, reads
-//! client messages (bad ones get an `error` and the session goes on), forwards stream events, and
-//! on close ends the stream and schedules its files for removal.
+//! One `/session` WebSocket connection: owns the session's live stream (one media thread), turns
+//! prompts into speech turns (barge-in: a new prompt interrupts the old answer), relays status,
+//! captions, metrics and errors to the client, and on close ends the stream and schedules its
+//! files for removal. Bad client messages get an `error` and the session goes on.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio_util::sync::CancellationToken;
 
 use crate::files::remove_session_dir;
-use crate::producer::{Producer, ProducerEvent};
+use crate::pipeline::{run_direct_speech, Event, Frame, TurnContext};
+use crate::producer::Producer;
 use crate::protocol::{
     parse_client_message, ClientMessage, ControlAction, ErrorCode, ServerMessage, Stage,
-    StreamInfo, MAX_CLIENT_MESSAGE_BYTES,
+    StreamInfo, TurnMetrics, MAX_CLIENT_MESSAGE_BYTES,
 };
 use crate::server::AppState;
 
@@ -32,7 +38,8 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -
         })
 }
 
-fn new_session_id() -> String {
+/// A fresh random id: 16 lowercase hex digits.
+pub fn new_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness: fall back to a clock-derived id (still unique per process).
@@ -43,6 +50,42 @@ fn new_session_id() -> String {
         bytes = (nanos as u64).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The live stream of a session.
+struct Stream {
+    id: String,
+    dir: PathBuf,
+    producer: Producer,
+}
+
+/// The turn being spoken.
+struct Turn {
+    id: u64,
+    cancel: CancellationToken,
+}
+
+/// Per-turn timing being collected.
+struct Timing {
+    prompt_at: Instant,
+    metrics: TurnMetrics,
+}
+
+struct Session {
+    id: String,
+    state: Arc<AppState>,
+    span: tracing::Span,
+    events_tx: UnboundedSender<Event>,
+    stream: Option<Stream>,
+    turn: Option<Turn>,
+    next_turn: u64,
+    timings: HashMap<u64, Timing>,
+}
+
+/// What the session loop should do after handling something.
+enum Next {
+    Continue,
+    Close(u16, &'static str),
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> bool {
@@ -61,162 +104,398 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
+fn status(stage: Stage, note: Option<&str>) -> ServerMessage {
+    ServerMessage::Status {
+        stage,
+        note: note.map(str::to_string),
+    }
+}
+
 async fn run(mut socket: WebSocket, state: Arc<AppState>) {
     let Some(_slot) = state.try_acquire_session() else {
         tracing::warn!(
             max = state.config.max_sessions,
             "refused a session: MAX_SESSIONS reached"
         );
+        let msg = format!(
+            "this server already runs its maximum of {} sessions; try again later",
+            state.config.max_sessions
+        );
         send(
             &mut socket,
-            &ServerMessage::error(
-                ErrorCode::TooManySessions,
-                format!(
-                    "this server already runs its maximum of {} sessions; try again later",
-                    state.config.max_sessions
-                ),
-            ),
+            &ServerMessage::error(ErrorCode::TooManySessions, msg),
         )
         .await;
         close(&mut socket, 1013, "too many sessions").await;
         return;
     };
 
-    let id = new_session_id();
+    let id = new_id();
     let span = tracing::info_span!("session", id = %id);
-    let dir = state.config.hls_dir.join(&id);
-    let seed = u64::from_str_radix(&id, 16).unwrap_or(0);
-    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let producer = match Producer::spawn(
-        &id,
-        dir.clone(),
-        state.config.channel_config(),
-        seed,
+    let (events_tx, mut events) = unbounded_channel();
+    let mut session = Session {
+        id: id.clone(),
+        state: Arc::clone(&state),
+        span,
         events_tx,
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(parent: &span, error = %e, "could not start the media thread");
-            send(
-                &mut socket,
-                &ServerMessage::error(ErrorCode::StreamFailed, "could not start the stream"),
-            )
-            .await;
-            close(&mut socket, 1011, "stream failed").await;
-            return;
-        }
+        stream: None,
+        turn: None,
+        next_turn: 1,
+        timings: HashMap::new(),
     };
-    tracing::info!(parent: &span, "session started");
-
-    let cfg = &state.config;
-    let hello = ServerMessage::Hello {
-        session_id: id.clone(),
-        playlist: format!("/hls/{id}/index.m3u8"),
-        version: env!("CARGO_PKG_VERSION"),
-        stream: StreamInfo {
-            width: cfg.width,
-            height: cfg.height,
-            fps: cfg.fps,
-            segment_ms: cfg.seg_len_ms,
-            audio_sample_rate: cfg.audio_sample_rate,
-        },
-        llm: "none".into(),
-        tts: "none".into(),
+    tracing::info!(parent: &session.span, "session started");
+    let mut next = match session.start_stream(&mut socket, id).await {
+        Ok(()) => Next::Continue,
+        Err(()) => Next::Close(1011, "stream failed"),
     };
-    let mut open = send(&mut socket, &hello).await
-        && send(
-            &mut socket,
-            &ServerMessage::Status {
-                stage: Stage::Idle,
-                note: None,
-            },
-        )
-        .await;
 
-    while open {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                close(&mut socket, 1001, "server shutting down").await;
-                break;
-            }
+    while let Next::Continue = next {
+        next = tokio::select! {
+            _ = state.shutdown.cancelled() => Next::Close(1001, "server shutting down"),
             event = events.recv() => match event {
-                Some(ProducerEvent::SegmentPublished { .. }) => {}
-                Some(ProducerEvent::Failed(why)) => {
-                    send(&mut socket, &ServerMessage::error(ErrorCode::StreamFailed, format!("the stream stopped: {why}"))).await;
-                    send(&mut socket, &ServerMessage::Status { stage: Stage::Error, note: Some(why) }).await;
-                    // Close so the page reconnects to a fresh session.
-                    close(&mut socket, 1011, "stream failed").await;
-                    break;
-                }
-                Some(ProducerEvent::Finished) | None => break,
+                Some(event) => session.on_event(&mut socket, event).await,
+                None => Next::Close(1011, "internal error"),
             },
             msg = socket.recv() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    if let Some(reply) = handle_text(&text, &span) {
-                        open = send(&mut socket, &reply).await;
-                    }
-                }
+                Some(Ok(Message::Text(text))) => session.on_text(&mut socket, &text).await,
                 Some(Ok(Message::Binary(_))) => {
-                    open = send(&mut socket, &ServerMessage::error(ErrorCode::BadMessage, "binary messages are not supported; send JSON text")).await;
+                    let reply = ServerMessage::error(ErrorCode::BadMessage, "binary messages are not supported; send JSON text");
+                    if send(&mut socket, &reply).await { Next::Continue } else { Next::Close(1000, "") }
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
+                Some(Ok(Message::Close(_))) | None => Next::Close(1000, ""),
                 Some(Err(e)) => {
-                    tracing::info!(parent: &span, error = %e, "socket error");
-                    break;
+                    tracing::info!(parent: &session.span, error = %e, "socket error");
+                    Next::Close(1000, "")
                 }
             },
+        };
+    }
+    if let Next::Close(code, reason) = next {
+        if !reason.is_empty() {
+            close(&mut socket, code, reason).await;
         }
     }
-
-    // End the stream (ENDLIST), then keep the files for a while so players can finish.
-    let joined = tokio::task::spawn_blocking(move || producer.finish_blocking()).await;
-    if joined.is_err() {
-        tracing::error!(parent: &span, "media thread could not be joined");
-    }
-    tracing::info!(parent: &span, "session ended");
-    let linger = Duration::from_millis(state.config.session_linger_ms);
-    let shutdown = state.shutdown.clone();
-    state.tracker.spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep(linger) => {}
-            _ = shutdown.cancelled() => {}
-        }
-        let _ = tokio::task::spawn_blocking(move || remove_session_dir(&dir)).await;
-    });
+    session.stop_turn();
+    session.stop_stream().await;
+    drain_stale(&mut events);
+    tracing::info!(parent: &session.span, "session ended");
 }
 
-/// React to one text frame; returns the reply to send, if any.
-fn handle_text(text: &str, span: &tracing::Span) -> Option<ServerMessage> {
-    match parse_client_message(text) {
-        Err(rejected) => {
-            tracing::info!(parent: span, code = ?rejected.code, "rejected a client message: {}", rejected.message);
-            Some(ServerMessage::error(rejected.code, rejected.message))
-        }
-        Ok(ClientMessage::Log { level, message }) => {
-            let message: String = message.chars().take(MAX_LOGGED_CLIENT_CHARS).collect();
-            match level.as_str() {
-                "error" => tracing::error!(parent: span, "client log: {message}"),
-                "warn" | "warning" => tracing::warn!(parent: span, "client log: {message}"),
-                "debug" => tracing::debug!(parent: span, "client log: {message}"),
-                _ => tracing::info!(parent: span, "client log: {message}"),
+fn drain_stale(events: &mut UnboundedReceiver<Event>) {
+    while events.try_recv().is_ok() {}
+}
+
+impl Session {
+    /// Start a live stream with the given id and announce it with `hello`.
+    async fn start_stream(&mut self, socket: &mut WebSocket, stream_id: String) -> Result<(), ()> {
+        let cfg = &self.state.config;
+        let dir = cfg.hls_dir.join(&stream_id);
+        let seed = u64::from_str_radix(&stream_id, 16).unwrap_or(0);
+        let channel = self.state.channel_config();
+        let sample_rate = channel.sample_rate;
+        match Producer::spawn(
+            &stream_id,
+            dir.clone(),
+            channel,
+            seed,
+            self.events_tx.clone(),
+        ) {
+            Ok(producer) => {
+                self.stream = Some(Stream {
+                    id: stream_id.clone(),
+                    dir,
+                    producer,
+                });
             }
-            None
+            Err(e) => {
+                tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
+                send(
+                    socket,
+                    &ServerMessage::error(ErrorCode::StreamFailed, "could not start the stream"),
+                )
+                .await;
+                return Err(());
+            }
         }
-        Ok(ClientMessage::Prompt { .. }) => Some(ServerMessage::error(
-            ErrorCode::Unsupported,
-            "this server streams the idle avatar only; speech is not available in this build",
-        )),
-        Ok(ClientMessage::Control { action }) => {
-            let what = match action {
-                ControlAction::Start => "start",
-                ControlAction::Stop => "stop",
-                ControlAction::Interrupt => "interrupt",
-            };
-            Some(ServerMessage::error(
-                ErrorCode::Unsupported,
-                format!("control action '{what}' is not available in this build"),
-            ))
+        let hello = ServerMessage::Hello {
+            session_id: self.id.clone(),
+            playlist: format!("/hls/{stream_id}/index.m3u8"),
+            version: env!("CARGO_PKG_VERSION"),
+            stream: StreamInfo {
+                width: cfg.width,
+                height: cfg.height,
+                fps: cfg.fps,
+                segment_ms: cfg.seg_len_ms,
+                audio_sample_rate: sample_rate,
+            },
+            llm: "none".into(),
+            tts: self.state.tts.name().into(),
+        };
+        send(socket, &hello).await;
+        send(socket, &status(Stage::Idle, None)).await;
+        Ok(())
+    }
+
+    /// End the stream (ENDLIST) and remove its files after the linger time.
+    async fn stop_stream(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let Stream {
+            id, dir, producer, ..
+        } = stream;
+        let joined = tokio::task::spawn_blocking(move || producer.finish_blocking()).await;
+        if joined.is_err() {
+            tracing::error!(parent: &self.span, "media thread could not be joined");
         }
+        tracing::info!(parent: &self.span, stream = %id, "stream ended");
+        let linger = Duration::from_millis(self.state.config.session_linger_ms);
+        let shutdown = self.state.shutdown.clone();
+        self.state.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            let _ = tokio::task::spawn_blocking(move || remove_session_dir(&dir)).await;
+        });
+    }
+
+    /// Cancel the current turn (if any) and tell the media thread to drop its audio.
+    fn stop_turn(&mut self) -> bool {
+        let Some(turn) = self.turn.take() else {
+            return false;
+        };
+        turn.cancel.cancel();
+        if let Some(stream) = &self.stream {
+            let _ = stream
+                .producer
+                .sender()
+                .send(Frame::Interrupt { turn: turn.id });
+        }
+        true
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Next {
+        let reply = match parse_client_message(text) {
+            Err(rejected) => {
+                tracing::info!(parent: &self.span, code = ?rejected.code, "rejected a client message: {}", rejected.message);
+                Some(ServerMessage::error(rejected.code, rejected.message))
+            }
+            Ok(ClientMessage::Log { level, message }) => {
+                self.log_client(&level, &message);
+                None
+            }
+            Ok(ClientMessage::Prompt { text }) => self.on_prompt(socket, text).await,
+            Ok(ClientMessage::Control { action }) => match action {
+                ControlAction::Interrupt => {
+                    if self.stop_turn() {
+                        tracing::info!(parent: &self.span, "interrupted by the client");
+                        Some(status(Stage::Idle, Some("interrupted")))
+                    } else {
+                        Some(status(Stage::Idle, Some("nothing to interrupt")))
+                    }
+                }
+                ControlAction::Stop => {
+                    self.stop_turn();
+                    self.stop_stream().await;
+                    Some(status(Stage::Complete, Some("stream stopped")))
+                }
+                ControlAction::Start => {
+                    if self.stream.is_some() {
+                        Some(status(Stage::Idle, Some("already streaming")))
+                    } else if self.start_stream(socket, new_id()).await.is_err() {
+                        return Next::Close(1011, "stream failed");
+                    } else {
+                        None
+                    }
+                }
+            },
+        };
+        match reply {
+            Some(r) if !send(socket, &r).await => Next::Close(1000, ""),
+            _ => Next::Continue,
+        }
+    }
+
+    fn log_client(&self, level: &str, message: &str) {
+        let message: String = message.chars().take(MAX_LOGGED_CLIENT_CHARS).collect();
+        let span = &self.span;
+        match level {
+            "error" => tracing::error!(parent: span, "client log: {message}"),
+            "warn" | "warning" => tracing::warn!(parent: span, "client log: {message}"),
+            "debug" => tracing::debug!(parent: span, "client log: {message}"),
+            _ => tracing::info!(parent: span, "client log: {message}"),
+        }
+    }
+
+    async fn on_prompt(&mut self, socket: &mut WebSocket, text: String) -> Option<ServerMessage> {
+        let prompt_at = Instant::now();
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return Some(ServerMessage::error(
+                ErrorCode::EmptyPrompt,
+                "the prompt is empty; type something for the avatar to say",
+            ));
+        }
+        let max = self.state.config.max_prompt_chars;
+        let chars = text.chars().count();
+        if chars > max {
+            return Some(ServerMessage::error(
+                ErrorCode::PromptTooLong,
+                format!("the prompt has {chars} characters; the limit is {max} (MAX_PROMPT_CHARS)"),
+            ));
+        }
+        let Some(stream) = &self.stream else {
+            return Some(ServerMessage::error(
+                ErrorCode::NotStreaming,
+                "the stream is stopped; send {\"type\":\"control\",\"action\":\"start\"} first",
+            ));
+        };
+        let frames = stream.producer.sender();
+        if self.stop_turn() {
+            tracing::info!(parent: &self.span, "barge-in: a new prompt interrupts the answer");
+        }
+        let turn = self.next_turn;
+        self.next_turn += 1;
+        let cancel = CancellationToken::new();
+        self.turn = Some(Turn {
+            id: turn,
+            cancel: cancel.clone(),
+        });
+        self.timings.insert(
+            turn,
+            Timing {
+                prompt_at,
+                metrics: TurnMetrics {
+                    turn,
+                    ..TurnMetrics::default()
+                },
+            },
+        );
+        tracing::info!(parent: &self.span, turn, chars, "prompt received");
+        let ctx = TurnContext {
+            turn,
+            tts: Arc::clone(&self.state.tts),
+            stream_rate: self.state.channel_config().sample_rate,
+            chunker: self.state.config.chunker_config(),
+            frames,
+            events: self.events_tx.clone(),
+            cancel,
+        };
+        self.state.tracker.spawn(run_direct_speech(ctx, text));
+        send(socket, &status(Stage::Thinking, Some("preparing speech"))).await;
+        None
+    }
+
+    fn timing(&mut self, turn: u64) -> Option<&mut Timing> {
+        self.timings.get_mut(&turn)
+    }
+
+    async fn on_event(&mut self, socket: &mut WebSocket, event: Event) -> Next {
+        let ms = |t: &Timing, at: Instant| (at - t.prompt_at).as_secs_f64() * 1000.0;
+        let reply = match event {
+            Event::SegmentPublished { .. } => None,
+            Event::FirstText { turn, at } => {
+                if let Some(t) = self.timing(turn) {
+                    t.metrics.first_text_ms = Some(ms(t, at));
+                }
+                None
+            }
+            Event::FirstAudio { turn, at } => {
+                if let Some(t) = self.timing(turn) {
+                    t.metrics.first_audio_ms = Some(ms(t, at));
+                }
+                None
+            }
+            Event::FirstSpeakingFrame { turn, at } => {
+                if let Some(t) = self.timing(turn) {
+                    t.metrics.first_frame_ms = Some(ms(t, at));
+                }
+                None
+            }
+            Event::FirstSpeakingSegment { turn, at } => {
+                if let Some(t) = self.timing(turn) {
+                    t.metrics.first_segment_ms = Some(ms(t, at));
+                }
+                self.is_current(turn).then(|| status(Stage::Speaking, None))
+            }
+            Event::Transcript {
+                turn,
+                text,
+                start_ms,
+                end_ms,
+                start_pdt_ms,
+                end_pdt_ms,
+            } => Some(ServerMessage::Transcript {
+                turn,
+                text,
+                start_ms,
+                end_ms,
+                start_pdt_ms,
+                end_pdt_ms,
+            }),
+            Event::TurnComplete {
+                turn,
+                at,
+                interrupted,
+            } => {
+                if self.is_current(turn) {
+                    self.turn = None;
+                }
+                if let Some(mut t) = self.timings.remove(&turn) {
+                    t.metrics.complete_ms = Some(ms(&t, at));
+                    t.metrics.interrupted = interrupted;
+                    let m = &t.metrics;
+                    tracing::info!(
+                        parent: &self.span,
+                        turn,
+                        interrupted,
+                        first_text_ms = m.first_text_ms.unwrap_or(-1.0),
+                        first_audio_ms = m.first_audio_ms.unwrap_or(-1.0),
+                        first_frame_ms = m.first_frame_ms.unwrap_or(-1.0),
+                        first_segment_ms = m.first_segment_ms.unwrap_or(-1.0),
+                        complete_ms = m.complete_ms.unwrap_or(-1.0),
+                        "turn timing"
+                    );
+                    if !send(socket, &ServerMessage::Metrics(t.metrics)).await {
+                        return Next::Close(1000, "");
+                    }
+                }
+                if interrupted || self.turn.is_some() {
+                    None
+                } else {
+                    send(socket, &status(Stage::Complete, None)).await;
+                    Some(status(Stage::Idle, None))
+                }
+            }
+            Event::TurnFailed { turn, message } => {
+                send(socket, &ServerMessage::error(ErrorCode::TtsFailed, message)).await;
+                (self.is_current(turn) && self.stream.is_some())
+                    .then(|| status(Stage::Idle, Some("speech failed; back to idle")))
+            }
+            Event::StreamFailed(why) => {
+                send(
+                    socket,
+                    &ServerMessage::error(
+                        ErrorCode::StreamFailed,
+                        format!("the stream stopped: {why}"),
+                    ),
+                )
+                .await;
+                send(socket, &status(Stage::Error, Some(&why))).await;
+                // Close so the page reconnects to a fresh session.
+                return Next::Close(1011, "stream failed");
+            }
+            Event::StreamFinished => None,
+        };
+        match reply {
+            Some(r) if !send(socket, &r).await => Next::Close(1000, ""),
+            _ => Next::Continue,
+        }
+    }
+
+    fn is_current(&self, turn: u64) -> bool {
+        self.turn.as_ref().is_some_and(|t| t.id == turn)
     }
 }

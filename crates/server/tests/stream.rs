@@ -51,10 +51,34 @@ async fn next_of_type(ws: &mut Ws, ty: &str) -> Value {
     }
 }
 
-fn wait_for_segments(server: &Server, playlist: &str, n: usize, within: Duration) -> String {
-    let deadline = Instant::now() + within;
+/// Wait for the multivariant playlist and return the path of its video media playlist.
+fn video_playlist(server: &Server, multivariant: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let resp = server.get(playlist);
+        let resp = server.get(multivariant);
+        if resp.status == 200 {
+            let text = resp.text();
+            let uri = text
+                .lines()
+                .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .expect("a variant in the multivariant playlist");
+            let base = &multivariant[..multivariant.rfind('/').unwrap() + 1];
+            return format!("{base}{}", uri.trim());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no multivariant playlist; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_segments(server: &Server, multivariant: &str, n: usize, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let playlist = video_playlist(server, multivariant);
+    loop {
+        let resp = server.get(&playlist);
         if resp.status == 200 && playlist_segments(&resp.text()).len() >= n {
             return resp.text();
         }
@@ -98,7 +122,13 @@ async fn live_stream_is_valid_hls_with_h264_and_aac() {
     assert_eq!(hello["llm"], "none");
 
     let text = wait_for_segments(&server, &playlist, 3, Duration::from_secs(20));
-    let resp = server.get(&playlist);
+    let multivariant = server.get(&playlist).text();
+    assert!(
+        multivariant.contains("#EXT-X-MEDIA:TYPE=SUBTITLES")
+            && multivariant.contains("#EXT-X-STREAM-INF:"),
+        "{multivariant}"
+    );
+    let resp = server.get(&video_playlist(&server, &playlist));
     assert_eq!(
         resp.header("content-type"),
         Some("application/vnd.apple.mpegurl")
@@ -187,7 +217,10 @@ async fn live_stream_is_valid_hls_with_h264_and_aac() {
     }
     let a = pts_list(&all, "a:0");
     assert!(a.len() > 100, "audio packets: {}", a.len());
-    let frame = 1024.0 / 48000.0;
+    let rate = hello["stream"]["audio_sample_rate"]
+        .as_f64()
+        .expect("audio rate in hello");
+    let frame = 1024.0 / rate;
     for w in a.windows(2) {
         assert!(
             ((w[1] - w[0]) - frame).abs() < 1e-3,
@@ -252,9 +285,10 @@ async fn closing_the_socket_ends_the_playlist_and_removes_files_later() {
     wait_for_segments(&server, &playlist, 1, Duration::from_secs(15));
     ws.close(None).await.unwrap();
 
+    let video = video_playlist(&server, &playlist);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let text = server.get(&playlist).text();
+        let text = server.get(&video).text();
         if text.contains("#EXT-X-ENDLIST") {
             break;
         }

@@ -1,0 +1,82 @@
+//! Benchmark: resident memory and CPU of a running talkstream server with N idle sessions.
+//! Starts the given binary on a free port, opens N `/session` WebSockets, waits, then reads
+//! /proc/<pid>/status and /proc/<pid>/stat.
+//!
+//! `cargo run --release -p talkstream --example sessions_rss -- target/release/talkstream 10 20`
+//! (binary, sessions, seconds to wait)
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn proc_field(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l[key.len()..].trim().to_string())
+        .unwrap_or_default()
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let bin = args
+        .get(1)
+        .cloned()
+        .unwrap_or("target/release/talkstream".into());
+    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let secs: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let dir = std::env::temp_dir().join(format!("talkstream-bench-{}", std::process::id()));
+    let mut child = Command::new(&bin)
+        .args(["serve", "--port", "0", "--log-level", "warn"])
+        .arg("--hls-dir")
+        .arg(dir.join("hls"))
+        .arg("--max-sessions")
+        .arg((n + 1).to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .ok_or("no address printed")?
+        .to_string();
+    let rss_empty = proc_field(pid, "VmRSS:");
+    let mut sockets = Vec::new();
+    for _ in 0..n {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/session")).await?;
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu0 = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let cpu1 = cpu_seconds(pid);
+    println!(
+        "{n} idle session(s), after {secs} s: VmRSS {} (peak VmHWM {}; no sessions: {rss_empty}); CPU {:.0}% of one core",
+        proc_field(pid, "VmRSS:"),
+        proc_field(pid, "VmHWM:"),
+        (cpu1 - cpu0) / secs as f64 * 100.0
+    );
+    drop(sockets);
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

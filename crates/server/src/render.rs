@@ -1,0 +1,324 @@
+//! Turning audio into avatar frames, shared by the live media thread and the offline
+//! `talkstream render` command: [`FaceRenderer`] owns the avatar, the lip-sync analyzer and the
+//! frame buffers; [`render_offline`] renders a whole utterance into a normal MP4 with sound.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use talkstream_avatar::{Avatar, AvatarError, LipSync};
+use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, MediaError, Output};
+use talkstream_providers::{LocalTts, Resampler, TtsError};
+
+/// Renders avatar frames whose mouth follows the audio pushed into it.
+pub struct FaceRenderer {
+    avatar: Avatar,
+    lipsync: LipSync,
+    rgba: Vec<u8>,
+    frame: I420Frame,
+}
+
+impl FaceRenderer {
+    /// A renderer for the channel's picture size, audio rate and frame rate.
+    pub fn new(cfg: &ChannelConfig, seed: u64) -> Result<Self, AvatarError> {
+        Ok(Self {
+            avatar: Avatar::new(cfg.width, cfg.height, seed)?,
+            lipsync: LipSync::new(cfg.sample_rate, cfg.fps),
+            rgba: vec![0u8; cfg.width as usize * cfg.height as usize * 4],
+            frame: I420Frame::new(cfg.width, cfg.height),
+        })
+    }
+
+    /// The lip-sync analyzer (push speech audio and timing hints into it).
+    pub fn lipsync(&mut self) -> &mut LipSync {
+        &mut self.lipsync
+    }
+
+    /// Render frame `n` at media time `t_ms`.
+    pub fn render(&mut self, n: u64, t_ms: u64) -> Result<&I420Frame, AvatarError> {
+        let mouth = self.lipsync.pose_for_frame(n);
+        self.avatar.render_rgba(t_ms, mouth, &mut self.rgba)?;
+        self.frame.fill_from_rgba(&self.rgba);
+        Ok(&self.frame)
+    }
+}
+
+/// Why an offline render failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The input audio file could not be read.
+    #[error("cannot read {path}: {why}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Speech synthesis failed.
+    #[error("speech synthesis: {0}")]
+    Tts(#[from] TtsError),
+    /// Encoding failed.
+    #[error("encoding: {0}")]
+    Media(#[from] MediaError),
+    /// Rendering failed.
+    #[error("rendering: {0}")]
+    Avatar(#[from] AvatarError),
+    /// The output could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What to say in an offline render.
+pub enum RenderSource<'a> {
+    /// Text spoken by the local TTS.
+    Text(&'a str, &'a LocalTts),
+    /// A WAV file (PCM 16-bit or float, any rate, mono or stereo).
+    Audio(&'a Path),
+}
+
+/// Tail of silence after the speech, so the mouth closes on screen.
+const TAIL_MS: u64 = 400;
+
+/// Render `source` into a normal MP4 (H.264 + AAC) at `out`, reporting progress (0..=1) to
+/// `progress`. Returns the duration in milliseconds.
+pub fn render_offline(
+    source: RenderSource<'_>,
+    mut cfg: ChannelConfig,
+    out: &Path,
+    mut progress: impl FnMut(f64),
+) -> Result<u64, RenderError> {
+    let (pcm, rate, words) = match source {
+        RenderSource::Text(text, tts) => {
+            let chunk = tts.synthesize_blocking(text)?;
+            (chunk.pcm, chunk.sample_rate, chunk.words)
+        }
+        RenderSource::Audio(path) => {
+            let (pcm, rate) = read_wav(path)?;
+            (pcm, rate, Vec::new())
+        }
+    };
+    if cfg.sample_rate == 0 {
+        cfg.sample_rate = if talkstream_media::audio::AAC_SAMPLE_RATES.contains(&rate) {
+            rate
+        } else {
+            48_000
+        };
+    }
+    let mut resampler = Resampler::new(rate, cfg.sample_rate).map_err(|e| RenderError::Input {
+        path: PathBuf::from("(audio)"),
+        why: e.to_string(),
+    })?;
+    let mut pcm = resampler.process(&pcm);
+    pcm.extend(resampler.finish());
+    let sr = u64::from(cfg.sample_rate);
+    let total_samples = pcm.len() as u64 + TAIL_MS * sr / 1000;
+
+    cfg.subtitles = false;
+    let mut channel = LiveChannel::new(cfg.clone(), 0)?;
+    let mut face = FaceRenderer::new(&cfg, 1)?;
+    face.lipsync().push_audio(0, &pcm);
+    for w in &words {
+        face.lipsync().add_hint(w.start_ms, w.end_ms, &w.text);
+    }
+    let mut init = Vec::new();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    let mut collect = |outputs: Vec<Output>| {
+        for o in outputs {
+            match o {
+                Output::Init { bytes, .. } => init = bytes,
+                Output::Segment { name, bytes, .. } if name.ends_with(".m4s") => {
+                    segments.push(bytes)
+                }
+                _ => {}
+            }
+        }
+    };
+    let mut pos: u64 = 0;
+    let mut frame_pcm = Vec::new();
+    while pos < total_samples {
+        let n = channel.next_frame_index();
+        let t_ms = channel.frame_time_ms(n);
+        let need = channel.samples_for_frame(n);
+        frame_pcm.clear();
+        let from = (pos as usize).min(pcm.len());
+        let to = (from + need).min(pcm.len());
+        frame_pcm.extend_from_slice(&pcm[from..to]);
+        frame_pcm.resize(need, 0);
+        pos += need as u64;
+        let frame = face.render(n, t_ms)?;
+        collect(channel.push_frame(frame, &frame_pcm, 0)?);
+        progress((pos as f64 / total_samples as f64).min(1.0));
+    }
+    collect(channel.finish(0)?);
+    let duration_ms = channel.published_duration_ms();
+    let seg_refs: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let bytes = talkstream_media::offline_mp4(&init, &seg_refs, duration_ms)?;
+    std::fs::write(out, bytes).map_err(|source| RenderError::Output {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(duration_ms)
+}
+
+/// A progress bar on stderr: redrawn in place on a terminal, every 10 % otherwise.
+pub fn progress_bar(label: &'static str) -> impl FnMut(f64) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let mut last_shown = -1i64;
+    move |p: f64| {
+        let pct = (p * 100.0).round() as i64;
+        let step = if tty { 1 } else { 10 };
+        if pct / step == last_shown / step && pct != 100 || pct == last_shown {
+            return;
+        }
+        last_shown = pct;
+        let filled = (p * 30.0).round() as usize;
+        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(30 - filled.min(30)));
+        let mut err = std::io::stderr();
+        if tty {
+            let _ = write!(err, "\r{label} [{bar}] {pct:3}%");
+            if pct >= 100 {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{label} [{bar}] {pct:3}%");
+        }
+    }
+}
+
+/// Read a WAV file as mono 16-bit samples and its sample rate. Accepts PCM 8/16/24/32-bit and
+/// 32-bit float, any number of channels (mixed down).
+pub fn read_wav(path: &Path) -> Result<(Vec<i16>, u32), RenderError> {
+    let bad = |why: String| RenderError::Input {
+        path: path.to_path_buf(),
+        why,
+    };
+    let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    parse_wav(&data).map_err(bad)
+}
+
+/// Parse WAV bytes (see [`read_wav`]).
+pub fn parse_wav(data: &[u8]) -> Result<(Vec<i16>, u32), String> {
+    if data.len() < 12 || &data[0..4] != b"RIFF" || &data[8..12] != b"WAVE" {
+        return Err("not a WAV file (no RIFF/WAVE header)".into());
+    }
+    let u16at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]);
+    let u32at = |o: usize| u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+    let mut pos = 12;
+    let mut fmt: Option<(u16, u16, u32, u16)> = None;
+    while pos + 8 <= data.len() {
+        let id = &data[pos..pos + 4];
+        let size = u32at(pos + 4) as usize;
+        let body = pos + 8;
+        let end = body.saturating_add(size).min(data.len());
+        if id == b"fmt " {
+            if end - body < 16 {
+                return Err("fmt chunk too short".into());
+            }
+            let mut format = u16at(body);
+            if format == 0xFFFE && end - body >= 26 {
+                format = u16at(body + 24); // WAVE_FORMAT_EXTENSIBLE: the sub-format's first word
+            }
+            fmt = Some((format, u16at(body + 2), u32at(body + 4), u16at(body + 14)));
+        } else if id == b"data" {
+            let (format, channels, rate, bits) = fmt.ok_or("data chunk before the fmt chunk")?;
+            if channels == 0 || rate == 0 {
+                return Err("zero channels or sample rate".into());
+            }
+            let bytes = usize::from(bits / 8);
+            let frame = bytes * usize::from(channels);
+            if frame == 0 {
+                return Err(format!("unsupported sample size of {bits} bits"));
+            }
+            let sample = |o: usize| -> Result<f32, String> {
+                Ok(match (format, bits) {
+                    (1, 8) => (f32::from(data[o]) - 128.0) / 128.0,
+                    (1, 16) => f32::from(i16::from_le_bytes([data[o], data[o + 1]])) / 32768.0,
+                    (1, 24) => {
+                        (i32::from_le_bytes([0, data[o], data[o + 1], data[o + 2]]) >> 8) as f32
+                            / 8_388_608.0
+                    }
+                    (1, 32) => u32at(o) as i32 as f32 / 2_147_483_648.0,
+                    (3, 32) => f32::from_bits(u32at(o)),
+                    _ => {
+                        return Err(format!(
+                        "unsupported WAV encoding (format {format}, {bits} bits); use 16-bit PCM"
+                    ))
+                    }
+                })
+            };
+            let mut out = Vec::with_capacity((end - body) / frame);
+            let mut o = body;
+            while o + frame <= end {
+                let mut sum = 0.0f32;
+                for c in 0..usize::from(channels) {
+                    sum += sample(o + c * bytes)?;
+                }
+                let v = (sum / f32::from(channels)).clamp(-1.0, 1.0);
+                out.push((v * 32767.0).round() as i16);
+                o += frame;
+            }
+            return Ok((out, rate));
+        }
+        pos = body.saturating_add(size + (size & 1));
+    }
+    Err("no audio data in the file".into())
+}
+
+/// Encode mono 16-bit samples as a WAV file.
+pub fn wav_bytes(pcm: &[i16], rate: u32) -> Vec<u8> {
+    let data_len = (pcm.len() * 2) as u32;
+    let mut v = Vec::with_capacity(44 + pcm.len() * 2);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * 2).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for s in pcm {
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wav_round_trip_and_errors() {
+        let pcm: Vec<i16> = (0..1000).map(|i| (i * 30 - 15000) as i16).collect();
+        let (back, rate) = parse_wav(&wav_bytes(&pcm, 22050)).unwrap();
+        assert_eq!(rate, 22050);
+        assert_eq!(back, pcm);
+        assert!(parse_wav(b"hello").unwrap_err().contains("not a WAV"));
+        let mut truncated = wav_bytes(&pcm, 16000);
+        truncated.truncate(30);
+        assert!(parse_wav(&truncated).is_err());
+    }
+
+    #[test]
+    fn stereo_is_mixed_down() {
+        // Build a 2-channel 16-bit WAV by hand: left = 1000, right = 3000 → mono 2000.
+        let mut v = wav_bytes(&[0; 4], 8000);
+        v[22] = 2; // channels
+        v[32] = 4; // block align
+        let frames: Vec<i16> = vec![1000, 3000, 1000, 3000];
+        for (i, s) in frames.iter().enumerate() {
+            v[44 + i * 2..46 + i * 2].copy_from_slice(&s.to_le_bytes());
+        }
+        let (mono, _) = parse_wav(&v).unwrap();
+        assert_eq!(mono.len(), 2);
+        assert!((i32::from(mono[0]) - 2000).abs() <= 1, "{mono:?}");
+    }
+}

@@ -1,0 +1,499 @@
+//! End-to-end tests of speech: a prompt over `/session` is spoken by the local TTS into the live
+//! stream. The published media is decoded by ffmpeg and checked: the audio is the TTS audio
+//! (each moment once), the mouth measured from the decoded pixels follows the loudness, captions
+//! reach the page and the stream's WebVTT, and barge-in cuts the old answer.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{playlist_map, playlist_segments, Server};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use talkstream_avatar::analysis::{best_lag, loudness_envelope, pearson};
+use talkstream_avatar::{measure_mouth_opening, Avatar};
+use talkstream_providers::{Chunker, ChunkerConfig, LocalTts, LocalTtsConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(server: &Server) -> (Ws, Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connect /session");
+    let hello = next_json(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(hello["type"], "hello");
+    (ws, hello)
+}
+
+async fn next_json(ws: &mut Ws, within: Duration) -> Value {
+    loop {
+        let msg = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}
+
+/// Collect messages until `done` says stop; returns everything seen.
+async fn collect_until(ws: &mut Ws, within: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "timed out; messages so far: {seen:#?}");
+        let v = next_json(ws, left).await;
+        let stop = done(&v);
+        seen.push(v);
+        if stop {
+            return seen;
+        }
+    }
+}
+
+async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+fn stages(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m["type"] == "status")
+        .map(|m| m["stage"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn video_playlist(playlist: &str) -> String {
+    playlist.replace("index.m3u8", "video.m3u8")
+}
+
+/// Wait until the video playlist holds media up to `until_ms`, then download init + all
+/// listed segments (which must start at media time 0) into one file.
+fn download_stream(server: &Server, playlist: &str, until_ms: u64, out: &Path) -> Vec<f64> {
+    let video = video_playlist(playlist);
+    let base = &video[..video.rfind('/').unwrap() + 1];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = server.get(&video).text();
+        let total: f64 = playlist_segments(&text).iter().map(|(d, _)| d).sum();
+        if total * 1000.0 >= until_ms as f64 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "stream too short:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        text.contains("#EXT-X-MEDIA-SEQUENCE:0"),
+        "the test needs the whole stream in the window:\n{text}"
+    );
+    let mut bytes = server
+        .get(&format!("{base}{}", playlist_map(&text).unwrap()))
+        .body;
+    let segs = playlist_segments(&text);
+    for (_, uri) in &segs {
+        let seg = server.get(&format!("{base}{uri}"));
+        assert_eq!(seg.status, 200, "{uri}");
+        bytes.extend_from_slice(&seg.body);
+    }
+    std::fs::write(out, bytes).unwrap();
+    segs.iter().map(|(d, _)| *d).collect()
+}
+
+fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is needed; install it or run scripts/test.sh");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn decode_audio(file: &Path, rate: u32) -> Vec<i16> {
+    let raw = ffmpeg(&[
+        "-i",
+        file.to_str().unwrap(),
+        "-map",
+        "0:a",
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-ar",
+        &rate.to_string(),
+        "-",
+    ]);
+    raw.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// What the server's TTS turn produces for `text`: the chunker's clauses, each synthesized.
+fn expected_tts_audio(text: &str) -> (Vec<i16>, u32) {
+    let tts = LocalTts::new(LocalTtsConfig::default()).unwrap();
+    let mut chunker = Chunker::new(ChunkerConfig::default());
+    let mut chunks = chunker.push(text, 0);
+    chunks.extend(chunker.finish());
+    let mut pcm = Vec::new();
+    let mut rate = 0;
+    for c in chunks {
+        let out = tts.synthesize_blocking(&c).unwrap();
+        rate = out.sample_rate;
+        pcm.extend(out.pcm);
+    }
+    (pcm, rate)
+}
+
+fn rms(x: &[i16]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+/// Normalised correlation of `a` against `b` placed at `offset` in `a`.
+fn ncc(a: &[i16], b: &[i16], offset: usize) -> f64 {
+    let n = b.len().min(a.len().saturating_sub(offset));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (x, y) = (f64::from(a[offset + i]), f64::from(b[i]));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_is_spoken_lip_synced_and_captioned() {
+    let server = Server::start("speech", &[], &[]);
+    let (mut ws, hello) = connect(&server).await;
+    assert_eq!(hello["tts"], "local");
+    let rate = hello["stream"]["audio_sample_rate"].as_u64().unwrap() as u32;
+    let id = hello["session_id"].as_str().unwrap().to_string();
+    let playlist = hello["playlist"].as_str().unwrap().to_string();
+    // Let some idle stream go by so there is silence before the speech.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let text = "Hello there! My name is Talkstream, and I move my lips when I speak.";
+    send_json(&mut ws, serde_json::json!({"type":"prompt","text":text})).await;
+    let completed = std::cell::Cell::new(false);
+    let msgs = collect_until(&mut ws, Duration::from_secs(30), |m| {
+        if m["type"] == "status" && m["stage"] == "complete" {
+            completed.set(true);
+        }
+        completed.get() && m["type"] == "status" && m["stage"] == "idle"
+    })
+    .await;
+    let st = stages(&msgs);
+    let pos = |s: &str| st.iter().rposition(|x| x == s);
+    assert!(
+        pos("thinking") < pos("speaking")
+            && pos("speaking") < pos("complete")
+            && pos("complete") < pos("idle")
+            && pos("thinking").is_some(),
+        "{st:?}"
+    );
+    let transcripts: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "transcript").collect();
+    let spoken: String = transcripts
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for word in ["Hello", "Talkstream", "lips", "speak"] {
+        assert!(spoken.contains(word), "{word} not in captions: {spoken}");
+    }
+    let speech_start_ms = transcripts[0]["start_ms"].as_u64().unwrap();
+    let speech_end_ms = transcripts.last().unwrap()["end_ms"].as_u64().unwrap();
+    assert!(
+        speech_start_ms >= 1000,
+        "speech started at {speech_start_ms}"
+    );
+    let metrics = msgs
+        .iter()
+        .find(|m| m["type"] == "metrics")
+        .expect("metrics");
+    assert_eq!(metrics["interrupted"], false);
+    for key in [
+        "first_text_ms",
+        "first_audio_ms",
+        "first_frame_ms",
+        "first_segment_ms",
+        "complete_ms",
+    ] {
+        assert!(
+            metrics[key].as_f64().is_some(),
+            "metrics lack {key}: {metrics}"
+        );
+    }
+
+    // Fetch the published stream from the start to a little after the speech.
+    let work = common::temp_dir("speech-probe");
+    let file = work.join("stream.mp4");
+    download_stream(&server, &playlist, speech_end_ms + 600, &file);
+
+    // 1. The published audio is the TTS audio, once: it lines up with what the TTS makes for
+    //    this text over its whole length, and is silent before and after.
+    let published = decode_audio(&file, rate);
+    let (tts, tts_rate) = expected_tts_audio(text);
+    assert_eq!(tts_rate, rate, "the stream runs at the voice's own rate");
+    let guess = (speech_start_ms.saturating_sub(400) * u64::from(rate) / 1000) as usize;
+    let search = (u64::from(rate) * 800 / 1000) as usize;
+    let (mut best, mut best_off) = (f64::MIN, 0);
+    for off in (guess..guess + search).step_by(1) {
+        let c = ncc(&published, &tts[..tts.len().min(rate as usize)], off);
+        if c > best {
+            best = c;
+            best_off = off;
+        }
+    }
+    let whole = ncc(&published, &tts, best_off);
+    assert!(
+        whole > 0.9,
+        "published audio differs from the TTS audio: r = {whole:.3} (first second {best:.3})"
+    );
+    let before = &published[guess.saturating_sub(rate as usize / 2)..best_off];
+    let after_start = best_off + tts.len() + rate as usize / 20;
+    let after = &published[after_start.min(published.len())..];
+    assert!(rms(before) < 30.0, "noise before speech: {}", rms(before));
+    assert!(
+        rms(&after[..after.len().min(rate as usize / 4)]) < 30.0,
+        "audio after the speech ended (repeated?)"
+    );
+
+    // 2. Lip-sync: mouth opening measured from decoded pixels follows the loudness.
+    let (w, h) = (512u32, 512u32);
+    let raw = ffmpeg(&[
+        "-i",
+        file.to_str().unwrap(),
+        "-map",
+        "0:v",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgba",
+        "-",
+    ]);
+    let frame_len = (w * h * 4) as usize;
+    let frames = raw.len() / frame_len;
+    let mut avatar = Avatar::new(w, h, u64::from_str_radix(&id, 16).unwrap()).unwrap();
+    let opening: Vec<f32> = (0..frames)
+        .map(|n| {
+            let region = avatar.mouth_region(n as u64 * 40);
+            measure_mouth_opening(&raw[n * frame_len..(n + 1) * frame_len], w, region)
+        })
+        .collect();
+    let loud = loudness_envelope(&published, rate, 25);
+    let first = (best_off as u64 * 25 / u64::from(rate)) as usize;
+    let last = ((best_off + tts.len()) as u64 * 25 / u64::from(rate)) as usize;
+    let (o, l) = (
+        &opening[first..last.min(frames)],
+        &loud[first..last.min(loud.len())],
+    );
+    let n = o.len().min(l.len());
+    let r = pearson(&o[..n], &l[..n]);
+    let (lag, _) = best_lag(&o[..n], &l[..n], 3);
+    assert!(r >= 0.6, "mouth opening vs loudness: r = {r:.3}");
+    assert!(lag.abs() <= 1, "lip-sync lag of {lag} frames (> 40 ms)");
+    let silent: Vec<f32> = opening[first.saturating_sub(20)..first.saturating_sub(2)].to_vec();
+    assert!(
+        silent.iter().all(|&x| x < 0.01),
+        "mouth not closed in silence: {silent:?}"
+    );
+
+    // 3. The captions are in the stream itself (WebVTT rendition).
+    let subs = server
+        .get(&playlist.replace("index.m3u8", "subs.m3u8"))
+        .text();
+    let base = &playlist[..playlist.rfind('/').unwrap() + 1];
+    let vtt: String = playlist_segments(&subs)
+        .iter()
+        .map(|(_, uri)| server.get(&format!("{base}{uri}")).text())
+        .collect();
+    assert!(
+        vtt.contains("Talkstream"),
+        "captions missing from the WebVTT track:\n{vtt}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_prompt_interrupts_the_answer() {
+    let server = Server::start("bargein", &[], &[]);
+    let (mut ws, _hello) = connect(&server).await;
+    let long = "This is a long answer that keeps going. It has several sentences in it. \
+                Each one takes a while to say. Nobody should hear the end of it, \
+                because it will be interrupted long before it finishes.";
+    send_json(&mut ws, serde_json::json!({"type":"prompt","text":long})).await;
+    collect_until(&mut ws, Duration::from_secs(20), |m| {
+        m["type"] == "status" && m["stage"] == "speaking"
+    })
+    .await;
+    send_json(
+        &mut ws,
+        serde_json::json!({"type":"prompt","text":"Second answer."}),
+    )
+    .await;
+    let msgs = collect_until(&mut ws, Duration::from_secs(20), |m| {
+        m["type"] == "metrics" && m["turn"] == 2
+    })
+    .await;
+    let m1 = msgs
+        .iter()
+        .find(|m| m["type"] == "metrics" && m["turn"] == 1)
+        .expect("metrics of the interrupted turn");
+    assert_eq!(m1["interrupted"], true);
+    let m2 = msgs
+        .iter()
+        .find(|m| m["type"] == "metrics" && m["turn"] == 2)
+        .unwrap();
+    assert_eq!(m2["interrupted"], false);
+    let captions: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m["type"] == "transcript" && m["turn"] == 2)
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(captions.concat().contains("Second answer"), "{captions:?}");
+    // Nothing of the first answer is scheduled after the interrupt.
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| m["type"] == "transcript" && m["turn"] == 1),
+        "old captions after barge-in: {msgs:#?}"
+    );
+
+    // `interrupt` without a new answer returns to idle.
+    send_json(&mut ws, serde_json::json!({"type":"prompt","text":long})).await;
+    collect_until(&mut ws, Duration::from_secs(20), |m| {
+        m["type"] == "status" && m["stage"] == "speaking"
+    })
+    .await;
+    send_json(
+        &mut ws,
+        serde_json::json!({"type":"control","action":"interrupt"}),
+    )
+    .await;
+    let msgs = collect_until(&mut ws, Duration::from_secs(10), |m| {
+        m["type"] == "metrics" && m["turn"] == 3
+    })
+    .await;
+    assert!(msgs
+        .iter()
+        .any(|m| m["type"] == "status" && m["stage"] == "idle"));
+    assert_eq!(msgs.last().unwrap()["interrupted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_prompts_get_errors_and_stop_start_restarts_the_stream() {
+    let server = Server::start("prompts", &["--max-prompt-chars", "50"], &[]);
+    let (mut ws, hello) = connect(&server).await;
+    send_json(&mut ws, serde_json::json!({"type":"prompt","text":"   "})).await;
+    let e = collect_until(&mut ws, Duration::from_secs(5), |m| m["type"] == "error").await;
+    assert_eq!(e.last().unwrap()["code"], "empty_prompt");
+    send_json(
+        &mut ws,
+        serde_json::json!({"type":"prompt","text":"x".repeat(51)}),
+    )
+    .await;
+    let e = collect_until(&mut ws, Duration::from_secs(5), |m| m["type"] == "error").await;
+    assert_eq!(e.last().unwrap()["code"], "prompt_too_long");
+
+    send_json(
+        &mut ws,
+        serde_json::json!({"type":"control","action":"stop"}),
+    )
+    .await;
+    collect_until(&mut ws, Duration::from_secs(10), |m| {
+        m["type"] == "status" && m["stage"] == "complete"
+    })
+    .await;
+    let old = hello["playlist"].as_str().unwrap();
+    assert!(server
+        .get(&video_playlist(old))
+        .text()
+        .contains("#EXT-X-ENDLIST"));
+    send_json(&mut ws, serde_json::json!({"type":"prompt","text":"hi"})).await;
+    let e = collect_until(&mut ws, Duration::from_secs(5), |m| m["type"] == "error").await;
+    assert_eq!(e.last().unwrap()["code"], "not_streaming");
+
+    send_json(
+        &mut ws,
+        serde_json::json!({"type":"control","action":"start"}),
+    )
+    .await;
+    let again = collect_until(&mut ws, Duration::from_secs(5), |m| m["type"] == "hello").await;
+    let new = again.last().unwrap()["playlist"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new, old);
+    assert_eq!(again.last().unwrap()["session_id"], hello["session_id"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.get(&video_playlist(&new)).status != 200 {
+        assert!(Instant::now() < deadline, "new stream never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn render_writes_an_mp4_with_sound() {
+    let dir = common::temp_dir("render");
+    let out = dir.join("hello.mp4");
+    let status = Command::new(env!("CARGO_BIN_EXE_talkstream"))
+        .args(["render", "--text", "Hello from the offline renderer.", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let streams = common::ffprobe(&[
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_name",
+        "-of",
+        "csv=p=0",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        streams.contains("h264") && streams.contains("aac"),
+        "{streams}"
+    );
+    let dur: f64 = common::ffprobe(&[
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "csv=p=0",
+        out.to_str().unwrap(),
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(dur > 1.0 && dur < 6.0, "duration {dur}");
+    let audio = decode_audio(&out, 22050);
+    assert!(rms(&audio) > 300.0, "the render is silent");
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_talkstream"))
+        .args(["render", "--audio", "/nonexistent/speech.wav", "-o"])
+        .arg(dir.join("x.mp4"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/speech.wav"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
