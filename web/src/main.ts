@@ -2,6 +2,8 @@
 
 import Hls from 'hls.js';
 import './style.css';
+import { CaptionScheduler } from './captions';
+import { PlaybackMonitor, type Stall } from './playback';
 import { Player, type FatalInfo } from './player';
 import {
   controlMessage,
@@ -9,12 +11,13 @@ import {
   promptMessage,
   sessionUrl,
   type LogLevel,
+  type MetricsMessage,
   type ServerMessage,
   type Stage,
 } from './protocol';
 import { RateLimiter } from './ratelimit';
 import { Session } from './session';
-import { badgeState, type BadgeState, type ConnectionFacts } from './state';
+import { badgeState, viewerStage, type BadgeState, type ConnectionFacts } from './state';
 import { Ui } from './ui';
 
 export interface TalkstreamDebug {
@@ -32,6 +35,26 @@ export interface TalkstreamDebug {
   sentLogs: { level: LogLevel; message: string }[];
   sendLog(level: LogLevel, message: string): void;
   debugCloseSocket(): void;
+  /** every caption text displayed, in order (one per transcript message: a TTS chunk, often part of a sentence) */
+  captionsShown: string[];
+  /** every caption line displayed (earlier captions of the turn + the current one), in order */
+  captionLines: string[];
+  /** the same with timing: when it was shown, the player position then and the caption's start (PDT ms) */
+  captionLog: { text: string; turn: number | null; shownAt: number; pdt: number | null; startPdt: number | null }[];
+  /** captions whose time had passed before the player got there (not displayed) */
+  captionsMissed: string[];
+  /** every status stage received, in order */
+  statuses: Stage[];
+  /** video `waiting` stalls, measured until `playing` (t: performance.now() ms; startup: before the first `playing` of a source) */
+  waitingEvents: Stall[];
+  /** performance.now() when the current source first played, or null */
+  playingSince: number | null;
+  /** performance.now() when a stall in progress began, or null */
+  readonly stalledSince: number | null;
+  /** video.currentTime decreased between two timeupdates without a seek */
+  timeWentBackwards: boolean;
+  /** every metrics message (parsed), in order */
+  metrics: MetricsMessage[];
 }
 
 declare global {
@@ -49,9 +72,14 @@ const facts: ConnectionFacts = {
   stage: 'idle',
   socketError: false,
   playerError: false,
+  playerSpeaking: false,
 };
 let playing = false;
 let reconnectNote = '';
+/** the server streams (hello seen, no stop sent since) */
+let streaming = false;
+const captions = new CaptionScheduler();
+const monitor = new PlaybackMonitor();
 
 const debug: TalkstreamDebug = {
   state: 'connecting',
@@ -65,6 +93,18 @@ const debug: TalkstreamDebug = {
   sentLogs: [],
   sendLog: (level, message) => sendLog(level, message),
   debugCloseSocket: () => session.debugClose(),
+  captionsShown: [],
+  captionLines: [],
+  captionLog: [],
+  captionsMissed: [],
+  statuses: [],
+  waitingEvents: monitor.stalls,
+  playingSince: null,
+  get stalledSince() {
+    return monitor.stalledSince;
+  },
+  timeWentBackwards: false,
+  metrics: [],
 };
 window.__talkstream = debug;
 
@@ -73,8 +113,12 @@ function refresh(): void {
   debug.state = state;
   debug.stage = facts.stage;
   ui.setBadge(state);
-  ui.setPromptEnabled(facts.socketOpen && facts.hello);
+  const connected = facts.socketOpen && facts.hello;
+  ui.setStage(connected ? viewerStage(facts) : null);
+  ui.setPromptEnabled(connected && streaming, connected && streaming && (facts.stage === 'thinking' || facts.stage === 'speaking'));
+  ui.setStreamToggle(connected ? (streaming ? 'stop' : 'start') : null);
   if (!facts.hello) ui.setOverlay(reconnectNote ? 'Reconnecting…' : 'Connecting…');
+  else if (!streaming && (video.ended || !playing)) ui.setOverlay('Stream stopped');
   else if (video.ended) ui.setOverlay('Stream ended');
   else if (!playing) ui.setOverlay('Starting stream…');
   else ui.setOverlay(null);
@@ -137,12 +181,34 @@ const player = new Player(video, {
 
 video.addEventListener('playing', () => {
   playing = true;
+  monitor.playing(performance.now());
+  debug.playingSince = monitor.firstPlayingAt;
   refresh();
 });
 video.addEventListener('emptied', () => {
   playing = false;
+  monitor.newSource();
+  debug.playingSince = null;
   refresh();
 });
+video.addEventListener('waiting', () => monitor.waiting(performance.now(), video.currentTime));
+video.addEventListener('seeking', () => monitor.seekStart());
+video.addEventListener('seeked', () => monitor.seekEnd(video.currentTime));
+video.addEventListener('timeupdate', () => {
+  monitor.timeUpdate(video.currentTime, video.seeking, performance.now());
+  if (monitor.timeWentBackwards && !debug.timeWentBackwards) {
+    debug.timeWentBackwards = true;
+    const b = monitor.backwards[0]!;
+    sendLog('warn', `player: currentTime went backwards from ${b.from.toFixed(3)} to ${b.to.toFixed(3)} s`);
+  }
+  updateCaptions();
+});
+// The page draws its own captions: never let the browser render the subtitle track on the video.
+const hideTextTracks = () => {
+  for (const track of Array.from(video.textTracks)) if (track.mode === 'showing') track.mode = 'hidden';
+};
+video.textTracks.addEventListener('addtrack', hideTextTracks);
+video.textTracks.addEventListener('change', hideTextTracks);
 video.addEventListener('ended', () => {
   // The server ended this stream (EXT-X-ENDLIST); a new hello will bring a new one.
   playing = false;
@@ -171,18 +237,20 @@ const handlers: Handlers = {
     facts.playerError = false;
     facts.stage = 'idle';
     reconnectNote = '';
+    streaming = true;
+    resetCaptions();
     debug.sessionId = m.session_id;
     const url = new URL(m.playlist, window.location.href).href;
     debug.playlist = m.playlist;
     ui.setSession(m.session_id);
     ui.setNote('');
-    ui.setCaption('', true);
     ui.clearInfo('Server metrics');
     const s = m.stream ?? {};
     ui.setInfo('Session', 'id', m.session_id);
     ui.setInfo('Session', 'server version', m.version);
     ui.setInfo('Session', 'video', s.width && s.height ? `${s.width}×${s.height} @ ${s.fps ?? '?'} fps` : undefined);
     ui.setInfo('Session', 'segment', s.segment_ms ? `${s.segment_ms} ms` : undefined);
+    ui.setInfo('Session', 'audio', s.audio_sample_rate ? `${s.audio_sample_rate} Hz` : undefined);
     ui.setInfo('Session', 'llm', m.llm);
     ui.setInfo('Session', 'tts', m.tts);
     ui.setInfo('Session', 'playlist', m.playlist);
@@ -190,6 +258,7 @@ const handlers: Handlers = {
     refresh();
   },
   status(m) {
+    debug.statuses.push(m.stage);
     facts.stage = m.stage;
     ui.setNote(m.note ?? '');
     if (m.stage === 'error') showError(`Server error${m.note ? `: ${m.note}` : ''}`);
@@ -199,10 +268,23 @@ const handlers: Handlers = {
     showError(`${m.message} (${m.code})`);
   },
   transcript(m) {
-    ui.setCaption(m.text, m.final);
+    if (m.turn !== undefined && m.start_pdt_ms !== undefined && !turnsSeen.has(m.turn)) {
+      // The first words of a turn start right at the server's render position: a clock sample.
+      turnsSeen.add(m.turn);
+      serverClockOffset = m.start_pdt_ms - Date.now();
+    }
+    captions.push(m);
+    updateCaptions();
   },
   metrics(m) {
+    debug.metrics.push(m);
+    ui.setTurnMetrics(m);
     for (const [k, v] of Object.entries(m.values)) ui.setInfo('Server metrics', k, v);
+    if (m.interrupted && m.turn !== undefined) {
+      // The server dropped the rest of the turn at about its current render position.
+      captions.dropAfter(m.turn, Date.now() + serverClockOffset);
+      updateCaptions();
+    }
   },
   unknown(m) {
     console.info(`talkstream: ignoring unknown message type "${m.rawType}"`, m.data);
@@ -244,7 +326,8 @@ const session = new Session(sessionUrl(window.location), {
     debug.sessionId = null;
     debug.playlist = null;
     ui.setSession(null);
-    ui.setCaption('', true);
+    streaming = false;
+    resetCaptions();
     ui.showUnmute(false);
     reconnectNote = `Disconnected (${code}${reason ? ` ${reason}` : ''}); reconnecting in ${(retryInMs / 1000).toFixed(1)} s`;
     ui.setNote(reconnectNote);
@@ -264,6 +347,54 @@ ui.onSend((text) => {
 ui.onInterrupt(() => {
   if (!session.send(controlMessage('interrupt'))) showError('Not connected.');
 });
+ui.onStreamToggle((action) => {
+  if (!session.send(controlMessage(action))) {
+    showError('Not connected.');
+    return;
+  }
+  // stop: the playlist ends, the player plays out what it has; start: a new hello follows.
+  if (action === 'stop') streaming = false;
+  refresh();
+});
+
+// ---- captions ----
+
+/** Turns whose first transcript was seen (clock samples). */
+const turnsSeen = new Set<number>();
+/** server program-date-time clock minus ours (ms), estimated from each turn's first transcript */
+let serverClockOffset = 0;
+/** Without hls.js (native HLS) the page has no program date time: captions show at arrival. */
+const nativePlayback = !Hls.isSupported();
+
+function resetCaptions(): void {
+  captions.reset();
+  facts.playerSpeaking = false;
+  turnsSeen.clear();
+  ui.clearCaption();
+}
+
+function updateCaptions(): void {
+  const date = debug.hls?.playingDate;
+  const pdt = date ? date.getTime() : null;
+  const r = captions.update(pdt, performance.now(), nativePlayback);
+  const shownAt = performance.now();
+  for (const c of r.shown) {
+    debug.captionsShown.push(c.text);
+    debug.captionLog.push({ text: c.text, turn: c.turn, shownAt, pdt, startPdt: c.startPdt });
+  }
+  for (const c of r.missed) debug.captionsMissed.push(c.text);
+  const speaking = captions.speaking(pdt, performance.now());
+  if (speaking !== facts.playerSpeaking) {
+    facts.playerSpeaking = speaking;
+    refresh();
+  }
+  if (r.changed) {
+    const view = captions.view();
+    ui.setCaption(view);
+    if (view.current !== null) debug.captionLines.push([...view.history, view.current].join(' '));
+  }
+}
+setInterval(updateCaptions, 100);
 
 // ---- page-level errors and live player stats ----
 

@@ -188,6 +188,9 @@ export class Player {
     this.manifestLoaded = false;
     this.manifestRetries = 0;
     const hls = new Hls(this.hlsConfig(url));
+    // The stream carries a WebVTT subtitles rendition; the page draws its own captions (timed
+    // from the transcript messages), so hls.js keeps the text track hidden instead of showing it.
+    hls.subtitleDisplay = false;
     this.hls = hls;
     this.events.hlsChanged(hls);
     const gen = this.generation;

@@ -6,6 +6,7 @@ export interface StreamInfo {
   height?: number;
   fps?: number;
   segment_ms?: number;
+  audio_sample_rate?: number;
 }
 
 export interface HelloMessage {
@@ -33,17 +34,35 @@ export interface ErrorMessage {
   message: string;
 }
 
+/**
+ * Spoken text with its place on the stream timeline. `start_pdt_ms`/`end_pdt_ms` are program
+ * date times (Unix ms), comparable with hls.js `playingDate`; `start_ms`/`end_ms` are media times.
+ */
 export interface TranscriptMessage {
   type: 'transcript';
+  turn?: number;
   text: string;
   start_ms?: number;
   end_ms?: number;
+  start_pdt_ms?: number;
+  end_pdt_ms?: number;
   final: boolean;
 }
 
-/** Free-form numbers/strings the server wants to show (latency, rtf, queue depth…). */
+/** The per-turn timings the server sends (ms after the prompt arrived); absent = never reached. */
+export const TURN_TIMINGS = ['first_text_ms', 'first_audio_ms', 'first_frame_ms', 'first_segment_ms', 'complete_ms'] as const;
+export type TurnTiming = (typeof TURN_TIMINGS)[number];
+
 export interface MetricsMessage {
   type: 'metrics';
+  turn?: number;
+  first_text_ms?: number;
+  first_audio_ms?: number;
+  first_frame_ms?: number;
+  first_segment_ms?: number;
+  complete_ms?: number;
+  interrupted?: boolean;
+  /** Every scalar field (including the ones above), flattened one level, for display. */
   values: Record<string, string | number | boolean>;
 }
 
@@ -91,7 +110,7 @@ function parseHello(o: Obj): ParseResult {
   if (isObj(o.stream)) {
     const s = o.stream;
     const stream: StreamInfo = {};
-    for (const k of ['width', 'height', 'fps', 'segment_ms'] as const) {
+    for (const k of ['width', 'height', 'fps', 'segment_ms', 'audio_sample_rate'] as const) {
       const n = optNumber(s, k);
       if (n !== undefined) stream[k] = n;
     }
@@ -122,10 +141,10 @@ function parseTranscript(o: Obj): ParseResult {
   const text = optString(o, 'text');
   if (text === undefined) return fail('transcript: missing text');
   const msg: TranscriptMessage = { type: 'transcript', text, final: o.final !== false };
-  const start = optNumber(o, 'start_ms');
-  if (start !== undefined) msg.start_ms = start;
-  const end = optNumber(o, 'end_ms');
-  if (end !== undefined) msg.end_ms = end;
+  for (const k of ['turn', 'start_ms', 'end_ms', 'start_pdt_ms', 'end_pdt_ms'] as const) {
+    const n = optNumber(o, k);
+    if (n !== undefined) msg[k] = n;
+  }
   return { ok: true, message: msg };
 }
 
@@ -145,7 +164,15 @@ function parseMetrics(o: Obj): ParseResult {
       }
     }
   }
-  return { ok: true, message: { type: 'metrics', values } };
+  const msg: MetricsMessage = { type: 'metrics', values };
+  const turn = optNumber(source, 'turn');
+  if (turn !== undefined) msg.turn = turn;
+  for (const k of TURN_TIMINGS) {
+    const n = optNumber(source, k);
+    if (n !== undefined) msg[k] = n;
+  }
+  if (typeof source.interrupted === 'boolean') msg.interrupted = source.interrupted;
+  return { ok: true, message: msg };
 }
 
 const parsers: Record<string, (o: Obj) => ParseResult> = {

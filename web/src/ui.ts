@@ -1,5 +1,7 @@
 // DOM access and rendering. No protocol or networking logic here.
 
+import type { CaptionView } from './captions';
+import { TURN_TIMINGS, type MetricsMessage, type Stage, type TurnTiming } from './protocol';
 import type { BadgeState } from './state';
 
 function $<T extends HTMLElement>(id: string): T {
@@ -13,10 +15,24 @@ export type InfoValue = string | number | boolean | null | undefined;
 const MAX_VISIBLE_ERRORS = 4;
 const ERROR_TTL_MS = 20000;
 
+const STAGE_TEXT: Record<Stage, string> = {
+  idle: 'idle',
+  thinking: 'thinking…',
+  speaking: 'speaking…',
+  complete: 'done',
+  error: 'error',
+};
+
+function formatMs(v: number | undefined): string {
+  if (v === undefined) return '—';
+  return v < 10 ? `${v.toFixed(1)} ms` : `${Math.round(v).toLocaleString('en-US')} ms`;
+}
+
 export class Ui {
   readonly video = $<HTMLVideoElement>('video');
   private readonly badge = $('status-badge');
   private readonly note = $('status-note');
+  private readonly stageText = $('stage-text');
   private readonly overlay = $('overlay');
   private readonly overlayText = $('overlay-text');
   private readonly unmuteBtn = $<HTMLButtonElement>('unmute');
@@ -26,6 +42,9 @@ export class Ui {
   private readonly prompt = $<HTMLTextAreaElement>('prompt');
   private readonly sendBtn = $<HTMLButtonElement>('send');
   private readonly interruptBtn = $<HTMLButtonElement>('interrupt');
+  private readonly streamBtn = $<HTMLButtonElement>('stream-toggle');
+  private readonly turnPanel = $('turn-metrics');
+  private readonly turnLabel = $('turn-label');
   private readonly detailsBody = $('details-body');
   private readonly sessionLabel = $('session-label');
   /** section -> key -> value, rendered into the details panel */
@@ -57,9 +76,64 @@ export class Ui {
     this.unmuteBtn.hidden = !show;
   }
 
-  setCaption(text: string, final: boolean): void {
-    this.caption.textContent = text;
-    this.caption.classList.toggle('interim', !final);
+  /** The stage next to the badge ("speaking…"); null hides it (not connected). */
+  setStage(stage: Stage | null): void {
+    const text = stage === null ? '' : STAGE_TEXT[stage];
+    this.stageText.textContent = text;
+    this.stageText.dataset.stage = stage ?? '';
+  }
+
+  /** Earlier captions of the turn (dimmed), then the one being heard. */
+  setCaption(view: CaptionView): void {
+    if (view.current === null) {
+      this.caption.classList.remove('visible');
+      return;
+    }
+    const parts: HTMLElement[] = view.history.map((t) => {
+      const span = document.createElement('span');
+      span.className = 'caption-past';
+      span.textContent = `${t} `;
+      return span;
+    });
+    const cur = document.createElement('span');
+    cur.className = 'caption-current';
+    cur.textContent = view.current;
+    parts.push(cur);
+    this.caption.replaceChildren(...parts);
+    this.caption.classList.add('visible');
+  }
+
+  clearCaption(): void {
+    this.caption.classList.remove('visible');
+    this.caption.replaceChildren();
+  }
+
+  /** The last turn's timings; null empties the panel. */
+  setTurnMetrics(m: MetricsMessage | null): void {
+    this.turnPanel.hidden = m === null;
+    if (!m) return;
+    this.turnLabel.textContent = `Last turn${m.turn !== undefined ? ` · #${m.turn}` : ''}${m.interrupted ? ' · interrupted' : ''}`;
+    this.turnPanel.classList.toggle('interrupted', m.interrupted === true);
+    for (const k of TURN_TIMINGS) {
+      const el = this.turnPanel.querySelector<HTMLElement>(`[data-metric="${k}"]`);
+      if (el) el.textContent = formatMs(m[k as TurnTiming]);
+    }
+  }
+
+  /** Stop/Start toggle: what the button does next, or null to disable it. */
+  setStreamToggle(next: 'stop' | 'start' | null): void {
+    this.streamBtn.disabled = next === null;
+    if (next) {
+      this.streamBtn.dataset.action = next;
+      this.streamBtn.textContent = next === 'stop' ? 'Stop stream' : 'Start stream';
+    }
+  }
+
+  onStreamToggle(cb: (action: 'stop' | 'start') => void): void {
+    this.streamBtn.addEventListener('click', () => {
+      const a = this.streamBtn.dataset.action;
+      if (a === 'stop' || a === 'start') cb(a);
+    });
   }
 
   showError(message: string): void {
@@ -98,9 +172,9 @@ export class Ui {
     item.dataset.timer = String(setTimeout(() => item.remove(), ERROR_TTL_MS));
   }
 
-  setPromptEnabled(enabled: boolean): void {
-    this.sendBtn.disabled = !enabled;
-    this.interruptBtn.disabled = !enabled;
+  setPromptEnabled(send: boolean, interrupt: boolean): void {
+    this.sendBtn.disabled = !send;
+    this.interruptBtn.disabled = !interrupt;
   }
 
   setInfo(section: string, key: string, value: InfoValue): void {

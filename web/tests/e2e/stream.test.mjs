@@ -4,156 +4,33 @@
 //   npm run build && npm run test:e2e
 //
 // Env: TALKSTREAM_BIN (default ../target/debug/talkstream from web/), CHROMIUM_PATH
-// (default /usr/bin/chromium), SCREENSHOT_PATH (optional PNG of the playing page).
+// (default /usr/bin/chromium), IDLE_SCREENSHOT_PATH (optional PNG of the playing idle page;
+// SCREENSHOT_PATH belongs to speech.test.mjs, the page while the avatar speaks).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Harness } from './harness.mjs';
 
-const webDir = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const distDir = join(webDir, 'dist');
-const bin = process.env.TALKSTREAM_BIN
-  ? resolve(process.env.TALKSTREAM_BIN)
-  : resolve(webDir, '../target/debug/talkstream');
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-// eslint-disable-next-line no-control-regex
-const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
-
-/** Everything the server printed (stdout + stderr, ANSI stripped). */
-let serverOutput = '';
-let server;
-let hlsDir;
-let baseUrl;
-let browser;
+const h = new Harness();
 let page;
-const pageLog = [];
-
-function tail(text, n = 60) {
-  return text.split('\n').slice(-n).join('\n');
-}
-
-/** Context for failure messages: what the server and the page said. */
-function diagnostics() {
-  return `\n--- server output (tail) ---\n${tail(serverOutput)}\n--- page console (tail) ---\n${pageLog.slice(-40).join('\n')}`;
-}
-
-function startServer() {
-  hlsDir = mkdtempSync(join(tmpdir(), 'talkstream-e2e-hls-'));
-  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--hls-dir', hlsDir, '--static-dir', distDir];
-  server = spawn(bin, args, {
-    cwd: webDir,
-    env: { ...process.env, LOG_LEVEL: 'info', NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolvePort, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`server did not print "listening on http://127.0.0.1:<port>" within 30 s${diagnostics()}`));
-    }, 30000);
-    const onData = (chunk) => {
-      serverOutput += stripAnsi(chunk.toString());
-      const m = serverOutput.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m && !baseUrl) {
-        clearTimeout(timer);
-        baseUrl = `http://127.0.0.1:${m[1]}`;
-        resolvePort(baseUrl);
-      }
-    };
-    server.stdout.on('data', onData);
-    server.stderr.on('data', onData);
-    server.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${bin}: ${e.message}${diagnostics()}`));
-    });
-    // 'close', not 'exit': by then all of the server's output has been read
-    server.on('close', (code, signal) => {
-      if (!baseUrl) {
-        clearTimeout(timer);
-        reject(new Error(`server exited early (code ${code}, signal ${signal})${diagnostics()}`));
-      }
-    });
-  });
-}
-
-async function stopServer() {
-  if (!server || server.exitCode !== null || server.signalCode !== null) return;
-  const exited = new Promise((r) => server.once('exit', r));
-  server.kill('SIGINT');
-  const killed = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
-  if (!killed) {
-    server.kill('SIGKILL');
-    await exited;
-  }
-}
-
-/** Wait until `fn` (run in the page) returns truthy; fail with diagnostics otherwise. */
-async function waitInPage(what, fn, arg, timeout = 30000) {
-  try {
-    return await page.waitForFunction(fn, arg, { timeout, polling: 100 });
-  } catch (e) {
-    const state = await page
-      .evaluate(() => {
-        const t = window.__talkstream;
-        const v = document.querySelector('video');
-        return JSON.stringify({
-          state: t?.state,
-          sessionId: t?.sessionId,
-          playlist: t?.playlist,
-          errors: t?.errors,
-          fatalHlsErrors: t?.fatalHlsErrors,
-          events: t?.events?.slice(-10),
-          currentTime: v?.currentTime,
-          readyState: v?.readyState,
-          paused: v?.paused,
-          videoError: v?.error?.message,
-        });
-      })
-      .catch((err) => `(page state unavailable: ${err.message})`);
-    throw new Error(`timed out waiting for ${what}: ${e.message}\npage state: ${state}${diagnostics()}`);
-  }
-}
+const diagnostics = () => h.diagnostics();
+const waitInPage = (...args) => h.waitInPage(...args);
 
 const videoTime = () => page.evaluate(() => document.querySelector('video').currentTime);
 const badgeText = () => page.evaluate(() => document.getElementById('status-badge').textContent.trim());
 
 describe('talkstream page against the real server', () => {
   before(async () => {
-    assert.ok(existsSync(join(distDir, 'index.html')), `${distDir}/index.html missing: run "npm run build" first`);
-    assert.ok(existsSync(bin), `server binary ${bin} not found: build it (cargo build) or set TALKSTREAM_BIN`);
-    await startServer();
-    browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
-    const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
-    page = await context.newPage();
-    page.on('console', (m) => pageLog.push(`[${m.type()}] ${m.text()}`));
-    page.on('pageerror', (e) => pageLog.push(`[pageerror] ${e.message}`));
+    await h.start();
+    page = h.page;
   });
 
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await stopServer();
-    if (hlsDir) rmSync(hlsDir, { recursive: true, force: true });
-  });
+  after(() => h.stop());
 
   test('plays the live idle stream', async () => {
-    await page.goto(baseUrl);
+    await page.goto(h.baseUrl);
     await waitInPage('hello (sessionId)', () => !!window.__talkstream?.sessionId, undefined, 20000);
     const hello = await page.evaluate(() => window.__talkstream.events.find((e) => e?.type === 'hello'));
     assert.equal(typeof hello.session_id, 'string');
@@ -183,8 +60,8 @@ describe('talkstream page against the real server', () => {
 
     assert.equal(await badgeText(), 'idle');
 
-    if (process.env.SCREENSHOT_PATH) {
-      await page.screenshot({ path: resolve(process.env.SCREENSHOT_PATH), fullPage: true });
+    if (process.env.IDLE_SCREENSHOT_PATH) {
+      await page.screenshot({ path: resolve(process.env.IDLE_SCREENSHOT_PATH), fullPage: true });
     }
   });
 
@@ -236,7 +113,7 @@ describe('talkstream page against the real server', () => {
       },
       [direct, viaHls],
     );
-    const lineWith = (token) => serverOutput.split('\n').find((l) => l.includes(token));
+    const lineWith = (token) => h.serverOutput.split('\n').find((l) => l.includes(token));
     const deadline = Date.now() + 10000;
     while (Date.now() < deadline && !(lineWith(direct) && lineWith(viaHls))) await sleep(100);
     for (const token of [direct, viaHls]) {

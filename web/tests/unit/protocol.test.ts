@@ -97,6 +97,75 @@ describe('parseServerMessage', () => {
     });
   });
 
+  it('parses the transcript from the spec, with turn and program date times', () => {
+    expect(
+      ok(
+        '{"type":"transcript","turn":1,"text":"Hello there, nice to meet you.","start_ms":51840,"end_ms":53912,"start_pdt_ms":1795000851840,"end_pdt_ms":1795000853912}',
+      ),
+    ).toEqual({
+      type: 'transcript',
+      turn: 1,
+      text: 'Hello there, nice to meet you.',
+      start_ms: 51840,
+      end_ms: 53912,
+      start_pdt_ms: 1795000851840,
+      end_pdt_ms: 1795000853912,
+      final: true,
+    });
+    // wrong types are dropped, not trusted
+    expect(ok('{"type":"transcript","text":"x","turn":"1","start_pdt_ms":"soon"}')).toEqual({
+      type: 'transcript',
+      text: 'x',
+      final: true,
+    });
+  });
+
+  it('parses the metrics from the spec into typed turn timings', () => {
+    const m = ok(
+      '{"type":"metrics","turn":1,"first_text_ms":0.2,"first_audio_ms":31.5,"first_frame_ms":33.0,"first_segment_ms":95.1,"complete_ms":2710.4,"interrupted":false}',
+    );
+    expect(m).toMatchObject({
+      type: 'metrics',
+      turn: 1,
+      first_text_ms: 0.2,
+      first_audio_ms: 31.5,
+      first_frame_ms: 33,
+      first_segment_ms: 95.1,
+      complete_ms: 2710.4,
+      interrupted: false,
+    });
+    if (m.type !== 'metrics') throw new Error('not metrics');
+    expect(m.values).toEqual({
+      turn: 1,
+      first_text_ms: 0.2,
+      first_audio_ms: 31.5,
+      first_frame_ms: 33,
+      first_segment_ms: 95.1,
+      complete_ms: 2710.4,
+      interrupted: false,
+    });
+  });
+
+  it('leaves timings a turn never reached absent', () => {
+    const m = ok('{"type":"metrics","turn":3,"first_text_ms":1.5,"complete_ms":40,"interrupted":true}');
+    expect(m).toEqual({
+      type: 'metrics',
+      turn: 3,
+      first_text_ms: 1.5,
+      complete_ms: 40,
+      interrupted: true,
+      values: { turn: 3, first_text_ms: 1.5, complete_ms: 40, interrupted: true },
+    });
+    expect(m).not.toHaveProperty('first_segment_ms');
+  });
+
+  it('reads the audio sample rate from hello.stream', () => {
+    const m = ok(
+      '{"type":"hello","session_id":"s","playlist":"/hls/s/index.m3u8","stream":{"width":512,"height":512,"fps":25,"segment_ms":1800,"audio_sample_rate":22050}}',
+    );
+    expect(m).toMatchObject({ stream: { audio_sample_rate: 22050, segment_ms: 1800 } });
+  });
+
   it('passes unknown message types through as "unknown"', () => {
     expect(ok('{"type":"viseme","id":3}')).toEqual({ type: 'unknown', rawType: 'viseme', data: { type: 'viseme', id: 3 } });
   });
@@ -117,6 +186,8 @@ describe('client messages', () => {
     expect(JSON.parse(encode(logMessage('warn', 'stall')))).toEqual({ type: 'log', level: 'warn', message: 'stall' });
     expect(JSON.parse(encode(promptMessage('hi\nthere')))).toEqual({ type: 'prompt', text: 'hi\nthere' });
     expect(JSON.parse(encode(controlMessage('interrupt')))).toEqual({ type: 'control', action: 'interrupt' });
+    expect(JSON.parse(encode(controlMessage('stop')))).toEqual({ type: 'control', action: 'stop' });
+    expect(JSON.parse(encode(controlMessage('start')))).toEqual({ type: 'control', action: 'start' });
   });
 
   it('truncates very long log lines', () => {
