@@ -206,9 +206,11 @@ fn run(
             }
             continue;
         }
-        if now - due > Duration::from_secs(1) && last_lag_warning.elapsed().as_secs() >= 10 {
+        // Behind the frame's real time (not the speech lead) by more than a second?
+        let real_due = start + Duration::from_millis(t_ms);
+        if now > real_due + Duration::from_secs(1) && last_lag_warning.elapsed().as_secs() >= 10 {
             tracing::warn!(
-                behind_ms = (now - due).as_millis() as u64,
+                behind_ms = (now - real_due).as_millis() as u64,
                 "the stream is falling behind real time (machine too slow or overloaded)"
             );
             last_lag_warning = Instant::now();
