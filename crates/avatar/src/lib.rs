@@ -1,5 +1,8 @@
 //! The built-in drawn avatar of talkstream: a friendly vector face with idle motion (blinks,
 //! breathing, head sway, gaze drift) and a mouth driven from outside, rendered to RGBA frames.
+//! [`LipSync`] drives the mouth from the speech audio itself (plus optional TTS timing hints),
+//! and [`analysis`] measures lip-sync objectively (loudness per frame, mouth opening from
+//! pixels, correlation and lag).
 //!
 //! The crate is sans-I/O: it never reads a clock or a file. Media time is passed in as
 //! milliseconds, and the same seed, time and mouth pose always give the same pixels.
@@ -14,13 +17,17 @@
 //! assert!(frame.chunks_exact(4).all(|px| px[3] == 255));
 //! ```
 
+pub mod analysis;
 mod face;
 mod layers;
+pub mod lipsync;
 mod motion;
 mod mouth;
 
 use tiny_skia::PixmapMut;
 
+pub use analysis::measure_mouth_opening;
+pub use lipsync::LipSync;
 pub use motion::{BlinkEvent, Motion};
 pub use mouth::{MouthPose, VowelClass};
 

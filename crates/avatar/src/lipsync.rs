@@ -1,0 +1,1422 @@
+//! Lip-sync from the audio itself: [`LipSync`] turns the speech samples of a stream (from any
+//! TTS, at any sample rate) plus optional timing hints into one [`MouthPose`] per video frame.
+//!
+//! How a pose is made, per frame n (display interval `[n / fps, (n + 1) / fps)`):
+//! 1. **Window.** The analyzer looks at the audio around the middle of the frame, slightly ahead
+//!    of it ([`LEAD_MS`]) to make up for the lag of the smoothing (and because lips move a
+//!    little before the sound): a 40 ms (or one frame, if longer) RMS window and a 21..32 ms
+//!    FFT window, both centred there. This needs audio up to about 60 ms past the frame's start
+//!    ([`LipSync::lookahead_samples`]): push speech as soon as it is scheduled, before its
+//!    frames are rendered. Where nothing was pushed there is silence.
+//! 2. **Loudness → opening.** The RMS level in dBFS passes a noise gate ([`GATE_DB`]), is
+//!    smoothed with a fast attack and a slower release ([`ATTACK_MS`], [`RELEASE_MS`]) and is
+//!    mapped to 0..1 over a [`RANGE_DB`] range that ends [`TOP_MARGIN_DB`] under a slowly
+//!    adapting peak of the voice (starting at [`INITIAL_PEAK_DB`], so the default range is
+//!    -45..-15 dBFS), which lets quiet and loud voices articulate alike. A gentle curve makes
+//!    the jaw close further in the dips between syllables, and it never closes faster than
+//!    [`MAX_CLOSE_PER_S`]. Below the range the mouth is exactly closed: after an abrupt stop
+//!    [`MouthPose::CLOSED`] comes about 60..100 ms later.
+//! 3. **Spectrum → shape.** A small FFT (written here, radix 2) gives the power spectrum; a
+//!    10th-order linear-prediction envelope fitted to its pre-emphasised 0..4 kHz band gives
+//!    the first two formants, which are matched softly against vowel prototypes: low F2
+//!    (energy concentrated under ~1 kHz) rounds the lips (O, U), a high F2 spreads them (E, I),
+//!    a high F1 with a central F2 is the open A; a low F1 picks the closer vowel of each pair.
+//!    The class weights blend [`MouthPose::for_vowel`] presets and are smoothed over
+//!    [`SHAPE_MS`]; the vowel also scales the jaw a little (an "ee" opens ~75 % as far as an
+//!    "ah" at the same loudness). Fricative noise (energy above 3.5 kHz) narrows the jaw and
+//!    spreads the lips. The formant estimates are sample-rate independent (8..48 kHz).
+//! 4. **Bilabials.** Timing hints ([`LipSync::add_hint`]) that put an m, b or p at the frame
+//!    press the lips together ([`VowelClass::Closed`]) for that moment.
+//!
+//! Everything is a pure function of what was pushed and asked: no clock, no I/O, no
+//! randomness. Frames are meant to be asked in increasing order (each call advances the
+//! smoothing by one frame); see [`LipSync::pose_for_frame`] for skips and repeats.
+
+use std::collections::VecDeque;
+
+use crate::mouth::{MouthPose, VowelClass};
+
+/// Attack time constant of the level smoothing, in milliseconds.
+pub const ATTACK_MS: f32 = 30.0;
+/// Release time constant of the level smoothing, in milliseconds.
+pub const RELEASE_MS: f32 = 70.0;
+/// Time constant of the mouth-shape (vowel class) smoothing, in milliseconds.
+pub const SHAPE_MS: f32 = 60.0;
+/// Levels below this (dBFS, 40 ms RMS) count as silence.
+pub const GATE_DB: f32 = -60.0;
+/// The voice peak the analyzer assumes before it has heard anything, in dBFS.
+pub const INITIAL_PEAK_DB: f32 = -12.0;
+/// Width of the level range mapped onto the jaw opening, in dB.
+pub const RANGE_DB: f32 = 30.0;
+/// The opening reaches 1 this many dB under the voice peak.
+pub const TOP_MARGIN_DB: f32 = 3.0;
+/// How far ahead of the middle of a frame its analysis window is centred, in milliseconds.
+pub const LEAD_MS: f32 = 20.0;
+/// Length of the RMS window, in milliseconds (at least one frame).
+pub const WINDOW_MS: u32 = 40;
+
+/// The jaw closes at most this fast (full opening per second): a fully open mouth takes at least
+/// about 110 ms to close.
+pub const MAX_CLOSE_PER_S: f32 = 9.0;
+/// Exponent applied to the 0..1 position of the level in its dB range: above 1 the jaw closes
+/// further in the dips between syllables (with 2, the opening is close to proportional to the
+/// amplitude over the top 20 dB).
+const OPEN_CURVE: f32 = 2.0;
+/// Lowest the adaptive voice peak may go, in dBFS.
+const PEAK_MIN_DB: f32 = -42.0;
+/// Highest the adaptive voice peak may go, in dBFS.
+const PEAK_MAX_DB: f32 = 0.0;
+/// Attack time constant of the peak tracker, in milliseconds.
+const PEAK_ATTACK_MS: f32 = 60.0;
+/// How fast the peak falls while the voice stays under it, in dB per second.
+const PEAK_DECAY_DB_PER_S: f32 = 4.0;
+/// Silence is represented this many dB under the bottom of the range, which bounds how long
+/// the release takes to close the mouth.
+const SILENCE_MARGIN_DB: f32 = 12.0;
+/// Upper end of the FFT window length, in milliseconds (the largest power of two not longer
+/// than this is used).
+const FFT_MS: u32 = 32;
+/// Bilabial closures last at least this long, in milliseconds.
+const CLOSURE_MIN_MS: u64 = 50;
+/// Bilabial closures from a single character are capped at this length, in milliseconds.
+const CLOSURE_MAX_MS: u64 = 300;
+/// Bilabial closures placed inside a word are capped at this length, in milliseconds.
+const CLOSURE_WORD_MAX_MS: u64 = 110;
+/// When asked for a frame far from the last one, the smoothing restarts this many seconds of
+/// frames earlier (at least 4 frames).
+const WARMUP_S: f32 = 0.5;
+/// Audio further back than this before the last frame asked for is dropped automatically.
+const AUTO_DISCARD_S: u64 = 30;
+
+/// Audio-driven mouth animation for one stream. See the module documentation.
+///
+/// ```
+/// use talkstream_avatar::{LipSync, MouthPose};
+///
+/// let mut lips = LipSync::new(16_000, 25);
+/// assert_eq!(lips.pose_for_frame(0), MouthPose::CLOSED);
+/// // 300 ms of a loud 220 Hz tone starting at 200 ms.
+/// let tone: Vec<i16> = (0..4_800)
+///     .map(|i| ((i as f32 * 220.0 * std::f32::consts::TAU / 16_000.0).sin() * 8_000.0) as i16)
+///     .collect();
+/// lips.push_audio(3_200, &tone);
+/// let opens: Vec<f32> = (1..20).map(|n| lips.pose_for_frame(n).open).collect();
+/// assert!(opens[7] > 0.3); // frame 8, 320 ms
+/// assert_eq!(opens[18], 0.0); // frame 19, 760 ms: closed again
+/// ```
+#[derive(Debug, Clone)]
+pub struct LipSync {
+    sr: u32,
+    fps: u32,
+    audio: Audio,
+    /// Bilabial closures in stream milliseconds, sorted by start.
+    closures: Vec<(u64, u64)>,
+    analyzer: Analyzer,
+    state: State,
+    /// State before the last frame was stepped (to answer a repeated frame).
+    prev: State,
+    /// Last frame stepped.
+    last: Option<u64>,
+    consts: Consts,
+}
+
+/// Per-frame smoothing factors and window sizes, derived from the rates.
+#[derive(Debug, Clone, Copy)]
+struct Consts {
+    attack: f32,
+    release: f32,
+    shape: f32,
+    peak_attack: f32,
+    peak_decay_db: f32,
+    /// Largest drop of the loudness-derived opening per frame.
+    max_close: f32,
+    /// RMS window length in samples.
+    rms_len: u64,
+    /// Samples from the frame start to the analysis centre.
+    centre_offset: u64,
+    warmup: u64,
+}
+
+/// The smoothing state carried from frame to frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct State {
+    /// Smoothed level, dBFS.
+    level_db: f32,
+    /// Adaptive voice peak, dBFS.
+    peak_db: f32,
+    /// Smoothed vowel class weights: A, E, I, O, U.
+    shape: [f32; 5],
+    /// Loudness-derived opening of the last frame (0 = closed).
+    loud: f32,
+}
+
+impl State {
+    fn initial() -> Self {
+        State {
+            level_db: floor_db(INITIAL_PEAK_DB) - SILENCE_MARGIN_DB,
+            peak_db: INITIAL_PEAK_DB,
+            shape: [1.0, 0.0, 0.0, 0.0, 0.0],
+            loud: 0.0,
+        }
+    }
+
+    /// Back to silence, keeping what was learnt about the voice.
+    fn quiet(self) -> Self {
+        State {
+            peak_db: self.peak_db,
+            ..State::initial()
+        }
+    }
+}
+
+/// Bottom of the mapped range for a peak.
+fn floor_db(peak_db: f32) -> f32 {
+    (peak_db - TOP_MARGIN_DB - RANGE_DB).max(GATE_DB)
+}
+
+impl LipSync {
+    /// An analyzer for mono audio at `sample_rate` Hz (meant for 8000..=48000; clamped to
+    /// 4000..=192000) and video at `fps` frames per second (clamped to 1..=240).
+    pub fn new(sample_rate: u32, fps: u32) -> Self {
+        let sr = sample_rate.clamp(4_000, 192_000);
+        let fps = fps.clamp(1, 240);
+        let frame_ms = 1000.0 / fps as f32;
+        let per_frame = |tau_ms: f32| 1.0 - (-frame_ms / tau_ms).exp();
+        let rms_len = (u64::from(sr) * u64::from(WINDOW_MS) / 1000).max(u64::from(sr / fps));
+        let half_frame = u64::from(sr) / (2 * u64::from(fps));
+        let lead = (sr as f32 * LEAD_MS / 1000.0).round() as u64;
+        let analyzer = Analyzer::new(sr, rms_len as usize);
+        let consts = Consts {
+            attack: per_frame(ATTACK_MS),
+            release: per_frame(RELEASE_MS),
+            shape: per_frame(SHAPE_MS),
+            peak_attack: per_frame(PEAK_ATTACK_MS),
+            peak_decay_db: PEAK_DECAY_DB_PER_S / fps as f32,
+            max_close: MAX_CLOSE_PER_S / fps as f32,
+            rms_len,
+            centre_offset: half_frame + lead,
+            warmup: ((WARMUP_S * fps as f32).ceil() as u64).max(4),
+        };
+        LipSync {
+            sr,
+            fps,
+            audio: Audio::default(),
+            closures: Vec::new(),
+            analyzer,
+            state: State::initial(),
+            prev: State::initial(),
+            last: None,
+            consts,
+        }
+    }
+
+    /// The sample rate in use (after clamping).
+    pub fn sample_rate(&self) -> u32 {
+        self.sr
+    }
+
+    /// The frame rate in use (after clamping).
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    /// First stream sample of frame `frame_index`: `floor(frame_index * sample_rate / fps)`.
+    pub fn frame_start_sample(&self, frame_index: u64) -> u64 {
+        let v = u128::from(frame_index) * u128::from(self.sr) / u128::from(self.fps);
+        u64::try_from(v).unwrap_or(u64::MAX)
+    }
+
+    /// The stream samples `[start, end)` that the pose of `frame_index` depends on (clipped at
+    /// sample 0).
+    pub fn frame_window(&self, frame_index: u64) -> (u64, u64) {
+        let start = self.window_start(frame_index);
+        let end = start + self.analyzer.span() as i128;
+        let clip = |v: i128| u64::try_from(v.max(0)).unwrap_or(u64::MAX);
+        (clip(start), clip(end))
+    }
+
+    /// First sample of the analysis window of a frame (negative before the stream start).
+    fn window_start(&self, frame_index: u64) -> i128 {
+        let centre = i128::from(self.frame_start_sample(frame_index))
+            + i128::from(self.consts.centre_offset);
+        centre - (self.analyzer.span() / 2) as i128
+    }
+
+    /// How many samples past the start of a frame the analyzer reads (about 60 ms at 25 fps):
+    /// audio for frame n must have been pushed up to `frame_start_sample(n) + lookahead` for
+    /// its pose to be final.
+    pub fn lookahead_samples(&self) -> u64 {
+        let (_, end) = self.frame_window(1_000);
+        end.saturating_sub(self.frame_start_sample(1_000))
+    }
+
+    /// Store speech samples starting at stream sample `start_sample`. Chunks may come in any
+    /// size; gaps between them are silence; a chunk over already pushed audio replaces it.
+    /// Samples before the last [`LipSync::discard_before`] point are ignored.
+    pub fn push_audio(&mut self, start_sample: u64, pcm: &[i16]) {
+        self.audio.write(start_sample, pcm);
+    }
+
+    /// A timing hint from the TTS, in stream milliseconds `[start_ms, end_ms)`: a single
+    /// character or phoneme (`"m"`, `"b"`, `"p"` press the lips together, others are ignored),
+    /// or a word or phrase, inside which each bilabial letter gets a closure placed in
+    /// proportion to its position among the letters (a `p` before `h` and a `b` after a final
+    /// `m` are skipped, doubled letters make one closure). Closures last 50..110 ms in words
+    /// and the hinted length (at least 50 ms, at most 300 ms) for single characters.
+    pub fn add_hint(&mut self, start_ms: u64, end_ms: u64, text: &str) {
+        let end_ms = end_ms.max(start_ms);
+        let letters: Vec<char> = text
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .flat_map(char::to_lowercase)
+            .collect();
+        if letters.len() == 1 {
+            if is_bilabial(letters[0]) {
+                let len = (end_ms - start_ms).clamp(CLOSURE_MIN_MS, CLOSURE_MAX_MS);
+                self.add_closure(centred(start_ms, end_ms, len));
+            }
+            return;
+        }
+        let n = letters.len() as u64;
+        let span = end_ms - start_ms;
+        let mut i = 0usize;
+        while i < letters.len() {
+            let c = letters[i];
+            let skip = !is_bilabial(c)
+                || (c == 'p' && letters.get(i + 1) == Some(&'h'))
+                || (c == 'b' && i > 0 && letters[i - 1] == 'm' && i + 1 == letters.len());
+            if skip {
+                i += 1;
+                continue;
+            }
+            // A run of bilabials ("mm", "pp", "mb") is one closure.
+            let mut j = i + 1;
+            while j < letters.len() && is_bilabial(letters[j]) {
+                j += 1;
+            }
+            let at = |k: usize| {
+                let off = u128::from(span) * k as u128 / u128::from(n);
+                start_ms.saturating_add(u64::try_from(off).unwrap_or(u64::MAX))
+            };
+            let (a, b) = (at(i), at(j));
+            let len = (b - a).clamp(CLOSURE_MIN_MS, CLOSURE_WORD_MAX_MS);
+            self.add_closure(centred(a, b, len));
+            i = j;
+        }
+    }
+
+    fn add_closure(&mut self, c: (u64, u64)) {
+        let at = self.closures.partition_point(|x| x.0 <= c.0);
+        self.closures.insert(at, c);
+    }
+
+    /// Barge-in: forget all audio and hints from stream sample `sample` on. Frames after that
+    /// point close the mouth smoothly within about 40..120 ms (at most 200 ms) of stream time.
+    pub fn clear_from(&mut self, sample: u64) {
+        self.audio.truncate(sample);
+        let ms = self.sample_to_ms(sample);
+        self.closures.retain_mut(|c| {
+            c.1 = c.1.min(ms);
+            c.0 < ms
+        });
+    }
+
+    /// Drop audio and hints before stream sample `sample` (keeps memory bounded; call it with
+    /// a point at least a second behind the frames being rendered). Audio pushed later for
+    /// earlier samples is ignored. Audio and hints more than 30 s behind the last frame asked
+    /// for are dropped automatically.
+    pub fn discard_before(&mut self, sample: u64) {
+        self.audio.discard_before(sample);
+        let ms = self.sample_to_ms(sample);
+        self.closures.retain(|c| c.1 > ms);
+    }
+
+    /// Samples of audio held (for monitoring memory use).
+    pub fn buffered_samples(&self) -> usize {
+        self.audio.len()
+    }
+
+    /// Forget everything: audio, hints and the smoothing state (including the learnt voice
+    /// peak).
+    pub fn reset(&mut self) {
+        *self = LipSync::new(self.sr, self.fps);
+    }
+
+    fn sample_to_ms(&self, sample: u64) -> u64 {
+        let v = u128::from(sample) * 1000 / u128::from(self.sr);
+        u64::try_from(v).unwrap_or(u64::MAX)
+    }
+
+    /// The mouth pose for video frame `frame_index` (media time `frame_index / fps`).
+    ///
+    /// Frames are meant to be asked in increasing order, one call per frame: each call advances
+    /// the smoothing. Asking the same frame again recomputes it from the state before it (so
+    /// it sees audio pushed since). A small forward skip steps through the skipped frames;
+    /// a large skip or a step back restarts the smoothing half a second before the frame
+    /// (keeping the learnt voice peak). Same calls, same poses.
+    pub fn pose_for_frame(&mut self, frame_index: u64) -> MouthPose {
+        let n = frame_index;
+        let max_skip = 2 * self.consts.warmup;
+        let from = match self.last {
+            Some(l) if n == l => {
+                self.state = self.prev;
+                n
+            }
+            Some(l) if n > l && n - l <= max_skip => l + 1,
+            None if n == 0 => 0,
+            _ => {
+                self.state = self.state.quiet();
+                n.saturating_sub(self.consts.warmup)
+            }
+        };
+        let mut pose = MouthPose::CLOSED;
+        for k in from..=n {
+            self.prev = self.state;
+            pose = self.step(k);
+        }
+        self.last = Some(n);
+        let keep = u64::from(self.sr) * AUTO_DISCARD_S;
+        let horizon = self.frame_start_sample(n).saturating_sub(keep);
+        if horizon > 0 {
+            self.audio.discard_before(horizon);
+            let ms = self.sample_to_ms(horizon);
+            self.closures.retain(|c| c.1 > ms);
+        }
+        pose
+    }
+
+    /// Advance the state by frame `n` and return its pose.
+    fn step(&mut self, n: u64) -> MouthPose {
+        let start = self.window_start(n);
+        let f = self
+            .analyzer
+            .analyze(&self.audio, start, self.consts.rms_len as usize);
+        let c = self.consts;
+        let s = &mut self.state;
+
+        // Voice peak: fast up, slowly down while the voice is present.
+        let voiced = f.level_db > GATE_DB;
+        if voiced {
+            if f.level_db > s.peak_db {
+                s.peak_db += (f.level_db - s.peak_db) * c.peak_attack;
+            } else if f.level_db > s.peak_db - RANGE_DB {
+                s.peak_db = (s.peak_db - c.peak_decay_db).max(f.level_db);
+            }
+            s.peak_db = s.peak_db.clamp(PEAK_MIN_DB, PEAK_MAX_DB);
+        }
+        let floor = floor_db(s.peak_db);
+        let top = s.peak_db - TOP_MARGIN_DB;
+        let silence = floor - SILENCE_MARGIN_DB;
+        let target = if voiced {
+            f.level_db.max(silence)
+        } else {
+            silence
+        };
+        let k = if target > s.level_db {
+            c.attack
+        } else {
+            c.release
+        };
+        s.level_db += (target - s.level_db) * k;
+        let x = ((s.level_db - floor) / (top - floor).max(1.0)).clamp(0.0, 1.0);
+        // The jaw never closes faster than MAX_CLOSE_PER_S, so even an abrupt stop takes a
+        // few frames.
+        let loud = x.powf(OPEN_CURVE).max(s.loud - c.max_close).max(0.0);
+
+        // Mouth shape: snap while the mouth is closed (nothing to see), smooth otherwise.
+        if voiced {
+            let w = f.class_weights();
+            if s.loud <= 0.0 {
+                s.shape = w;
+            } else {
+                for (x, t) in s.shape.iter_mut().zip(w) {
+                    *x += (t - *x) * c.shape;
+                }
+            }
+        }
+        s.loud = loud;
+
+        let pose = if loud <= 0.0 {
+            MouthPose::CLOSED
+        } else {
+            compose(loud, s.shape, f.fricative)
+        };
+        let closure = self.closure_at(n);
+        if closure > 0.0 {
+            MouthPose::lerp(pose, MouthPose::for_vowel(VowelClass::Closed), closure)
+        } else {
+            pose
+        }
+    }
+
+    /// How much frame `n` is covered by a bilabial closure, 0..=1 (half a frame or more
+    /// counts fully).
+    fn closure_at(&self, n: u64) -> f32 {
+        let fps = f64::from(self.fps);
+        let t0 = n as f64 * 1000.0 / fps;
+        let t1 = (n as f64 + 1.0) * 1000.0 / fps;
+        let frame = t1 - t0;
+        let end = self.closures.partition_point(|c| (c.0 as f64) < t1);
+        let mut covered = 0.0f64;
+        for &(a, b) in &self.closures[..end] {
+            let (a, b) = (a as f64, b as f64);
+            covered += (b.min(t1) - a.max(t0)).max(0.0);
+        }
+        ((covered / frame) * 2.0).min(1.0) as f32
+    }
+}
+
+/// The pose for a loudness-derived opening, smoothed class weights and fricative share.
+fn compose(loud: f32, shape: [f32; 5], fricative: f32) -> MouthPose {
+    const CLASSES: [VowelClass; 5] = [
+        VowelClass::A,
+        VowelClass::E,
+        VowelClass::I,
+        VowelClass::O,
+        VowelClass::U,
+    ];
+    let total: f32 = shape.iter().sum();
+    let mut p = MouthPose::CLOSED;
+    if total > 0.0 {
+        for (w, class) in shape.iter().zip(CLASSES) {
+            let v = MouthPose::for_vowel(class);
+            let w = w / total;
+            p.open += v.open * w;
+            p.wide += v.wide * w;
+            p.round += v.round * w;
+        }
+    } else {
+        p = MouthPose::for_vowel(VowelClass::A);
+    }
+    let a_open = MouthPose::for_vowel(VowelClass::A).open;
+    // The jaw follows loudness; the vowel scales it between 75 % ("ee") and 100 % ("ah").
+    let jaw = 0.65 + 0.35 * (p.open / a_open).min(1.0);
+    // Fricatives (s, f, sh) are loud but show the teeth: less jaw, a little spread.
+    let fric = smoothstep(0.35, 0.8, fricative);
+    let open = loud * jaw * (1.0 - 0.45 * fric);
+    // The lip shape fades in with the opening so a nearly closed mouth is relaxed.
+    let show = (loud / 0.3).min(1.0);
+    let wide = (p.wide * (1.0 - fric) + 0.7 * fric) * show;
+    let round = p.round * (1.0 - fric) * show;
+    MouthPose::new(open, wide, round).clamped()
+}
+
+fn smoothstep(a: f32, b: f32, x: f32) -> f32 {
+    let t = ((x - a) / (b - a)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+fn is_bilabial(c: char) -> bool {
+    matches!(c, 'm' | 'b' | 'p')
+}
+
+/// `[a, b)` widened or narrowed to `len` around its centre.
+fn centred(a: u64, b: u64, len: u64) -> (u64, u64) {
+    let mid = a + (b - a) / 2;
+    let start = mid.saturating_sub(len / 2);
+    (start, start.saturating_add(len))
+}
+
+/// Speech samples held by the analyzer: sorted, non-overlapping, non-adjacent runs.
+#[derive(Debug, Clone, Default)]
+struct Audio {
+    runs: VecDeque<Run>,
+    /// Samples before this are gone.
+    floor: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    start: u64,
+    pcm: Vec<i16>,
+}
+
+impl Run {
+    fn end(&self) -> u64 {
+        self.start + self.pcm.len() as u64
+    }
+}
+
+impl Audio {
+    fn len(&self) -> usize {
+        self.runs.iter().map(|r| r.pcm.len()).sum()
+    }
+
+    fn write(&mut self, start: u64, pcm: &[i16]) {
+        // Cut what lies before the floor (and what would overflow the sample counter).
+        let skip = self.floor.saturating_sub(start).min(pcm.len() as u64) as usize;
+        let start = start.max(self.floor);
+        let room = (u64::MAX - start).min((pcm.len() - skip) as u64) as usize;
+        let pcm = &pcm[skip..skip + room];
+        if pcm.is_empty() {
+            return;
+        }
+        let end = start + pcm.len() as u64;
+        // Fast path: appending right after the last run, or after everything.
+        if let Some(last) = self.runs.back_mut() {
+            if start == last.end() {
+                last.pcm.extend_from_slice(pcm);
+                return;
+            }
+        }
+        if self.runs.back().is_none_or(|r| r.end() < start) {
+            self.runs.push_back(Run {
+                start,
+                pcm: pcm.to_vec(),
+            });
+            return;
+        }
+        // General case: overwrite overlaps, fill holes, then merge touching runs.
+        let mut pos = start;
+        let mut fresh = Vec::new();
+        for r in self.runs.iter_mut() {
+            if r.end() <= start || r.start >= end {
+                continue;
+            }
+            if r.start > pos {
+                fresh.push(Run {
+                    start: pos,
+                    pcm: pcm[(pos - start) as usize..(r.start - start) as usize].to_vec(),
+                });
+            }
+            let a = r.start.max(start);
+            let b = r.end().min(end);
+            r.pcm[(a - r.start) as usize..(b - r.start) as usize]
+                .copy_from_slice(&pcm[(a - start) as usize..(b - start) as usize]);
+            pos = b;
+        }
+        if pos < end {
+            fresh.push(Run {
+                start: pos,
+                pcm: pcm[(pos - start) as usize..].to_vec(),
+            });
+        }
+        self.runs.extend(fresh);
+        self.runs.make_contiguous().sort_by_key(|r| r.start);
+        let mut merged: VecDeque<Run> = VecDeque::with_capacity(self.runs.len());
+        for r in self.runs.drain(..) {
+            match merged.back_mut() {
+                Some(m) if m.end() == r.start => m.pcm.extend_from_slice(&r.pcm),
+                _ => merged.push_back(r),
+            }
+        }
+        self.runs = merged;
+    }
+
+    fn truncate(&mut self, at: u64) {
+        while self.runs.back().is_some_and(|r| r.start >= at) {
+            self.runs.pop_back();
+        }
+        if let Some(r) = self.runs.back_mut() {
+            if r.end() > at {
+                r.pcm.truncate((at - r.start) as usize);
+            }
+        }
+    }
+
+    fn discard_before(&mut self, at: u64) {
+        self.floor = self.floor.max(at);
+        while self.runs.front().is_some_and(|r| r.end() <= at) {
+            self.runs.pop_front();
+        }
+        if let Some(r) = self.runs.front_mut() {
+            if r.start < at {
+                r.pcm.drain(..(at - r.start) as usize);
+                r.start = at;
+            }
+        }
+    }
+
+    /// Fill `out` with samples `[start, start + out.len())` scaled to -1..1 (silence where
+    /// nothing is held, including before sample 0).
+    fn read(&self, start: i128, out: &mut [f32]) {
+        out.fill(0.0);
+        let end = start + out.len() as i128;
+        for r in &self.runs {
+            let (rs, re) = (i128::from(r.start), i128::from(r.end()));
+            if re <= start {
+                continue;
+            }
+            if rs >= end {
+                break;
+            }
+            let a = rs.max(start);
+            let b = re.min(end);
+            let src = &r.pcm[(a - rs) as usize..(b - rs) as usize];
+            let dst = &mut out[(a - start) as usize..(b - start) as usize];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = f32::from(s) / 32_768.0;
+            }
+        }
+    }
+}
+
+/// What the analyzer sees in one frame's window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Features {
+    /// RMS level, dBFS (-120 for digital silence).
+    pub(crate) level_db: f32,
+    /// First formant estimate, Hz (0 if none was found).
+    pub(crate) f1_hz: f32,
+    /// Second formant estimate, Hz (0 if none was found).
+    pub(crate) f2_hz: f32,
+    /// Share of the pre-emphasised energy above 3.5 kHz, 0..1.
+    pub(crate) fricative: f32,
+}
+
+/// Vowel prototypes (first and second formant, Hz; roughly between adult male and female
+/// averages) for A, E, I, O, U.
+const PROTOTYPES: [(f32, f32); 5] = [
+    (780.0, 1_200.0),
+    (600.0, 1_900.0),
+    (300.0, 2_450.0),
+    (560.0, 900.0),
+    (330.0, 950.0),
+];
+/// Width of the vowel classes in the formant plane, in octaves.
+const CLASS_WIDTH_OCT: f32 = 0.3;
+
+impl Features {
+    /// Weights of A, E, I, O, U (sum 1) for this spectrum: a soft nearest-prototype choice in
+    /// the (log F1, log F2) plane. Without a usable formant estimate the shape is a neutral A.
+    pub(crate) fn class_weights(&self) -> [f32; 5] {
+        if self.f1_hz <= 0.0 || self.f2_hz <= 0.0 {
+            return [1.0, 0.0, 0.0, 0.0, 0.0];
+        }
+        let (l1, l2) = (self.f1_hz.log2(), self.f2_hz.log2());
+        let mut w = PROTOTYPES.map(|(p1, p2)| {
+            let d1 = l1 - p1.log2();
+            let d2 = l2 - p2.log2();
+            (d1 * d1 + d2 * d2) / (2.0 * CLASS_WIDTH_OCT * CLASS_WIDTH_OCT)
+        });
+        let min = w.iter().copied().fold(f32::INFINITY, f32::min);
+        for v in &mut w {
+            *v = (-(*v - min)).exp();
+        }
+        let total: f32 = w.iter().sum();
+        w.map(|v| v / total)
+    }
+}
+
+/// Order of the linear-prediction model of the spectral envelope.
+const LPC_ORDER: usize = 10;
+/// The envelope model covers 0..this many Hz (the formant region; up to Nyquist if lower).
+const LPC_TOP_HZ: f32 = 4_000.0;
+/// Points at which the envelope is evaluated to find its peaks.
+const ENVELOPE_POINTS: usize = 160;
+
+/// The per-frame signal analysis: RMS level, a small FFT, and the formants from a
+/// linear-prediction envelope fitted to the low band of the (pre-emphasised) power spectrum.
+#[derive(Debug, Clone)]
+struct Analyzer {
+    sr: u32,
+    fft: Fft,
+    /// Samples read per frame: max(RMS window, FFT window).
+    span: usize,
+    buf: Vec<f32>,
+    /// Pre-emphasis gain per FFT bin (+6 dB per octave).
+    emphasis: Vec<f32>,
+    /// FFT bins that make up the envelope band 0..=lpc_bins.
+    lpc_bins: usize,
+    /// Hz at the top of the envelope band.
+    lpc_top_hz: f32,
+    /// cos(pi m k / lpc_bins) for m in 0..=LPC_ORDER, k in 0..=lpc_bins (row per m).
+    acf_cos: Vec<f32>,
+    /// cos and sin of (pi j i / ENVELOPE_POINTS) for j in 0..ENVELOPE_POINTS, i in 1..=order.
+    env_cos: Vec<f32>,
+    env_sin: Vec<f32>,
+    envelope: Vec<f32>,
+    /// Pre-emphasised power spectrum of the current frame.
+    weighted: Vec<f32>,
+}
+
+impl Analyzer {
+    fn new(sr: u32, rms_len: usize) -> Self {
+        let max = (sr as usize * FFT_MS as usize / 1000).max(16);
+        let mut n = 16usize;
+        while n * 2 <= max {
+            n *= 2;
+        }
+        let fft = Fft::new(n);
+        let hz = f64::from(sr) / n as f64;
+        let emphasis = (0..=n / 2)
+            .map(|k| {
+                let f = k as f64 * hz / 1000.0;
+                (f * f) as f32
+            })
+            .collect();
+        let lpc_bins = ((f64::from(LPC_TOP_HZ) / hz).round() as usize).clamp(LPC_ORDER + 2, n / 2);
+        let lpc_top_hz = (lpc_bins as f64 * hz) as f32;
+        let pi = std::f64::consts::PI;
+        let mut acf_cos = Vec::with_capacity((LPC_ORDER + 1) * (lpc_bins + 1));
+        for m in 0..=LPC_ORDER {
+            for k in 0..=lpc_bins {
+                acf_cos.push((pi * (m * k) as f64 / lpc_bins as f64).cos() as f32);
+            }
+        }
+        let mut env_cos = Vec::with_capacity(ENVELOPE_POINTS * LPC_ORDER);
+        let mut env_sin = Vec::with_capacity(ENVELOPE_POINTS * LPC_ORDER);
+        for j in 0..ENVELOPE_POINTS {
+            for i in 1..=LPC_ORDER {
+                let w = pi * (j * i) as f64 / ENVELOPE_POINTS as f64;
+                env_cos.push(w.cos() as f32);
+                env_sin.push(w.sin() as f32);
+            }
+        }
+        let span = rms_len.max(n);
+        Analyzer {
+            sr,
+            fft,
+            span,
+            buf: vec![0.0; span],
+            emphasis,
+            lpc_bins,
+            lpc_top_hz,
+            acf_cos,
+            env_cos,
+            env_sin,
+            envelope: vec![0.0; ENVELOPE_POINTS],
+            weighted: vec![0.0; n / 2 + 1],
+        }
+    }
+
+    fn span(&self) -> usize {
+        self.span
+    }
+
+    fn analyze(&mut self, audio: &Audio, start: i128, rms_len: usize) -> Features {
+        audio.read(start, &mut self.buf);
+        let mid = self.span / 2;
+        let rms_from = mid - rms_len / 2;
+        let energy: f64 = self.buf[rms_from..rms_from + rms_len]
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum();
+        let rms = (energy / rms_len.max(1) as f64).sqrt();
+        let level_db = if rms > 1e-6 {
+            (20.0 * rms.log10()) as f32
+        } else {
+            -120.0
+        };
+        let mut features = Features {
+            level_db,
+            f1_hz: 0.0,
+            f2_hz: 0.0,
+            fricative: 0.0,
+        };
+        if level_db <= GATE_DB {
+            return features;
+        }
+        let n = self.fft.n;
+        let fft_from = mid - n / 2;
+        let power = self.fft.power(&self.buf[fft_from..fft_from + n]);
+        let hz = self.sr as f32 / n as f32;
+        let bin = |f: f32| ((f / hz).round() as usize).min(n / 2);
+
+        for ((w, &p), &e) in self.weighted.iter_mut().zip(power).zip(&self.emphasis) {
+            *w = p * e;
+        }
+        let weighted = &self.weighted;
+
+        // Fricative share: pre-emphasised energy above 3.5 kHz against 150 Hz..8 kHz.
+        let (lo, mid_bin, hi) = (bin(150.0), bin(3_500.0), bin(8_000.0));
+        let voiced: f32 = weighted[lo..mid_bin.max(lo)].iter().sum();
+        let noise: f32 = weighted[mid_bin..hi.max(mid_bin)].iter().sum();
+        if voiced + noise > 0.0 {
+            features.fricative = noise / (voiced + noise);
+        }
+
+        // Autocorrelation of the pre-emphasised low band, then Levinson-Durbin.
+        let kb = self.lpc_bins;
+        let mut r = [0.0f64; LPC_ORDER + 1];
+        for (m, rm) in r.iter_mut().enumerate() {
+            let row = &self.acf_cos[m * (kb + 1)..(m + 1) * (kb + 1)];
+            *rm = weighted[..=kb]
+                .iter()
+                .zip(row)
+                .map(|(&w, &c)| f64::from(w * c))
+                .sum();
+        }
+        let Some(a) = levinson(&r) else {
+            return features;
+        };
+
+        // Evaluate the envelope 1/|A|^2 over the band and take its first two peaks.
+        for (j, e) in self.envelope.iter_mut().enumerate() {
+            let (mut re, mut im) = (1.0f32, 0.0f32);
+            let row = j * LPC_ORDER;
+            for i in 0..LPC_ORDER {
+                re += a[i + 1] * self.env_cos[row + i];
+                im -= a[i + 1] * self.env_sin[row + i];
+            }
+            *e = 1.0 / (re * re + im * im).max(1e-12);
+        }
+        // Peaks more than 30 dB under the strongest one are modelling noise, not formants.
+        let step = self.lpc_top_hz / ENVELOPE_POINTS as f32;
+        let env = &self.envelope;
+        let floor = env.iter().copied().fold(0.0f32, f32::max) * 1e-3;
+        let mut peaks = (1..ENVELOPE_POINTS - 1)
+            .filter(|&j| env[j] > env[j - 1] && env[j] >= env[j + 1] && env[j] >= floor)
+            .map(|j| j as f32 * step);
+        if let Some(f1) = peaks.by_ref().find(|&f| (200.0..=1_100.0).contains(&f)) {
+            features.f1_hz = f1;
+            if let Some(f2) = peaks.find(|&f| f >= f1 * 1.2 && f <= 3_200.0) {
+                features.f2_hz = f2;
+            }
+        }
+        features
+    }
+}
+
+/// Linear-prediction coefficients a[0] = 1, a[1..=p] from the autocorrelation `r`
+/// (Levinson-Durbin); `None` if the signal is degenerate.
+fn levinson(r: &[f64; LPC_ORDER + 1]) -> Option<[f32; LPC_ORDER + 1]> {
+    if r[0] <= 0.0 || !r[0].is_finite() {
+        return None;
+    }
+    let mut a = [0.0f64; LPC_ORDER + 1];
+    a[0] = 1.0;
+    // A touch of white noise keeps the recursion stable.
+    let mut err = r[0] * 1.000_1;
+    for i in 1..=LPC_ORDER {
+        let mut acc = r[i];
+        for j in 1..i {
+            acc += a[j] * r[i - j];
+        }
+        let k = -acc / err;
+        if !k.is_finite() || k.abs() >= 1.0 {
+            return None;
+        }
+        let prev = a;
+        for j in 1..i {
+            a[j] = prev[j] + k * prev[i - j];
+        }
+        a[i] = k;
+        err *= 1.0 - k * k;
+    }
+    Some(a.map(|v| v as f32))
+}
+
+/// A radix-2 complex FFT of a fixed size with a Hann window, returning the power spectrum.
+#[derive(Debug, Clone)]
+struct Fft {
+    n: usize,
+    window: Vec<f32>,
+    /// exp(-2 pi i k / n) for k < n / 2.
+    twiddle: Vec<(f32, f32)>,
+    bitrev: Vec<usize>,
+    re: Vec<f32>,
+    im: Vec<f32>,
+    power: Vec<f32>,
+}
+
+impl Fft {
+    /// `n` must be a power of two, at least 2.
+    fn new(n: usize) -> Self {
+        let bits = n.trailing_zeros();
+        let tau = std::f64::consts::TAU;
+        Fft {
+            n,
+            window: (0..n)
+                .map(|i| (0.5 - 0.5 * (tau * i as f64 / n as f64).cos()) as f32)
+                .collect(),
+            twiddle: (0..n / 2)
+                .map(|k| {
+                    let a = -tau * k as f64 / n as f64;
+                    (a.cos() as f32, a.sin() as f32)
+                })
+                .collect(),
+            bitrev: (0..n)
+                .map(|i| i.reverse_bits() >> (usize::BITS - bits))
+                .collect(),
+            re: vec![0.0; n],
+            im: vec![0.0; n],
+            power: vec![0.0; n / 2 + 1],
+        }
+    }
+
+    /// Power spectrum (bins 0..=n/2) of the windowed `x` (`x.len() == n`).
+    fn power(&mut self, x: &[f32]) -> &[f32] {
+        let n = self.n;
+        for (i, (&v, &w)) in x.iter().zip(&self.window).enumerate() {
+            let j = self.bitrev[i];
+            self.re[j] = v * w;
+            self.im[j] = 0.0;
+        }
+        let mut len = 2;
+        while len <= n {
+            let half = len / 2;
+            let step = n / len;
+            for start in (0..n).step_by(len) {
+                for k in 0..half {
+                    let (wr, wi) = self.twiddle[k * step];
+                    let (a, b) = (start + k, start + k + half);
+                    let tr = self.re[b] * wr - self.im[b] * wi;
+                    let ti = self.re[b] * wi + self.im[b] * wr;
+                    self.re[b] = self.re[a] - tr;
+                    self.im[b] = self.im[a] - ti;
+                    self.re[a] += tr;
+                    self.im[a] += ti;
+                }
+            }
+            len *= 2;
+        }
+        for (k, p) in self.power.iter_mut().enumerate() {
+            *p = self.re[k] * self.re[k] + self.im[k] * self.im[k];
+        }
+        &self.power
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{
+        best_lag, loudness_envelope, pearson, synthetic_speech, synthetic_vowel, vowel_formants,
+    };
+
+    fn vowel(sr: u32, class: VowelClass, ms: u32, rms: f32) -> Vec<i16> {
+        let f = vowel_formants(class).unwrap_or([500.0, 1500.0, 2500.0]);
+        synthetic_vowel(sr, f, 120.0, ms, rms)
+    }
+
+    fn poses(ls: &mut LipSync, frames: std::ops::Range<u64>) -> Vec<MouthPose> {
+        frames.map(|n| ls.pose_for_frame(n)).collect()
+    }
+
+    /// Frame index whose display interval starts at `ms` (25 fps).
+    fn frame_at(ms: u64) -> u64 {
+        ms / 40
+    }
+
+    #[test]
+    fn silence_is_exactly_closed() {
+        let mut ls = LipSync::new(48_000, 25);
+        assert!(poses(&mut ls, 0..50)
+            .iter()
+            .all(|p| *p == MouthPose::CLOSED));
+        // Pushed digital silence and noise under the gate (about -70 dBFS) stay closed.
+        let mut ls = LipSync::new(16_000, 25);
+        let quiet: Vec<i16> = (0..32_000).map(|i| [7i16, -9, 4, -6, 10][i % 5]).collect();
+        ls.push_audio(0, &vec![0; 16_000]);
+        ls.push_audio(16_000, &quiet);
+        for (n, p) in poses(&mut ls, 0..75).iter().enumerate() {
+            assert_eq!(*p, MouthPose::CLOSED, "frame {n}");
+        }
+    }
+
+    /// A vowel whose level ramps from -50 to -10 dBFS over 1 s from 200 ms, holds until 1.5 s,
+    /// then stops.
+    fn ramp_burst(sr: u32) -> Vec<i16> {
+        let steady = vowel(sr, VowelClass::A, 2_000, 0.1);
+        steady
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let t = i as f32 / sr as f32;
+                let db = match t {
+                    t if t < 0.2 => return 0,
+                    t if t < 1.2 => -50.0 + 40.0 * (t - 0.2),
+                    t if t < 1.5 => -10.0,
+                    _ => return 0,
+                };
+                // The vowel has -20 dBFS RMS.
+                (f32::from(v) * 10f32.powf((db + 20.0) / 20.0)).round() as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ramping_burst_opens_monotonically_and_closes_after_it() {
+        for sr in [8_000, 48_000] {
+            let mut ls = LipSync::new(sr, 25);
+            ls.push_audio(0, &ramp_burst(sr));
+            let p = poses(&mut ls, 0..60);
+            let open: Vec<f32> = p.iter().map(|p| p.open).collect();
+            // Closed before the burst (the window reaches ~60 ms past a frame's start).
+            for (n, pose) in p.iter().enumerate().take(frame_at(140) as usize) {
+                assert_eq!(*pose, MouthPose::CLOSED, "{sr} Hz, frame {n}");
+            }
+            // Opening follows the rising level, never goes back while it rises or holds.
+            let last_full = frame_at(1_440) as usize;
+            for n in 1..=last_full {
+                assert!(
+                    open[n] >= open[n - 1],
+                    "{sr} Hz: not monotonic at {n}: {open:?}"
+                );
+            }
+            assert!(open[frame_at(400) as usize] < 0.1, "{open:?}");
+            assert!(open[frame_at(800) as usize] > 0.2, "{open:?}");
+            assert!(open[frame_at(1_300) as usize] > 0.8, "{open:?}");
+            // Exactly closed 100 ms after the end, and from then on.
+            for (n, pose) in p.iter().enumerate().skip(frame_at(1_600) as usize) {
+                assert_eq!(*pose, MouthPose::CLOSED, "{sr} Hz, frame {n}: {open:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn opening_follows_the_loudness_of_speech_like_audio() {
+        for (sr, seed) in [
+            (48_000, 1),
+            (16_000, 2),
+            (8_000, 3),
+            (22_050, 4),
+            (44_100, 5),
+        ] {
+            let pcm = synthetic_speech(sr, 12_000, seed);
+            let env = loudness_envelope(&pcm, sr, 25);
+            let mut ls = LipSync::new(sr, 25);
+            ls.push_audio(0, &pcm);
+            let open: Vec<f32> = poses(&mut ls, 0..env.len() as u64)
+                .iter()
+                .map(|p| p.open)
+                .collect();
+            let r = pearson(&env, &open);
+            let (lag, rl) = best_lag(&env, &open, 5);
+            assert!(r >= 0.8, "{sr} Hz: r = {r}");
+            assert!(lag.abs() <= 1, "{sr} Hz: best lag {lag} frames (r {rl})");
+            // Silent frames (no audio from 120 ms before their start to the end of their
+            // lookahead) are exactly closed.
+            let ahead = ls.lookahead_samples() as usize;
+            for (n, &o) in open.iter().enumerate() {
+                let start = ls.frame_start_sample(n as u64) as usize;
+                let from = start.saturating_sub(sr as usize * 12 / 100);
+                let to = (start + ahead).min(pcm.len());
+                if pcm[from..to].iter().all(|&v| v == 0) {
+                    assert_eq!(o, 0.0, "{sr} Hz: frame {n} in silence");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_frame_rates_keep_sync() {
+        for fps in [24, 30, 50, 60] {
+            let pcm = synthetic_speech(48_000, 10_000, 9);
+            let env = loudness_envelope(&pcm, 48_000, fps);
+            let mut ls = LipSync::new(48_000, fps);
+            ls.push_audio(0, &pcm);
+            let open: Vec<f32> = poses(&mut ls, 0..env.len() as u64)
+                .iter()
+                .map(|p| p.open)
+                .collect();
+            let (lag, r) = best_lag(&env, &open, 6);
+            assert!(r >= 0.75, "{fps} fps: r = {r}");
+            // Within 40 ms.
+            assert!(
+                lag.unsigned_abs() as u32 * 1000 / fps <= 40,
+                "{fps} fps: lag {lag}"
+            );
+        }
+    }
+
+    fn steady_shape(sr: u32, class: VowelClass) -> MouthPose {
+        let mut ls = LipSync::new(sr, 25);
+        ls.push_audio(0, &vowel(sr, class, 1_000, 0.08));
+        let p = poses(&mut ls, 0..25);
+        let n = p[8..18].len() as f32;
+        let sum = p[8..18].iter().fold(MouthPose::CLOSED, |a, b| {
+            MouthPose::new(a.open + b.open, a.wide + b.wide, a.round + b.round)
+        });
+        MouthPose::new(sum.open / n, sum.wide / n, sum.round / n)
+    }
+
+    #[test]
+    fn vowel_shapes_follow_the_formants() {
+        for sr in [8_000, 16_000, 48_000] {
+            let u = steady_shape(sr, VowelClass::U);
+            let o = steady_shape(sr, VowelClass::O);
+            let i = steady_shape(sr, VowelClass::I);
+            let e = steady_shape(sr, VowelClass::E);
+            let a = steady_shape(sr, VowelClass::A);
+            // Energy below 900 Hz: rounded.
+            for (name, p) in [("U", u), ("O", o)] {
+                assert!(p.round > p.wide + 0.3, "{sr} Hz {name}: {p:?}");
+            }
+            // Strong second formant: spread.
+            for (name, p) in [("I", i), ("E", e)] {
+                assert!(p.wide > p.round + 0.3, "{sr} Hz {name}: {p:?}");
+            }
+            // Broad open spectrum: the widest jaw, neither spread nor round.
+            for p in [u, o, i, e] {
+                assert!(a.open > p.open, "{sr} Hz: A {a:?} vs {p:?}");
+            }
+            assert!(a.wide < 0.5 && a.round < 0.5, "{sr} Hz: A {a:?}");
+            // Close vowels are more extreme than their open partners.
+            assert!(i.wide > e.wide && u.round > o.round, "{sr} Hz");
+        }
+    }
+
+    #[test]
+    fn steady_sound_gives_a_steady_mouth() {
+        let mut ls = LipSync::new(48_000, 25);
+        ls.push_audio(0, &vowel(48_000, VowelClass::E, 2_000, 0.06));
+        let p = poses(&mut ls, 0..50);
+        for n in 10..45 {
+            let d = (p[n].open - p[n - 1].open).abs()
+                + (p[n].wide - p[n - 1].wide).abs()
+                + (p[n].round - p[n - 1].round).abs();
+            assert!(
+                d < 0.02,
+                "jitter at frame {n}: {:?} -> {:?}",
+                p[n - 1],
+                p[n]
+            );
+        }
+    }
+
+    #[test]
+    fn bilabial_hints_press_the_lips() {
+        let sr = 16_000;
+        let speech = vowel(sr, VowelClass::A, 2_000, 0.08);
+        let closed = MouthPose::for_vowel(VowelClass::Closed);
+
+        // A character hint: "m" at 400..470 ms.
+        let mut ls = LipSync::new(sr, 25);
+        ls.push_audio(0, &speech);
+        ls.add_hint(400, 470, "m");
+        let p = poses(&mut ls, 0..50);
+        assert_eq!(p[frame_at(400) as usize], closed);
+        assert!(p[frame_at(280) as usize].open > 0.5, "{:?}", p[7]);
+        assert!(p[frame_at(560) as usize].open > 0.5, "{:?}", p[14]);
+        // Without the hint the same frame is open.
+        let mut plain = LipSync::new(sr, 25);
+        plain.push_audio(0, &speech);
+        assert!(poses(&mut plain, 0..50)[frame_at(400) as usize].open > 0.5);
+
+        // Other characters do nothing; upper case works.
+        let mut ls = LipSync::new(sr, 25);
+        ls.push_audio(0, &speech);
+        ls.add_hint(400, 470, "a");
+        ls.add_hint(800, 860, "P");
+        let p = poses(&mut ls, 0..50);
+        assert!(p[frame_at(400) as usize].open > 0.5);
+        assert_eq!(p[frame_at(800) as usize], closed);
+
+        // A word: "moon" from 1000 to 1400 ms closes at its start only.
+        let mut ls = LipSync::new(sr, 25);
+        ls.push_audio(0, &speech);
+        ls.add_hint(1_000, 1_400, "moon,");
+        let p = poses(&mut ls, 0..50);
+        assert_eq!(p[frame_at(1_000) as usize], closed);
+        assert!(p[frame_at(1_120) as usize].open > 0.5);
+        assert!(p[frame_at(1_320) as usize].open > 0.5);
+    }
+
+    #[test]
+    fn word_hints_place_bilabials_in_proportion() {
+        let mut ls = LipSync::new(16_000, 25);
+        ls.add_hint(1_000, 1_600, "ramp");
+        // r a m p: "mp" is one closure over letters 2..4 = 1300..1600 ms, capped at 110 ms.
+        assert_eq!(ls.closures, vec![(1_395, 1_505)]);
+        let mut ls = LipSync::new(16_000, 25);
+        ls.add_hint(0, 500, "phone");
+        ls.add_hint(500, 900, "lamb");
+        ls.add_hint(900, 1_000, "the");
+        // "mb" at the end of lamb is one closure (letters 2..4 = 700..900 ms, capped).
+        assert_eq!(
+            ls.closures,
+            vec![(745, 855)],
+            "lamb: one closure, phone: none"
+        );
+        let mut ls = LipSync::new(16_000, 25);
+        ls.add_hint(2_000, 2_000, "b");
+        ls.add_hint(3_000, 3_900, "m");
+        assert_eq!(ls.closures, vec![(1_975, 2_025), (3_300, 3_600)]);
+    }
+
+    #[test]
+    fn clear_from_closes_the_mouth_soon_and_smoothly() {
+        for sr in [16_000u32, 48_000] {
+            let mut ls = LipSync::new(sr, 25);
+            ls.push_audio(0, &vowel(sr, VowelClass::A, 3_000, 0.08));
+            ls.add_hint(1_500, 1_560, "b");
+            let before = poses(&mut ls, 0..25);
+            assert!(before[24].open > 0.7);
+            // Barge-in at 1.0 s (frame 25 is the next to render).
+            ls.clear_from(u64::from(sr));
+            assert!(ls.closures.is_empty());
+            let after = poses(&mut ls, 25..60);
+            let open: Vec<f32> = after.iter().map(|p| p.open).collect();
+            // Closed within 200 ms...
+            for (i, p) in after.iter().enumerate().skip(5) {
+                assert_eq!(*p, MouthPose::CLOSED, "{sr} Hz: frame {}: {open:?}", 25 + i);
+            }
+            // ...but not in one jump: at least one frame in between.
+            assert!(open[..5].iter().any(|&o| o > 0.05 && o < 0.6), "{open:?}");
+            for w in open.windows(2) {
+                assert!(w[1] <= w[0] + 1e-6, "{open:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_input_same_poses_however_it_arrives() {
+        let sr = 24_000;
+        let pcm = synthetic_speech(sr, 6_000, 11);
+        let mut whole = LipSync::new(sr, 25);
+        whole.push_audio(0, &pcm);
+        whole.add_hint(900, 1_300, "maybe");
+        let a = poses(&mut whole, 0..150);
+
+        // The same audio in uneven chunks, pushed just ahead of rendering.
+        let mut streamed = LipSync::new(sr, 25);
+        streamed.add_hint(900, 1_300, "maybe");
+        let mut pushed = 0usize;
+        let mut b = Vec::new();
+        let sizes = [480usize, 1_000, 77, 2_400, 960, 13];
+        for n in 0..150u64 {
+            let need = streamed.frame_window(n).1 as usize;
+            let mut k = 0;
+            while pushed < need.min(pcm.len()) {
+                let len = sizes[k % sizes.len()].min(pcm.len() - pushed);
+                streamed.push_audio(pushed as u64, &pcm[pushed..pushed + len]);
+                pushed += len;
+                k += 1;
+            }
+            if n % 25 == 0 {
+                streamed.discard_before(streamed.frame_start_sample(n).saturating_sub(24_000));
+            }
+            b.push(streamed.pose_for_frame(n));
+        }
+        assert_eq!(a, b);
+        assert!(a.iter().any(|p| p.open > 0.5));
+
+        // Asking a frame twice gives the same pose; a fresh analyzer repeats the whole run.
+        let mut again = LipSync::new(sr, 25);
+        again.push_audio(0, &pcm);
+        again.add_hint(900, 1_300, "maybe");
+        for n in 0..150 {
+            let p = again.pose_for_frame(n);
+            assert_eq!(p, a[n as usize]);
+            assert_eq!(again.pose_for_frame(n), p);
+        }
+    }
+
+    #[test]
+    fn skips_and_seeks_settle_on_the_same_pose() {
+        let sr = 16_000;
+        let pcm = vowel(sr, VowelClass::O, 3_000, 0.08);
+        let mut seq = LipSync::new(sr, 25);
+        seq.push_audio(0, &pcm);
+        let all = poses(&mut seq, 0..70);
+        let mut jump = LipSync::new(sr, 25);
+        jump.push_audio(0, &pcm);
+        // A seek far ahead warms up on half a second of frames: the same shape, open (the
+        // voice peak has had less time to adapt, so the jaw may differ a little).
+        let p = jump.pose_for_frame(50);
+        assert!(
+            (p.wide - all[50].wide).abs() < 0.02,
+            "{p:?} vs {:?}",
+            all[50]
+        );
+        assert!(
+            (p.round - all[50].round).abs() < 0.02,
+            "{p:?} vs {:?}",
+            all[50]
+        );
+        assert!(p.open > 0.5, "{p:?}");
+        // A short skip steps through the skipped frames: identical.
+        let mut skip = LipSync::new(sr, 25);
+        skip.push_audio(0, &pcm);
+        poses(&mut skip, 0..10);
+        assert_eq!(skip.pose_for_frame(14), all[14]);
+        // Going back restarts the smoothing before the frame: still the steady shape.
+        let back = skip.pose_for_frame(20);
+        assert!(
+            (back.round - all[20].round).abs() < 0.02,
+            "{back:?} vs {:?}",
+            all[20]
+        );
+        assert!(back.open > 0.5, "{back:?}");
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let sr = 48_000u32;
+        let chunk = vowel(sr, VowelClass::E, 1_000, 0.05);
+        let mut ls = LipSync::new(sr, 25);
+        let mut auto = LipSync::new(sr, 25);
+        for s in 0..120u64 {
+            for l in [&mut ls, &mut auto] {
+                l.push_audio(s * u64::from(sr), &chunk);
+                l.add_hint(s * 1_000 + 100, s * 1_000 + 200, "m");
+            }
+            for n in s * 25..(s + 1) * 25 {
+                ls.pose_for_frame(n);
+                auto.pose_for_frame(n);
+            }
+            ls.discard_before((s * u64::from(sr)).saturating_sub(u64::from(sr)));
+        }
+        assert!(
+            ls.buffered_samples() <= 2 * sr as usize,
+            "{}",
+            ls.buffered_samples()
+        );
+        assert!(ls.closures.len() <= 2);
+        assert!(auto.buffered_samples() <= 31 * sr as usize);
+        assert!(auto.closures.len() <= 32, "{}", auto.closures.len());
+    }
+
+    #[test]
+    fn odd_inputs_do_not_panic() {
+        for (sr, fps) in [
+            (0, 0),
+            (1, 1),
+            (u32::MAX, u32::MAX),
+            (8_000, 1),
+            (48_000, 240),
+        ] {
+            let mut ls = LipSync::new(sr, fps);
+            ls.push_audio(u64::MAX - 3, &[1_000; 100]);
+            ls.push_audio(0, &[i16::MIN; 10_000]);
+            ls.push_audio(5, &[i16::MAX; 100]);
+            ls.add_hint(u64::MAX - 1, u64::MAX, "mmm");
+            ls.add_hint(10, 5, "b");
+            ls.add_hint(0, u64::MAX, "bamboo");
+            ls.add_hint(0, 0, "");
+            for n in [0, 1, 2, u64::MAX, u64::MAX - 1, 3] {
+                let p = ls.pose_for_frame(n);
+                assert_eq!(p, p.clamped());
+            }
+            ls.clear_from(3);
+            ls.discard_before(u64::MAX);
+            ls.push_audio(0, &[5; 10]);
+            assert_eq!(ls.buffered_samples(), 0);
+            let _ = ls.lookahead_samples();
+            let _ = ls.frame_window(u64::MAX);
+        }
+    }
+
+    #[test]
+    fn overlapping_pushes_replace_audio() {
+        let mut a = Audio::default();
+        a.write(10, &[1, 1, 1, 1]);
+        a.write(20, &[2, 2]);
+        a.write(12, &[3; 10]);
+        let mut out = vec![0.0f32; 16];
+        a.read(8, &mut out);
+        let got: Vec<i16> = out.iter().map(|v| (v * 32_768.0) as i16).collect();
+        assert_eq!(got, [0, 0, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0]);
+        assert_eq!(a.runs.len(), 1);
+        a.truncate(15);
+        a.discard_before(11);
+        assert_eq!(a.len(), 4);
+        let mut head = [1.0f32; 4];
+        a.read(-4, &mut head);
+        assert_eq!(head, [0.0; 4]);
+        a.read(-2, &mut out);
+        assert!(out[..13].iter().all(|&v| v == 0.0) && out[13..].iter().all(|&v| v > 0.0));
+    }
+
+    #[test]
+    fn lookahead_is_about_60_ms_at_25_fps() {
+        let ls = LipSync::new(48_000, 25);
+        let la = ls.lookahead_samples();
+        assert!((2_700..=3_000).contains(&la), "{la}");
+        let (s, e) = ls.frame_window(10);
+        assert_eq!(e - ls.frame_start_sample(10), la);
+        assert!(s <= ls.frame_start_sample(10) + 960 && e > ls.frame_start_sample(11));
+    }
+}
