@@ -4,12 +4,26 @@
 #![deny(missing_docs)]
 
 mod chunker;
+mod elevenlabs;
+pub mod http;
+mod llm;
 mod local;
+mod openai_chat;
+mod openai_tts;
 mod resample;
 mod tts;
 
 pub use chunker::{Chunker, ChunkerConfig};
+pub use elevenlabs::{
+    ElevenLabsConfig, ElevenLabsTts, ElevenLabsVoiceSettings, ELEVENLABS_PCM_RATES,
+};
+pub use llm::{
+    ChatMessage, Conversation, LlmError, LlmItem, LlmOutput, LlmProvider, LlmTurn, Role,
+    DEFAULT_HISTORY_CHARS, LLM_OUTPUT_CAPACITY, UNSPOKEN_ANSWER_MARKER,
+};
 pub use local::{LocalTts, LocalTtsConfig, LOCAL_VOICES};
+pub use openai_chat::{OpenAiChat, OpenAiChatConfig};
+pub use openai_tts::{OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat};
 pub use resample::{ResampleError, Resampler};
 pub use tts::{
     TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn, TurnWorker, WordTiming,

@@ -1,48 +1,60 @@
-//! Benchmark: render the idle avatar and push it through the live channel (RGBA → I420 →
-//! H.264 + AAC → fMP4 segments → playlist), as fast as possible on the calling thread.
-//! Pin it to one core for the figure in docs/benchmarks.md:
+//! Benchmark: render the avatar and push it through the live channel (RGBA → I420 → H.264 +
+//! AAC → fMP4 segments → playlist), as fast as possible on the calling thread. `idle` renders
+//! the idle face with silence; `speaking` drives the mouth with lip-sync from speech-like audio.
+//! Pin it to one core for the figures in docs/benchmarks.md:
 //!
-//! `taskset -c 0 cargo run --release -p talkstream --example render_encode -- 750`
+//! `taskset -c 0 target/release/examples/render_encode 750 idle`
+//! `taskset -c 0 target/release/examples/render_encode 750 speaking`
 
 use std::time::Instant;
 
-use talkstream_avatar::{Avatar, MouthPose};
-use talkstream_media::{ChannelConfig, I420Frame, LiveChannel};
+use talkstream::render::FaceRenderer;
+use talkstream_avatar::analysis::synthetic_speech;
+use talkstream_media::{ChannelConfig, LiveChannel, Output};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let frames: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(750);
-    let cfg = ChannelConfig::default();
-    let (w, h, fps) = (cfg.width, cfg.height, cfg.fps);
-    let mut channel = LiveChannel::new(cfg, 0)?;
-    let mut avatar = Avatar::new(w, h, 7)?;
-    let mut rgba = vec![0u8; (w * h * 4) as usize];
-    let mut frame = I420Frame::new(w, h);
+    let args: Vec<String> = std::env::args().collect();
+    let frames: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(750);
+    let speaking = args.get(2).is_some_and(|m| m == "speaking");
+    let cfg = ChannelConfig {
+        sample_rate: 22_050,
+        ..ChannelConfig::default()
+    };
+    let (w, h, fps, sr) = (cfg.width, cfg.height, cfg.fps, cfg.sample_rate);
+    let mut channel = LiveChannel::new(cfg.clone(), 0)?;
+    let mut face = FaceRenderer::new(&cfg, 7)?;
+    let media_ms = frames * 1000 / u64::from(fps);
+    let audio = if speaking {
+        synthetic_speech(sr, media_ms as u32 + 1000, 3)
+    } else {
+        vec![0i16; (media_ms as usize + 1000) * sr as usize / 1000]
+    };
+    face.lipsync().push_audio(0, &audio);
     let (mut render_s, mut encode_s) = (0.0f64, 0.0f64);
     let mut bytes = 0usize;
+    let mut pos = 0usize;
     let start = Instant::now();
     for n in 0..frames {
         let t = channel.frame_time_ms(n);
+        let need = channel.samples_for_frame(n);
         let t0 = Instant::now();
-        avatar.render_rgba(t, MouthPose::CLOSED, &mut rgba)?;
-        frame.fill_from_rgba(&rgba);
+        let frame = face.render(n, t)?;
         let t1 = Instant::now();
-        let pcm = vec![0i16; channel.samples_for_frame(n)];
-        for out in channel.push_frame(&frame, &pcm, t as i64)? {
-            if let talkstream_media::Output::Segment { bytes: b, .. } = out {
+        for out in channel.push_frame(frame, &audio[pos..pos + need], t as i64)? {
+            if let Output::Segment { bytes: b, .. } = out {
                 bytes += b.len();
             }
         }
+        pos += need;
         render_s += (t1 - t0).as_secs_f64();
         encode_s += t1.elapsed().as_secs_f64();
     }
     let total = start.elapsed().as_secs_f64();
     let media_s = frames as f64 / f64::from(fps);
-    println!("{frames} frames {w}x{h} @ {fps} fps ({media_s:.1} s of video)");
+    let mode = if speaking { "speaking" } else { "idle" };
+    println!("{mode}: {frames} frames {w}x{h} @ {fps} fps ({media_s:.1} s of video)");
     println!(
-        "render+convert: {:.0} fps; encode+mux: {:.0} fps; together: {:.0} fps = {:.1}x real time",
+        "lip-sync+render+convert: {:.0} fps; encode+mux: {:.0} fps; together: {:.0} fps = {:.1}x real time",
         frames as f64 / render_s,
         frames as f64 / encode_s,
         frames as f64 / total,

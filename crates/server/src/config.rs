@@ -30,6 +30,9 @@ pub enum Command {
     Serve,
     /// Render the avatar saying something into a normal MP4 file with sound (no server).
     Render(RenderArgs),
+    /// Say which language model and voice are active, and whether each is reachable and
+    /// accepts its credentials.
+    Check,
 }
 
 /// Arguments of `talkstream render`.
@@ -146,6 +149,183 @@ pub struct Config {
     /// accepts full filter directives.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
+
+    /// Language model: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none),
+    /// none (the avatar says what is typed) or openai (any OpenAI-compatible chat server).
+    #[arg(long, env = "LLM_PROVIDER", value_enum, default_value_t = LlmChoice::Auto, global = true)]
+    pub llm_provider: LlmChoice,
+
+    /// API key of the OpenAI-compatible chat server (not needed for Ollama or llama.cpp).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<Secret>,
+
+    /// Base URL of the chat server, e.g. https://openrouter.ai/api/v1 or
+    /// http://localhost:11434/v1 (Ollama). Default: https://api.openai.com/v1.
+    #[arg(long, env = "OPENAI_BASE_URL", global = true)]
+    pub openai_base_url: Option<String>,
+
+    /// Chat model.
+    #[arg(
+        long,
+        env = "OPENAI_MODEL",
+        default_value = "gpt-4o-mini",
+        global = true
+    )]
+    pub openai_model: String,
+
+    /// Sampling temperature (0 to 2).
+    #[arg(long, env = "OPENAI_TEMPERATURE", default_value_t = 0.7, global = true)]
+    pub openai_temperature: f32,
+
+    /// Longest answer, in tokens.
+    #[arg(long, env = "OPENAI_MAX_TOKENS", default_value_t = 300, global = true)]
+    pub openai_max_tokens: u32,
+
+    /// The avatar's persona, sent as the system message.
+    #[arg(long, env = "SYSTEM_PROMPT", default_value = DEFAULT_SYSTEM_PROMPT, global = true)]
+    pub system_prompt: String,
+
+    /// Conversation memory per session, in characters (oldest exchanges are dropped first).
+    #[arg(long, env = "HISTORY_CHARS", default_value_t = 8000, global = true)]
+    pub history_chars: usize,
+
+    /// Voice: auto (elevenlabs when ELEVENLABS_API_KEY is set, else openai when TTS_BASE_URL
+    /// is set, else local), local (built-in), elevenlabs or openai (OpenAI-style speech API).
+    #[arg(long, env = "TTS_PROVIDER", value_enum, default_value_t = TtsChoice::Auto, global = true)]
+    pub tts_provider: TtsChoice,
+
+    /// ElevenLabs API key (sent as the xi-api-key header).
+    #[arg(
+        long,
+        env = "ELEVENLABS_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub elevenlabs_api_key: Option<Secret>,
+
+    /// ElevenLabs voice id.
+    #[arg(
+        long,
+        env = "ELEVENLABS_VOICE_ID",
+        default_value = "21m00Tcm4TlvDq8ikWAM",
+        global = true
+    )]
+    pub elevenlabs_voice_id: String,
+
+    /// ElevenLabs model id (WebSocket-capable models only).
+    #[arg(
+        long,
+        env = "ELEVENLABS_MODEL_ID",
+        default_value = "eleven_flash_v2_5",
+        global = true
+    )]
+    pub elevenlabs_model_id: String,
+
+    /// ElevenLabs base URL (for proxies and tests).
+    #[arg(
+        long,
+        env = "ELEVENLABS_BASE_URL",
+        default_value = "wss://api.elevenlabs.io",
+        global = true
+    )]
+    pub elevenlabs_base_url: String,
+
+    /// ElevenLabs output format (pcm_16000, pcm_22050, pcm_24000, pcm_44100, ...).
+    #[arg(
+        long,
+        env = "ELEVENLABS_OUTPUT_FORMAT",
+        default_value = "pcm_16000",
+        global = true
+    )]
+    pub elevenlabs_output_format: String,
+
+    /// Base URL of an OpenAI-style speech server (OpenAI, Kokoro-FastAPI, openedai-speech,
+    /// speaches), e.g. http://localhost:8880/v1.
+    #[arg(long, env = "TTS_BASE_URL", global = true)]
+    pub tts_base_url: Option<String>,
+
+    /// API key of the speech server, if it needs one.
+    #[arg(long, env = "TTS_API_KEY", hide_env_values = true, global = true)]
+    pub tts_api_key: Option<Secret>,
+
+    /// Speech model.
+    #[arg(
+        long,
+        env = "TTS_MODEL",
+        default_value = "gpt-4o-mini-tts",
+        global = true
+    )]
+    pub tts_model: String,
+
+    /// Speech voice.
+    #[arg(long, env = "TTS_VOICE", default_value = "alloy", global = true)]
+    pub tts_voice: String,
+
+    /// Speech response format: pcm (raw 24 kHz 16-bit) or wav.
+    #[arg(
+        long,
+        env = "TTS_RESPONSE_FORMAT",
+        default_value = "pcm",
+        global = true
+    )]
+    pub tts_response_format: String,
+}
+
+/// The default persona: short, speakable answers.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly talking avatar. Your answers are \
+spoken aloud, so keep them short (one to three sentences), warm and conversational. Use plain \
+sentences: no lists, no markdown, no emoji, no code.";
+
+/// Which language model to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LlmChoice {
+    /// openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none.
+    Auto,
+    /// No LLM: the avatar says what is typed.
+    None,
+    /// An OpenAI-compatible chat completions server.
+    Openai,
+}
+
+/// Which voice to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TtsChoice {
+    /// elevenlabs, openai or local, by which keys/URLs are set.
+    Auto,
+    /// The built-in eSpeak NG voice.
+    Local,
+    /// ElevenLabs stream-input WebSocket.
+    Elevenlabs,
+    /// An OpenAI-style /v1/audio/speech server.
+    Openai,
+}
+
+/// A secret value (API key): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.trim().to_string()))
+    }
+}
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `Some(value)` when not empty.
+    pub fn non_empty(opt: &Option<Secret>) -> Option<String> {
+        opt.as_ref().map(|s| s.0.clone()).filter(|s| !s.is_empty())
+    }
 }
 
 /// A configuration value that cannot work, with the setting's name in the message.
@@ -273,6 +453,53 @@ impl Config {
                 "use 0 to 99",
             ));
         }
+        if !(0.0..=2.0).contains(&self.openai_temperature) {
+            return Err(invalid(
+                "OPENAI_TEMPERATURE",
+                self.openai_temperature,
+                "use 0 to 2",
+            ));
+        }
+        if !(1..=32_000).contains(&self.openai_max_tokens) {
+            return Err(invalid(
+                "OPENAI_MAX_TOKENS",
+                self.openai_max_tokens,
+                "use 1 to 32000",
+            ));
+        }
+        if !(100..=1_000_000).contains(&self.history_chars) {
+            return Err(invalid(
+                "HISTORY_CHARS",
+                self.history_chars,
+                "use 100 to 1000000",
+            ));
+        }
+        if !matches!(self.tts_response_format.as_str(), "pcm" | "wav") {
+            return Err(invalid(
+                "TTS_RESPONSE_FORMAT",
+                &self.tts_response_format,
+                "use pcm or wav",
+            ));
+        }
+        if self.tts_provider == TtsChoice::Elevenlabs
+            && Secret::non_empty(&self.elevenlabs_api_key).is_none()
+        {
+            return Err(invalid(
+                "TTS_PROVIDER",
+                "elevenlabs",
+                "set ELEVENLABS_API_KEY too",
+            ));
+        }
+        if self.tts_provider == TtsChoice::Openai
+            && self.tts_base_url.is_none()
+            && Secret::non_empty(&self.tts_api_key).is_none()
+        {
+            return Err(invalid(
+                "TTS_PROVIDER",
+                "openai",
+                "set TTS_BASE_URL (or TTS_API_KEY for api.openai.com)",
+            ));
+        }
         if self.max_sessions == 0 {
             return Err(invalid(
                 "MAX_SESSIONS",
@@ -288,6 +515,32 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The language model to use after `auto` is resolved.
+    pub fn llm_choice(&self) -> LlmChoice {
+        match self.llm_provider {
+            LlmChoice::Auto
+                if Secret::non_empty(&self.openai_api_key).is_some()
+                    || self.openai_base_url.is_some() =>
+            {
+                LlmChoice::Openai
+            }
+            LlmChoice::Auto => LlmChoice::None,
+            other => other,
+        }
+    }
+
+    /// The voice to use after `auto` is resolved.
+    pub fn tts_choice(&self) -> TtsChoice {
+        match self.tts_provider {
+            TtsChoice::Auto if Secret::non_empty(&self.elevenlabs_api_key).is_some() => {
+                TtsChoice::Elevenlabs
+            }
+            TtsChoice::Auto if self.tts_base_url.is_some() => TtsChoice::Openai,
+            TtsChoice::Auto => TtsChoice::Local,
+            other => other,
+        }
     }
 
     /// The text chunker settings.
@@ -343,6 +596,29 @@ mod tests {
         assert_eq!(c.seg_len_ms, 1800);
         assert_eq!(c.hls_window, 8);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn auto_picks_providers_from_keys_and_urls() {
+        let c = parse(&["--llm-provider", "auto", "--tts-provider", "auto"]);
+        let mut c = Config {
+            openai_api_key: None,
+            openai_base_url: None,
+            elevenlabs_api_key: None,
+            tts_base_url: None,
+            ..c
+        };
+        assert_eq!(c.llm_choice(), LlmChoice::None);
+        assert_eq!(c.tts_choice(), TtsChoice::Local);
+        c.openai_base_url = Some("http://localhost:11434/v1".into());
+        assert_eq!(c.llm_choice(), LlmChoice::Openai);
+        c.tts_base_url = Some("http://localhost:8880/v1".into());
+        assert_eq!(c.tts_choice(), TtsChoice::Openai);
+        c.elevenlabs_api_key = Some(Secret("xi-key".into()));
+        assert_eq!(c.tts_choice(), TtsChoice::Elevenlabs);
+        c.llm_provider = LlmChoice::None;
+        assert_eq!(c.llm_choice(), LlmChoice::None);
+        assert_eq!(format!("{:?}", c.elevenlabs_api_key), "Some([redacted])");
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
         Command::Render(args) => render(&cli.config, &args),
+        Command::Check => check(&cli.config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +68,74 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// `talkstream check`: one line per provider, in plain words; fails if any check fails.
+fn check(config: &Config) -> anyhow::Result<()> {
+    use talkstream::config::{LlmChoice, TtsChoice};
+    use talkstream::server::{
+        build_local_tts, elevenlabs_config, openai_chat_config, openai_tts_config,
+    };
+    use talkstream_providers::{ElevenLabsTts, OpenAiChat, OpenAiTts};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut failed = 0;
+    let mut report = |what: String, result: Result<String, String>| match result {
+        Ok(ok) => println!("ok    {what}: {ok}"),
+        Err(e) => {
+            failed += 1;
+            println!("FAIL  {what}: {e}");
+        }
+    };
+    match config.llm_choice() {
+        LlmChoice::Openai => {
+            let cfg = openai_chat_config(config);
+            let what = format!("language model: {} at {}", cfg.model, cfg.base_url);
+            let result = runtime.block_on(async {
+                let llm = OpenAiChat::new(cfg).map_err(|e| e.to_string())?;
+                llm.check().await.map_err(|e| e.to_string())
+            });
+            report(what, result);
+        }
+        LlmChoice::None | LlmChoice::Auto => println!(
+            "ok    language model: none (the avatar says what is typed; set OPENAI_API_KEY or OPENAI_BASE_URL for answers)"
+        ),
+    }
+    match config.tts_choice() {
+        TtsChoice::Elevenlabs => {
+            let cfg = elevenlabs_config(config);
+            let what = format!("voice: ElevenLabs {} ({})", cfg.voice_id, cfg.model_id);
+            let result = runtime.block_on(async {
+                let tts = ElevenLabsTts::new(cfg).map_err(|e| e.to_string())?;
+                tts.check().await.map_err(|e| e.to_string())
+            });
+            report(what, result);
+        }
+        TtsChoice::Openai => {
+            let cfg = openai_tts_config(config);
+            let what = format!("voice: {} / {} at {}", cfg.model, cfg.voice, cfg.base_url);
+            let result = runtime.block_on(async {
+                let tts = OpenAiTts::new(cfg).map_err(|e| e.to_string())?;
+                tts.check().await.map_err(|e| e.to_string())
+            });
+            report(what, result);
+        }
+        TtsChoice::Local | TtsChoice::Auto => {
+            let what = format!("voice: built-in ({})", config.local_tts_voice);
+            let result = build_local_tts(config)
+                .and_then(|t| t.synthesize_blocking("ok"))
+                .map(|c| format!("synthesized {} ms of audio offline", c.duration_ms()))
+                .map_err(|e| e.to_string());
+            report(what, result);
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    Ok(())
 }
 
 fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {

@@ -8,10 +8,11 @@
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use talkstream_providers::{
-    Chunker, ChunkerConfig, Resampler, TtsChunk, TtsInput, TtsProvider, WordTiming,
+    ChatMessage, Chunker, ChunkerConfig, LlmProvider, Resampler, TtsChunk, TtsInput, TtsProvider,
+    WordTiming,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,13 @@ pub enum Event {
     SegmentPublished {
         /// Media sequence number.
         msn: u64,
+    },
+    /// The language model sent the turn's first text.
+    FirstToken {
+        /// The turn.
+        turn: u64,
+        /// When.
+        at: Instant,
     },
     /// The chunker released the turn's first text for the TTS.
     FirstText {
@@ -103,11 +111,15 @@ pub enum Event {
         at: Instant,
         /// True if it was cut short.
         interrupted: bool,
+        /// What was actually put on the stream (cut where the audio stopped).
+        spoken: String,
     },
     /// A turn failed; the stream goes on.
     TurnFailed {
         /// The turn.
         turn: u64,
+        /// True when the language model failed (else the voice).
+        llm: bool,
         /// What happened, for people.
         message: String,
     },
@@ -135,24 +147,37 @@ pub struct TurnContext {
     pub cancel: CancellationToken,
 }
 
-/// Speak `text` directly (no LLM): chunk it, synthesize it, hand the audio to the media thread.
-pub async fn run_direct_speech(ctx: TurnContext, text: String) {
+const LLM_FAILED: &str = "the language model failed";
+
+/// Where a turn's words come from.
+pub enum TextSource {
+    /// Typed text, said as it is (no LLM).
+    Direct(String),
+    /// An answer streaming from the language model.
+    Llm(Arc<dyn LlmProvider>, Vec<ChatMessage>),
+}
+
+/// Run one turn: text (typed, or streamed from the LLM) → chunker → TTS → the media thread.
+/// Failures are reported as [`Event::TurnFailed`]; the turn always ends with
+/// [`Frame::TurnEnd`] unless it was cancelled.
+pub async fn run_turn(ctx: TurnContext, source: TextSource) {
     let turn = ctx.turn;
     let events = ctx.events.clone();
     let frames = ctx.frames.clone();
     let cancel = ctx.cancel.clone();
-    let result = speak(ctx, text).await;
+    let result = speak(ctx, source).await;
     if cancel.is_cancelled() {
         return;
     }
     if let Err(message) = result {
         tracing::warn!(turn, "turn failed: {message}");
-        let _ = events.send(Event::TurnFailed { turn, message });
+        let llm = message.starts_with(LLM_FAILED);
+        let _ = events.send(Event::TurnFailed { turn, llm, message });
     }
     let _ = frames.send(Frame::TurnEnd { turn });
 }
 
-async fn speak(ctx: TurnContext, text: String) -> Result<(), String> {
+async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
     let TurnContext {
         turn,
         tts,
@@ -168,28 +193,92 @@ async fn speak(ctx: TurnContext, text: String) -> Result<(), String> {
     let mut resampler = Resampler::new(tts.sample_rate(), stream_rate)
         .map_err(|e| format!("cannot convert the voice's audio to the stream rate: {e}"))?;
 
-    // Typed text arrives all at once: the chunker cuts it into clauses right away.
     let mut chunker = Chunker::new(chunker);
-    let mut chunks = chunker.push(&text, 0);
-    chunks.extend(chunker.finish());
+    let clock = Instant::now();
+    let now_ms = move || clock.elapsed().as_millis() as u64;
     let feeder = {
         let events = events.clone();
         let cancel = cancel.clone();
         async move {
             let mut first = true;
-            for chunk in chunks {
-                if first {
-                    let _ = events.send(Event::FirstText {
-                        turn,
-                        at: Instant::now(),
-                    });
+            let mut send = |chunks: Vec<String>| {
+                let events = events.clone();
+                let input = input.clone();
+                let cancel = cancel.clone();
+                let was_first = first && !chunks.is_empty();
+                if was_first {
                     first = false;
                 }
-                if cancel.is_cancelled() || input.send(TtsInput::Text(chunk)).await.is_err() {
-                    return;
+                async move {
+                    if was_first {
+                        let _ = events.send(Event::FirstText {
+                            turn,
+                            at: Instant::now(),
+                        });
+                    }
+                    for chunk in chunks {
+                        if cancel.is_cancelled() || input.send(TtsInput::Text(chunk)).await.is_err()
+                        {
+                            return false;
+                        }
+                    }
+                    true
+                }
+            };
+            match source {
+                TextSource::Direct(text) => {
+                    // Typed text arrives all at once: the chunker cuts it into clauses now.
+                    let mut chunks = chunker.push(&text, now_ms());
+                    chunks.extend(chunker.finish());
+                    if !send(chunks).await {
+                        return Ok(());
+                    }
+                }
+                TextSource::Llm(llm, messages) => {
+                    let mut answer = llm.start_turn(messages, cancel.clone());
+                    let mut first_token = true;
+                    loop {
+                        let deadline = chunker.next_deadline();
+                        let wait =
+                            deadline.map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
+                        tokio::select! {
+                            fragment = answer.output.recv() => match fragment {
+                                Some(Ok(text)) => {
+                                    if first_token {
+                                        first_token = false;
+                                        let _ = events.send(Event::FirstToken { turn, at: Instant::now() });
+                                    }
+                                    if !send(chunker.push(&text, now_ms())).await {
+                                        return Ok(());
+                                    }
+                                }
+                                Some(Err(e)) => {
+                                    // Say what already arrived, then report the failure.
+                                    let rest: Vec<String> = chunker.finish().into_iter().collect();
+                                    send(rest).await;
+                                    let _ = input.send(TtsInput::End).await;
+                                    return Err(format!("{LLM_FAILED}: {e}"));
+                                }
+                                None => break,
+                            },
+                            _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(3600))), if wait.is_some() => {
+                                if let Some(chunk) = chunker.poll(now_ms()) {
+                                    if !send(vec![chunk]).await {
+                                        return Ok(());
+                                    }
+                                }
+                            }
+                            _ = cancel.cancelled() => return Ok(()),
+                        }
+                    }
+                    let rest: Vec<String> = chunker.finish().into_iter().collect();
+                    if !send(rest).await {
+                        return Ok(());
+                    }
                 }
             }
             let _ = input.send(TtsInput::End).await;
+            Ok::<(), String>(())
         }
     };
     let reader = async {
@@ -223,6 +312,6 @@ async fn speak(ctx: TurnContext, text: String) -> Result<(), String> {
         }
         Ok(())
     };
-    let (_, read) = tokio::join!(feeder, reader);
-    read
+    let (fed, read) = tokio::join!(feeder, reader);
+    fed.and(read)
 }

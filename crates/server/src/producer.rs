@@ -115,6 +115,20 @@ struct ActiveTurn {
     ended: bool,
     first_frame_reported: bool,
     first_segment_reported: bool,
+    /// Words (or whole chunks when the voice gives no word timings) with their stream start.
+    spoken: Vec<(u64, String)>,
+}
+
+impl ActiveTurn {
+    /// The text whose audio starts before `until_ms` of stream time (all of it for `u64::MAX`).
+    fn spoken_until(&self, until_ms: u64) -> String {
+        self.spoken
+            .iter()
+            .filter(|(start, _)| *start < until_ms)
+            .map(|(_, w)| w.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// The speech side of the stream: queued samples, the active turn, lip-sync.
@@ -253,6 +267,7 @@ fn run(
                     turn: t.id,
                     at: Instant::now(),
                     interrupted: false,
+                    spoken: t.spoken_until(u64::MAX),
                 });
             }
         }
@@ -294,6 +309,7 @@ fn handle_frame(
                         turn: t.id,
                         at: Instant::now(),
                         interrupted: true,
+                        spoken: t.spoken_until(stream_samples * 1000 / rate),
                     });
                 }
             }
@@ -307,6 +323,7 @@ fn handle_frame(
                     turn,
                     at: Instant::now(),
                     interrupted: false,
+                    spoken: String::new(),
                 });
             }
         }
@@ -328,6 +345,7 @@ fn handle_frame(
                         turn: t.id,
                         at: Instant::now(),
                         interrupted: true,
+                        spoken: t.spoken_until(stream_samples * 1000 / rate),
                     });
                 }
             }
@@ -341,6 +359,7 @@ fn handle_frame(
                     ended: false,
                     first_frame_reported: false,
                     first_segment_reported: false,
+                    spoken: Vec::new(),
                 }
             });
             let chunk_start = active.start_sample + active.received;
@@ -355,6 +374,17 @@ fn handle_frame(
                     turn_start_ms + w.start_ms,
                     turn_start_ms + w.end_ms,
                     &w.text,
+                );
+            }
+            if words.is_empty() {
+                active
+                    .spoken
+                    .push((chunk_start_ms, text.trim().to_string()));
+            } else {
+                active.spoken.extend(
+                    words
+                        .iter()
+                        .map(|w| (turn_start_ms + w.start_ms, w.text.clone())),
                 );
             }
             let (start_ms, end_ms) = match (words.first(), words.last()) {

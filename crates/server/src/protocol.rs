@@ -118,6 +118,9 @@ pub enum ServerMessage {
 pub struct TurnMetrics {
     /// Turn number within the session.
     pub turn: u64,
+    /// The language model sent its first text (absent without an LLM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<f64>,
     /// The chunker released the first text for the TTS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_text_ms: Option<f64>,
@@ -173,6 +176,8 @@ pub enum ErrorCode {
     NotStreaming,
     /// Speech synthesis failed for a turn; the stream goes on.
     TtsFailed,
+    /// The language model failed for a turn; the stream goes on.
+    LlmFailed,
 }
 
 /// Why a client message was rejected.

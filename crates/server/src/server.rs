@@ -11,9 +11,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use talkstream_providers::{LocalTts, LocalTtsConfig, TtsProvider};
+use talkstream_providers::{
+    ElevenLabsConfig, ElevenLabsTts, LlmProvider, LocalTts, LocalTtsConfig, OpenAiChat,
+    OpenAiChatConfig, OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat, TtsProvider,
+};
 
-use crate::config::Config;
+use crate::config::{Config, LlmChoice, Secret, TtsChoice};
 
 /// State shared by every request and session.
 pub struct AppState {
@@ -25,6 +28,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// The TTS voice every session speaks with.
     pub tts: Arc<dyn TtsProvider>,
+    /// The language model, if one is configured (else the avatar says what is typed).
+    pub llm: Option<Arc<dyn LlmProvider>>,
     active: AtomicUsize,
 }
 
@@ -33,6 +38,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("config", &self.config)
             .field("tts", &self.tts.name())
+            .field("llm", &self.llm.as_ref().map(|l| l.name()))
             .field("active", &self.active)
             .finish_non_exhaustive()
     }
@@ -89,6 +95,9 @@ pub enum ServerError {
     /// The TTS could not be set up.
     #[error("text-to-speech: {0}")]
     Tts(#[from] talkstream_providers::TtsError),
+    /// The language model could not be set up.
+    #[error("language model: {0}")]
+    Llm(#[from] talkstream_providers::LlmError),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
@@ -105,11 +114,13 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     prepare_hls_dir(&config.hls_dir)?;
     let tts = build_tts(&config)?;
+    let llm = build_llm(&config)?;
     tracing::info!(
         tts = tts.name(),
         tts_rate = tts.sample_rate(),
         stream_rate = config.stream_sample_rate(tts.sample_rate()),
-        llm = "none",
+        llm = llm.as_ref().map_or("none", |l| l.name()),
+        model = llm.as_ref().map_or("", |l| l.model()),
         "providers ready"
     );
     let state = Arc::new(AppState {
@@ -117,6 +128,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         tts,
+        llm,
         active: AtomicUsize::new(0),
     });
     let app = crate::http::router(Arc::clone(&state));
@@ -140,7 +152,67 @@ pub async fn run(
 
 /// The TTS provider the configuration asks for.
 pub fn build_tts(config: &Config) -> Result<Arc<dyn TtsProvider>, ServerError> {
-    Ok(Arc::new(build_local_tts(config)?))
+    Ok(match config.tts_choice() {
+        TtsChoice::Elevenlabs => Arc::new(ElevenLabsTts::new(elevenlabs_config(config))?),
+        TtsChoice::Openai => Arc::new(OpenAiTts::new(openai_tts_config(config))?),
+        TtsChoice::Local | TtsChoice::Auto => Arc::new(build_local_tts(config)?),
+    })
+}
+
+/// The ElevenLabs settings from the configuration.
+pub fn elevenlabs_config(config: &Config) -> ElevenLabsConfig {
+    ElevenLabsConfig {
+        api_key: Secret::non_empty(&config.elevenlabs_api_key).unwrap_or_default(),
+        voice_id: config.elevenlabs_voice_id.clone(),
+        model_id: config.elevenlabs_model_id.clone(),
+        base_url: config.elevenlabs_base_url.clone(),
+        output_format: config.elevenlabs_output_format.clone(),
+        ..ElevenLabsConfig::default()
+    }
+}
+
+/// The OpenAI-style speech settings from the configuration.
+pub fn openai_tts_config(config: &Config) -> OpenAiTtsConfig {
+    let defaults = OpenAiTtsConfig::default();
+    OpenAiTtsConfig {
+        base_url: config
+            .tts_base_url
+            .clone()
+            .unwrap_or(defaults.base_url.clone()),
+        api_key: Secret::non_empty(&config.tts_api_key),
+        model: config.tts_model.clone(),
+        voice: config.tts_voice.clone(),
+        response_format: if config.tts_response_format == "wav" {
+            OpenAiTtsFormat::Wav
+        } else {
+            OpenAiTtsFormat::Pcm
+        },
+        ..defaults
+    }
+}
+
+/// The language model the configuration asks for, if any.
+pub fn build_llm(config: &Config) -> Result<Option<Arc<dyn LlmProvider>>, ServerError> {
+    Ok(match config.llm_choice() {
+        LlmChoice::Openai => Some(Arc::new(OpenAiChat::new(openai_chat_config(config))?)),
+        LlmChoice::None | LlmChoice::Auto => None,
+    })
+}
+
+/// The chat settings from the configuration.
+pub fn openai_chat_config(config: &Config) -> OpenAiChatConfig {
+    let defaults = OpenAiChatConfig::default();
+    OpenAiChatConfig {
+        api_key: Secret::non_empty(&config.openai_api_key),
+        base_url: config
+            .openai_base_url
+            .clone()
+            .unwrap_or(defaults.base_url.clone()),
+        model: config.openai_model.clone(),
+        temperature: config.openai_temperature,
+        max_tokens: config.openai_max_tokens,
+        ..defaults
+    }
 }
 
 /// The embedded local TTS with the configured voice, rate and pitch.

@@ -15,13 +15,14 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::files::remove_session_dir;
-use crate::pipeline::{run_direct_speech, Event, Frame, TurnContext};
+use crate::pipeline::{run_turn, Event, Frame, TextSource, TurnContext};
 use crate::producer::Producer;
 use crate::protocol::{
     parse_client_message, ClientMessage, ControlAction, ErrorCode, ServerMessage, Stage,
     StreamInfo, TurnMetrics, MAX_CLIENT_MESSAGE_BYTES,
 };
 use crate::server::AppState;
+use talkstream_providers::Conversation;
 
 /// Longest client log line written to the server log.
 const MAX_LOGGED_CLIENT_CHARS: usize = 2000;
@@ -67,6 +68,7 @@ struct Turn {
 
 /// Per-turn timing being collected.
 struct Timing {
+    prompt: String,
     prompt_at: Instant,
     metrics: TurnMetrics,
 }
@@ -80,6 +82,8 @@ struct Session {
     turn: Option<Turn>,
     next_turn: u64,
     timings: HashMap<u64, Timing>,
+    /// The conversation so far (only with a language model).
+    conversation: Option<Conversation>,
 }
 
 /// What the session loop should do after handling something.
@@ -142,6 +146,12 @@ async fn run(mut socket: WebSocket, state: Arc<AppState>) {
         turn: None,
         next_turn: 1,
         timings: HashMap::new(),
+        conversation: state.llm.as_ref().map(|_| {
+            Conversation::new(
+                state.config.system_prompt.clone(),
+                state.config.history_chars,
+            )
+        }),
     };
     tracing::info!(parent: &session.span, "session started");
     let mut next = match session.start_stream(&mut socket, id).await {
@@ -229,7 +239,10 @@ impl Session {
                 segment_ms: cfg.seg_len_ms,
                 audio_sample_rate: sample_rate,
             },
-            llm: "none".into(),
+            llm: self.state.llm.as_ref().map_or_else(
+                || "none".to_string(),
+                |l| format!("{}:{}", l.name(), l.model()),
+            ),
             tts: self.state.tts.name().into(),
         };
         send(socket, &hello).await;
@@ -366,6 +379,7 @@ impl Session {
         self.timings.insert(
             turn,
             Timing {
+                prompt: text.clone(),
                 prompt_at,
                 metrics: TurnMetrics {
                     turn,
@@ -383,8 +397,15 @@ impl Session {
             events: self.events_tx.clone(),
             cancel,
         };
-        self.state.tracker.spawn(run_direct_speech(ctx, text));
-        send(socket, &status(Stage::Thinking, Some("preparing speech"))).await;
+        let (source, note) = match (&self.state.llm, &self.conversation) {
+            (Some(llm), Some(conv)) => (
+                TextSource::Llm(Arc::clone(llm), conv.messages_for(&text)),
+                "thinking",
+            ),
+            _ => (TextSource::Direct(text), "preparing speech"),
+        };
+        self.state.tracker.spawn(run_turn(ctx, source));
+        send(socket, &status(Stage::Thinking, Some(note))).await;
         None
     }
 
@@ -396,6 +417,12 @@ impl Session {
         let ms = |t: &Timing, at: Instant| (at - t.prompt_at).as_secs_f64() * 1000.0;
         let reply = match event {
             Event::SegmentPublished { .. } => None,
+            Event::FirstToken { turn, at } => {
+                if let Some(t) = self.timing(turn) {
+                    t.metrics.first_token_ms = Some(ms(t, at));
+                }
+                None
+            }
             Event::FirstText { turn, at } => {
                 if let Some(t) = self.timing(turn) {
                     t.metrics.first_text_ms = Some(ms(t, at));
@@ -439,11 +466,16 @@ impl Session {
                 turn,
                 at,
                 interrupted,
+                spoken,
             } => {
                 if self.is_current(turn) {
                     self.turn = None;
                 }
                 if let Some(mut t) = self.timings.remove(&turn) {
+                    if let Some(conv) = self.conversation.as_mut() {
+                        // Memory keeps only what the avatar actually said.
+                        conv.record_turn(&t.prompt, &spoken);
+                    }
                     t.metrics.complete_ms = Some(ms(&t, at));
                     t.metrics.interrupted = interrupted;
                     let m = &t.metrics;
@@ -451,6 +483,7 @@ impl Session {
                         parent: &self.span,
                         turn,
                         interrupted,
+                        first_token_ms = m.first_token_ms.unwrap_or(-1.0),
                         first_text_ms = m.first_text_ms.unwrap_or(-1.0),
                         first_audio_ms = m.first_audio_ms.unwrap_or(-1.0),
                         first_frame_ms = m.first_frame_ms.unwrap_or(-1.0),
@@ -469,10 +502,15 @@ impl Session {
                     Some(status(Stage::Idle, None))
                 }
             }
-            Event::TurnFailed { turn, message } => {
-                send(socket, &ServerMessage::error(ErrorCode::TtsFailed, message)).await;
-                (self.is_current(turn) && self.stream.is_some())
-                    .then(|| status(Stage::Idle, Some("speech failed; back to idle")))
+            Event::TurnFailed { turn, llm, message } => {
+                let code = if llm {
+                    ErrorCode::LlmFailed
+                } else {
+                    ErrorCode::TtsFailed
+                };
+                tracing::warn!(parent: &self.span, turn, "turn failed: {message}");
+                // The turn still ends through TurnComplete, which returns the status to idle.
+                Some(ServerMessage::error(code, message))
             }
             Event::StreamFailed(why) => {
                 send(
