@@ -25,13 +25,14 @@
 //! Failures: 408, 409, 429, 5xx and connection errors are retried (honouring `Retry-After`) as
 //! long as no audio of that request has been received; a failure after that (a broken
 //! connection, a stalled body) ends the turn with one error item after the audio already
-//! delivered. 401 and 403 are [`TtsError::Auth`] and never retried. The API key never appears in
+//! delivered (for the whole turn: once any of its audio was handed out, no request of the turn
+//! is retried). 401 and 403 are [`TtsError::Auth`] and never retried. The API key never appears in
 //! an error or a log line.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -290,7 +291,7 @@ impl OpenAiTts {
     /// model and voice. Returns a one-line description.
     pub async fn check(&self) -> Result<String, TtsError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        fetch(self.inner.clone(), "ok".to_string(), tx).await;
+        fetch(self.inner.clone(), "ok".to_string(), tx, Arc::default()).await;
         let mut samples = 0usize;
         while let Some(piece) = rx.recv().await {
             match piece {
@@ -418,6 +419,8 @@ async fn run_turn(inner: Arc<Inner>, worker: TurnWorker) {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut input_open = true;
     let mut turn_samples = 0u64;
+    // Once any audio of the turn has reached the caller, no request of the turn is retried.
+    let audio_out = Arc::new(AtomicBool::new(false));
     loop {
         if !input_open && queue.is_empty() {
             return;
@@ -439,7 +442,7 @@ async fn run_turn(inner: Arc<Inner>, worker: TurnWorker) {
                     continue;
                 }
                 let (tx, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(fetch(inner.clone(), text.clone(), tx));
+                let task = tokio::spawn(fetch(inner.clone(), text.clone(), tx, audio_out.clone()));
                 queue.push_back(Pending {
                     text,
                     rx,
@@ -460,6 +463,7 @@ async fn run_turn(inner: Arc<Inner>, worker: TurnWorker) {
                             words: Vec::new(),
                             text: String::new(),
                         };
+                        audio_out.store(true, Ordering::SeqCst);
                         if front.delivered == 0 {
                             let offset_ms = turn_samples * 1000 / u64::from(rate);
                             chunk.text = front.text.trim().to_string();
@@ -528,7 +532,12 @@ impl AttemptError {
 }
 
 /// Requests `text` (with retries) and sends its audio to `tx`, then `Done` or `Failed`.
-async fn fetch(inner: Arc<Inner>, text: String, tx: mpsc::UnboundedSender<Piece>) {
+async fn fetch(
+    inner: Arc<Inner>,
+    text: String,
+    tx: mpsc::UnboundedSender<Piece>,
+    turn_audio_out: Arc<AtomicBool>,
+) {
     let mut attempt = 0u32;
     loop {
         let mut sent_audio = false;
@@ -540,7 +549,7 @@ async fn fetch(inner: Arc<Inner>, text: String, tx: mpsc::UnboundedSender<Piece>
             }
             Err(failure) => failure,
         };
-        let delay = if failure.retryable && !sent_audio {
+        let delay = if failure.retryable && !sent_audio && !turn_audio_out.load(Ordering::SeqCst) {
             inner.config.retry.delay(attempt, failure.retry_after)
         } else {
             None

@@ -906,3 +906,45 @@ fn bad_settings_name_the_field() {
     assert!("mp3".parse::<OpenAiTtsFormat>().is_err());
     assert!(!format!("{good:?}").contains(KEY), "Debug prints the key");
 }
+
+#[tokio::test]
+async fn no_retry_once_the_turn_has_played_audio() {
+    let second_attempts = Arc::new(AtomicUsize::new(0));
+    let (base, _requests) = serve({
+        let second_attempts = second_attempts.clone();
+        move |req, mut s| {
+            let second = req.input() == "Second part.";
+            if second {
+                second_attempts.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                if second {
+                    let err = r#"{"error":{"message":"overloaded","type":"server_error"}}"#;
+                    respond(&mut s, "503 Service Unavailable", &[], err).await;
+                } else {
+                    let pcm = le_bytes(&pattern(2400, 3));
+                    if head(&mut s, "200 OK", &[("content-type", "audio/pcm")]).await {
+                        chunk(&mut s, &pcm).await;
+                        finish(&mut s).await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let tts = tts(OpenAiTtsConfig {
+        max_in_flight: 1,
+        ..config(&base)
+    });
+    let items = speak(&tts, &["First part.", "Second part."]).await;
+    assert!(matches!(items.first(), Some(Ok(_))), "{items:?}");
+    assert!(
+        matches!(items.last(), Some(Err(TtsError::Http { status: 503, .. }))),
+        "{items:?}"
+    );
+    assert_eq!(
+        second_attempts.load(Ordering::SeqCst),
+        1,
+        "audio of the turn already played: the failed request must not be retried"
+    );
+}
