@@ -10,6 +10,7 @@ mod llm;
 mod local;
 mod openai_chat;
 mod openai_tts;
+mod output;
 mod resample;
 mod tts;
 
@@ -24,6 +25,7 @@ pub use llm::{
 pub use local::{LocalTts, LocalTtsConfig, LOCAL_VOICES};
 pub use openai_chat::{OpenAiChat, OpenAiChatConfig};
 pub use openai_tts::{OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat};
+pub use output::TurnOutput;
 pub use resample::{ResampleError, Resampler};
 pub use tts::{
     TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn, TurnWorker, WordTiming,

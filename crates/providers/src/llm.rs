@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::output::TurnOutput;
+
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,7 +195,7 @@ impl LlmTurn {
         let (tx, rx) = mpsc::channel(LLM_OUTPUT_CAPACITY);
         (
             LlmTurn {
-                output: LlmOutput { rx, cancel },
+                output: TurnOutput::new(rx, cancel),
             },
             tx,
         )
@@ -210,46 +212,7 @@ impl LlmTurn {
 
 /// The receiving end of an answer's text. Returns nothing once the turn is cancelled, even if
 /// text was already queued.
-#[derive(Debug)]
-pub struct LlmOutput {
-    rx: mpsc::Receiver<LlmItem>,
-    cancel: CancellationToken,
-}
-
-impl LlmOutput {
-    /// The next fragment or error, or `None` when the answer has ended or was cancelled.
-    pub async fn recv(&mut self) -> Option<LlmItem> {
-        if self.cancel.is_cancelled() {
-            self.rx.close();
-            return None;
-        }
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => {
-                self.rx.close();
-                None
-            }
-            item = self.rx.recv() => {
-                if self.cancel.is_cancelled() { None } else { item }
-            }
-        }
-    }
-
-    /// Like [`LlmOutput::recv`] without waiting: `Empty` when nothing is ready yet,
-    /// `Disconnected` when the answer has ended or was cancelled.
-    pub fn try_recv(&mut self) -> Result<LlmItem, mpsc::error::TryRecvError> {
-        if self.cancel.is_cancelled() {
-            self.rx.close();
-            return Err(mpsc::error::TryRecvError::Disconnected);
-        }
-        self.rx.try_recv()
-    }
-
-    /// The turn's cancellation token.
-    pub fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
-    }
-}
+pub type LlmOutput = TurnOutput<LlmItem>;
 
 /// What [`Conversation::record_turn`] stores as the assistant's side of an exchange when nothing
 /// of the answer was spoken (the person interrupted before the first word). Storing a marker

@@ -10,6 +10,8 @@
 use std::path::PathBuf;
 
 use tokio::sync::mpsc;
+
+use crate::output::TurnOutput;
 use tokio_util::sync::CancellationToken;
 
 /// Text sent into a turn.
@@ -192,10 +194,7 @@ impl TtsTurn {
         let (output_tx, output_rx) = mpsc::channel(TURN_OUTPUT_CAPACITY);
         let turn = TtsTurn {
             input: input_tx,
-            output: TtsOutput {
-                rx: output_rx,
-                cancel: cancel.clone(),
-            },
+            output: TurnOutput::new(output_rx, cancel.clone()),
         };
         let worker = TurnWorker {
             input: input_rx,
@@ -216,61 +215,7 @@ impl TtsTurn {
 
 /// The receiving end of a turn's audio. Returns nothing once the turn is cancelled, even if audio
 /// was already queued.
-#[derive(Debug)]
-pub struct TtsOutput {
-    rx: mpsc::Receiver<TtsItem>,
-    cancel: CancellationToken,
-}
-
-impl TtsOutput {
-    /// The next chunk or error, or `None` when the turn has ended or was cancelled.
-    pub async fn recv(&mut self) -> Option<TtsItem> {
-        if self.cancel.is_cancelled() {
-            self.rx.close();
-            return None;
-        }
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => {
-                self.rx.close();
-                None
-            }
-            item = self.rx.recv() => {
-                if self.cancel.is_cancelled() { None } else { item }
-            }
-        }
-    }
-
-    /// Like [`TtsOutput::recv`] without waiting: `Empty` when nothing is ready yet,
-    /// `Disconnected` when the turn has ended or was cancelled.
-    pub fn try_recv(&mut self) -> Result<TtsItem, mpsc::error::TryRecvError> {
-        if self.cancel.is_cancelled() {
-            self.rx.close();
-            return Err(mpsc::error::TryRecvError::Disconnected);
-        }
-        self.rx.try_recv()
-    }
-
-    /// Like [`TtsOutput::recv`] for synchronous threads (must not be called inside a runtime).
-    /// A cancelled turn's worker drops its sender promptly, which wakes this up.
-    pub fn blocking_recv(&mut self) -> Option<TtsItem> {
-        if self.cancel.is_cancelled() {
-            self.rx.close();
-            return None;
-        }
-        let item = self.rx.blocking_recv();
-        if self.cancel.is_cancelled() {
-            None
-        } else {
-            item
-        }
-    }
-
-    /// The turn's cancellation token.
-    pub fn cancel_token(&self) -> &CancellationToken {
-        &self.cancel
-    }
-}
+pub type TtsOutput = TurnOutput<TtsItem>;
 
 #[cfg(test)]
 mod tests {

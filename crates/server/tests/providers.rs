@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{playlist_map, playlist_segments, Server};
+use common::{ncc, playlist_map, playlist_segments, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -149,22 +149,6 @@ async fn until_metrics(ws: &mut Ws, all: &mut Vec<String>, turn: u64) -> Vec<Val
         if done {
             return seen;
         }
-    }
-}
-
-fn ncc(a: &[i16], b: &[i16], offset: usize) -> f64 {
-    let n = b.len().min(a.len().saturating_sub(offset));
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (x, y) = (f64::from(a[offset + i]), f64::from(b[i]));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa * bb).sqrt()
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{playlist_map, playlist_segments, Server};
+use common::{ncc, playlist_map, playlist_segments, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use talkstream_avatar::analysis::{best_lag, loudness_envelope, pearson};
@@ -159,23 +159,6 @@ fn rms(x: &[i16]) -> f64 {
         return 0.0;
     }
     (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt()
-}
-
-/// Normalised correlation of `a` against `b` placed at `offset` in `a`.
-fn ncc(a: &[i16], b: &[i16], offset: usize) -> f64 {
-    let n = b.len().min(a.len().saturating_sub(offset));
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (x, y) = (f64::from(a[offset + i]), f64::from(b[i]));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
-        0.0
-    } else {
-        ab / (aa * bb).sqrt()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

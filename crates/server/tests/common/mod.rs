@@ -253,3 +253,20 @@ pub fn playlist_map(text: &str) -> Option<String> {
 pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Normalised correlation of `a` against `b` placed at `offset` in `a`.
+pub fn ncc(a: &[i16], b: &[i16], offset: usize) -> f64 {
+    let n = b.len().min(a.len().saturating_sub(offset));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (x, y) = (f64::from(a[offset + i]), f64::from(b[i]));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
