@@ -428,7 +428,7 @@ mod tests {
             };
             assert!((e - want).abs() < 1e-6, "frame {i}: {e}");
         }
-        assert_eq!(loudness_envelope(&pcm, 0, 25), vec![]);
+        assert_eq!(loudness_envelope(&pcm, 0, 25), Vec::<f32>::new());
         assert_eq!(loudness_envelope(&pcm[..330], 8_000, 25).len(), 2);
     }
 

@@ -4,8 +4,14 @@
 //! and [`analysis`] measures lip-sync objectively (loudness per frame, mouth opening from
 //! pixels, correlation and lag).
 //!
-//! The crate is sans-I/O: it never reads a clock or a file. Media time is passed in as
-//! milliseconds, and the same seed, time and mouth pose always give the same pixels.
+//! Instead of the drawn face, a user's own photo can be animated: [`Portrait`] (a decoded PNG or
+//! JPEG plus a manifest of where the mouth and the eyes are) rendered by [`PortraitFace`], and
+//! [`Face`] holds either kind behind one frame API (see [`portrait`] for the manifest format).
+//!
+//! The crate is sans-I/O: it never reads a clock, and the one function that reads files,
+//! [`Portrait::load`], is a thin wrapper over [`Portrait::from_encoded`], which takes bytes.
+//! Media time is passed in as milliseconds, and the same seed, time and mouth pose always give
+//! the same pixels.
 //!
 //! ```
 //! use talkstream_avatar::{Avatar, MouthPose, VowelClass};
@@ -23,6 +29,7 @@ mod layers;
 pub mod lipsync;
 mod motion;
 mod mouth;
+pub mod portrait;
 
 use tiny_skia::PixmapMut;
 
@@ -30,6 +37,7 @@ pub use analysis::measure_mouth_opening;
 pub use lipsync::LipSync;
 pub use motion::{BlinkEvent, Motion};
 pub use mouth::{MouthPose, VowelClass};
+pub use portrait::{Portrait, PortraitError, PortraitFace, PortraitManifest};
 
 use face::{Layout, Painter};
 use layers::Layers;
@@ -205,6 +213,120 @@ impl Avatar {
                 self.layout.pixel_rect(ts, r, 1.0)
             }
             None => (0, 0, self.layout.width, self.layout.height),
+        }
+    }
+}
+
+/// The face a stream shows: the built-in drawn avatar (the default) or the user's own portrait.
+/// Both render the same frames API, so a caller holds a `Face` and does not care which.
+///
+/// ```
+/// use talkstream_avatar::{Face, MouthPose};
+///
+/// let mut face = Face::new(128, 96, 3, None).unwrap(); // no portrait: the drawn avatar
+/// let mut frame = vec![0u8; face.frame_len()];
+/// face.render_rgba(40, MouthPose::CLOSED, &mut frame).unwrap();
+/// ```
+#[derive(Debug)]
+pub enum Face {
+    /// The built-in drawn avatar.
+    Drawn(Avatar),
+    /// A user's photo, animated.
+    Portrait(PortraitFace),
+}
+
+impl Face {
+    /// The portrait's face if `portrait` is given, else the drawn avatar; `width` x `height`
+    /// output (both even, 2..=4096), `seed` picks the idle motion / blink schedule.
+    pub fn new(
+        width: u32,
+        height: u32,
+        seed: u64,
+        portrait: Option<&Portrait>,
+    ) -> Result<Self, AvatarError> {
+        Ok(match portrait {
+            Some(p) => Face::Portrait(PortraitFace::new(p, width, height, seed)?),
+            None => Face::Drawn(Avatar::new(width, height, seed)?),
+        })
+    }
+
+    /// Output width in pixels.
+    pub fn width(&self) -> u32 {
+        match self {
+            Face::Drawn(a) => a.width(),
+            Face::Portrait(p) => p.width(),
+        }
+    }
+
+    /// Output height in pixels.
+    pub fn height(&self) -> u32 {
+        match self {
+            Face::Drawn(a) => a.height(),
+            Face::Portrait(p) => p.height(),
+        }
+    }
+
+    /// Bytes of one frame: width * height * 4.
+    pub fn frame_len(&self) -> usize {
+        frame_len(self.width(), self.height())
+    }
+
+    /// The idle pose at media time `t_ms` (a portrait only blinks).
+    pub fn motion_at(&mut self, t_ms: u64) -> Motion {
+        match self {
+            Face::Drawn(a) => a.motion_at(t_ms),
+            Face::Portrait(p) => p.motion_at(t_ms),
+        }
+    }
+
+    /// Blink events that start in `from_ms..to_ms`.
+    pub fn blink_events(&self, from_ms: u64, to_ms: u64) -> Vec<BlinkEvent> {
+        match self {
+            Face::Drawn(a) => a.blink_events(from_ms, to_ms),
+            Face::Portrait(p) => p.blink_events(from_ms, to_ms),
+        }
+    }
+
+    /// Render the frame at media time `t_ms` with the given mouth pose into `out` (RGBA8,
+    /// width*height*4 bytes, alpha 255).
+    pub fn render_rgba(
+        &mut self,
+        t_ms: u64,
+        mouth: MouthPose,
+        out: &mut [u8],
+    ) -> Result<(), AvatarError> {
+        match self {
+            Face::Drawn(a) => a.render_rgba(t_ms, mouth, out),
+            Face::Portrait(p) => p.render_rgba(t_ms, mouth, out),
+        }
+    }
+
+    /// Render with an explicit pose instead of the idle motion (a portrait uses only `blink`).
+    pub fn render_rgba_with_motion(
+        &mut self,
+        motion: &Motion,
+        mouth: MouthPose,
+        out: &mut [u8],
+    ) -> Result<(), AvatarError> {
+        match self {
+            Face::Drawn(a) => a.render_rgba_with_motion(motion, mouth, out),
+            Face::Portrait(p) => p.render_rgba_with_motion(motion, mouth, out),
+        }
+    }
+
+    /// Pixel rectangle (x, y, w, h) that contains the mouth at time `t_ms` for any pose.
+    pub fn mouth_region(&mut self, t_ms: u64) -> (u32, u32, u32, u32) {
+        match self {
+            Face::Drawn(a) => a.mouth_region(t_ms),
+            Face::Portrait(p) => p.mouth_region(),
+        }
+    }
+
+    /// Pixel rectangle (x, y, w, h) that contains both eyes at time `t_ms`.
+    pub fn eyes_region(&mut self, t_ms: u64) -> (u32, u32, u32, u32) {
+        match self {
+            Face::Drawn(a) => a.eyes_region(t_ms),
+            Face::Portrait(p) => p.eyes_region(),
         }
     }
 }

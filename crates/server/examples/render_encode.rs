@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (w, h, fps, sr) = (cfg.width, cfg.height, cfg.fps, cfg.sample_rate);
     let mut channel = LiveChannel::new(cfg.clone(), 0)?;
-    let mut face = FaceRenderer::new(&cfg, 7)?;
+    let mut face = FaceRenderer::new(&cfg, 7, None)?;
     let media_ms = frames * 1000 / u64::from(fps);
     let audio = if speaking {
         synthetic_speech(sr, media_ms as u32 + 1000, 3)

@@ -150,6 +150,16 @@ pub struct Config {
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
 
+    /// Your own portrait (PNG or JPEG) to animate instead of the drawn avatar; a path, or a file
+    /// name inside STATIC_DIR. Needs a manifest with the mouth and eye positions.
+    #[arg(long, env = "AVATAR_REF_IMAGE", global = true)]
+    pub avatar_ref_image: Option<PathBuf>,
+
+    /// The portrait's manifest (JSON with mouth, left_eye, right_eye boxes in image pixels).
+    /// Default: the image path with `.json` appended.
+    #[arg(long, env = "AVATAR_MANIFEST", global = true)]
+    pub avatar_manifest: Option<PathBuf>,
+
     /// Language model: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none),
     /// none (the avatar says what is typed) or openai (any OpenAI-compatible chat server).
     #[arg(long, env = "LLM_PROVIDER", value_enum, default_value_t = LlmChoice::Auto, global = true)]

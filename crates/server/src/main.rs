@@ -150,9 +150,16 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
         (None, Some(path)) => RenderSource::Audio(path),
         (None, None) => anyhow::bail!("give --text or --audio"),
     };
+    let portrait = talkstream::server::load_portrait(config).context("loading the portrait")?;
     let started = std::time::Instant::now();
-    let duration_ms = render_offline(source, channel, &args.output, progress_bar("rendering"))
-        .with_context(|| format!("rendering {}", args.output.display()))?;
+    let duration_ms = render_offline(
+        source,
+        portrait.as_ref(),
+        channel,
+        &args.output,
+        progress_bar("rendering"),
+    )
+    .with_context(|| format!("rendering {}", args.output.display()))?;
     println!(
         "wrote {} ({:.1} s of video in {:.1} s)",
         args.output.display(),

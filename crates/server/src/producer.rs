@@ -9,9 +9,11 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use talkstream_avatar::Portrait;
 use talkstream_media::{ChannelConfig, LiveChannel, MediaError, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -53,20 +55,23 @@ impl Producer {
         dir: PathBuf,
         channel: ChannelConfig,
         seed: u64,
+        portrait: Option<Arc<Portrait>>,
         events: UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("media-{stream_id}"))
-            .spawn(move || match run(dir, channel, seed, &rx, &events) {
-                Ok(()) => {
-                    let _ = events.send(Event::StreamFinished);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "stream stopped");
-                    let _ = events.send(Event::StreamFailed(e.to_string()));
-                }
-            })?;
+            .spawn(
+                move || match run(dir, channel, seed, portrait, &rx, &events) {
+                    Ok(()) => {
+                        let _ = events.send(Event::StreamFinished);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "stream stopped");
+                        let _ = events.send(Event::StreamFailed(e.to_string()));
+                    }
+                },
+            )?;
         Ok(Self {
             frames: tx,
             thread: Some(thread),
@@ -147,6 +152,7 @@ fn run(
     dir: PathBuf,
     cfg: ChannelConfig,
     seed: u64,
+    portrait: Option<Arc<Portrait>>,
     frames: &mpsc::Receiver<Frame>,
     events: &UnboundedSender<Event>,
 ) -> Result<(), ProducerError> {
@@ -165,7 +171,7 @@ fn run(
         turn: None,
         interrupted_upto: None,
         published_until: 0,
-        face: FaceRenderer::new(&cfg, seed)?,
+        face: FaceRenderer::new(&cfg, seed, portrait.as_deref())?,
     };
     let mut last_lag_warning = Instant::now() - Duration::from_secs(60);
 

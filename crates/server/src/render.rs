@@ -5,23 +5,28 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use talkstream_avatar::{Avatar, AvatarError, LipSync};
+use talkstream_avatar::{AvatarError, Face, LipSync, Portrait};
 use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, MediaError, Output};
 use talkstream_providers::{LocalTts, Resampler, TtsError};
 
 /// Renders avatar frames whose mouth follows the audio pushed into it.
 pub struct FaceRenderer {
-    avatar: Avatar,
+    avatar: Face,
     lipsync: LipSync,
     rgba: Vec<u8>,
     frame: I420Frame,
 }
 
 impl FaceRenderer {
-    /// A renderer for the channel's picture size, audio rate and frame rate.
-    pub fn new(cfg: &ChannelConfig, seed: u64) -> Result<Self, AvatarError> {
+    /// A renderer for the channel's picture size, audio rate and frame rate: the drawn avatar,
+    /// or the user's portrait when one is given.
+    pub fn new(
+        cfg: &ChannelConfig,
+        seed: u64,
+        portrait: Option<&Portrait>,
+    ) -> Result<Self, AvatarError> {
         Ok(Self {
-            avatar: Avatar::new(cfg.width, cfg.height, seed)?,
+            avatar: Face::new(cfg.width, cfg.height, seed, portrait)?,
             lipsync: LipSync::new(cfg.sample_rate, cfg.fps),
             rgba: vec![0u8; cfg.width as usize * cfg.height as usize * 4],
             frame: I420Frame::new(cfg.width, cfg.height),
@@ -87,6 +92,7 @@ const TAIL_MS: u64 = 400;
 /// `progress`. Returns the duration in milliseconds.
 pub fn render_offline(
     source: RenderSource<'_>,
+    portrait: Option<&Portrait>,
     mut cfg: ChannelConfig,
     out: &Path,
     mut progress: impl FnMut(f64),
@@ -119,7 +125,7 @@ pub fn render_offline(
 
     cfg.subtitles = false;
     let mut channel = LiveChannel::new(cfg.clone(), 0)?;
-    let mut face = FaceRenderer::new(&cfg, 1)?;
+    let mut face = FaceRenderer::new(&cfg, 1, portrait)?;
     face.lipsync().push_audio(0, &pcm);
     for w in &words {
         face.lipsync().add_hint(w.start_ms, w.end_ms, &w.text);

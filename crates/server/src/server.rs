@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use talkstream_avatar::{Portrait, PortraitError};
 use talkstream_providers::{
     ElevenLabsConfig, ElevenLabsTts, LlmProvider, LocalTts, LocalTtsConfig, OpenAiChat,
     OpenAiChatConfig, OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat, TtsProvider,
@@ -30,6 +31,8 @@ pub struct AppState {
     pub tts: Arc<dyn TtsProvider>,
     /// The language model, if one is configured (else the avatar says what is typed).
     pub llm: Option<Arc<dyn LlmProvider>>,
+    /// The user's portrait (`AVATAR_REF_IMAGE`), else the drawn avatar.
+    pub portrait: Option<Arc<Portrait>>,
     active: AtomicUsize,
 }
 
@@ -98,6 +101,9 @@ pub enum ServerError {
     /// The language model could not be set up.
     #[error("language model: {0}")]
     Llm(#[from] talkstream_providers::LlmError),
+    /// The portrait could not be loaded.
+    #[error("AVATAR_REF_IMAGE: {0}")]
+    Portrait(#[from] PortraitError),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
@@ -115,6 +121,7 @@ pub async fn run(
     prepare_hls_dir(&config.hls_dir)?;
     let tts = build_tts(&config)?;
     let llm = build_llm(&config)?;
+    let portrait = load_portrait(&config)?.map(Arc::new);
     tracing::info!(
         tts = tts.name(),
         tts_rate = tts.sample_rate(),
@@ -129,6 +136,7 @@ pub async fn run(
         tracker: TaskTracker::new(),
         tts,
         llm,
+        portrait,
         active: AtomicUsize::new(0),
     });
     let app = crate::http::router(Arc::clone(&state));
@@ -189,6 +197,23 @@ pub fn openai_tts_config(config: &Config) -> OpenAiTtsConfig {
         },
         ..defaults
     }
+}
+
+/// The user's portrait when `AVATAR_REF_IMAGE` is set: the path as given, or relative to
+/// `STATIC_DIR` (as in the seed design); the manifest is `AVATAR_MANIFEST` or `<image>.json`.
+pub fn load_portrait(config: &Config) -> Result<Option<Portrait>, PortraitError> {
+    let Some(image) = &config.avatar_ref_image else {
+        return Ok(None);
+    };
+    let in_static = config.static_dir.join(image);
+    let image = if image.is_absolute() || image.exists() || !in_static.exists() {
+        image.clone()
+    } else {
+        in_static
+    };
+    let portrait = Portrait::load(&image, config.avatar_manifest.as_deref())?;
+    tracing::info!(image = %image.display(), "using the portrait from AVATAR_REF_IMAGE");
+    Ok(Some(portrait))
 }
 
 /// The language model the configuration asks for, if any.

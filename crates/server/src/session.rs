@@ -209,6 +209,7 @@ impl Session {
             dir.clone(),
             channel,
             seed,
+            self.state.portrait.clone(),
             self.events_tx.clone(),
         ) {
             Ok(producer) => {

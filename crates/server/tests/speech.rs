@@ -480,3 +480,78 @@ fn render_writes_an_mp4_with_sound() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/speech.wav"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_portrait_is_animated_and_a_missing_one_is_a_clear_error() {
+    let dir = common::temp_dir("portrait");
+    // A "photo" nobody could mistake for the drawn avatar: a flat green image, made by ffmpeg.
+    let photo_path = dir.join("me.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x20a040:s=200x200",
+        "-frames:v",
+        "1",
+        "-y",
+        photo_path.to_str().unwrap(),
+    ]);
+    std::fs::write(
+        dir.join("me.png.json"),
+        r#"{"mouth":{"x":100,"y":140,"width":40,"height":10},
+            "left_eye":{"x":70,"y":80,"width":24,"height":10},
+            "right_eye":{"x":130,"y":80,"width":24,"height":10}}"#,
+    )
+    .unwrap();
+    let fixture = photo_path.to_str().unwrap();
+    let mean_first_frame = |args: &[&str], out: &Path| -> Vec<u8> {
+        let status = Command::new(env!("CARGO_BIN_EXE_talkstream"))
+            .args(["render", "--width", "256", "--height", "256", "-o"])
+            .arg(out)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        ffmpeg(&[
+            "-i",
+            out.to_str().unwrap(),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+    };
+    let drawn = mean_first_frame(&["--text", "Hello there."], &dir.join("drawn.mp4"));
+    let photo = mean_first_frame(
+        &["--text", "Hello there.", "--avatar-ref-image", fixture],
+        &dir.join("photo.mp4"),
+    );
+    assert_eq!(drawn.len(), 256 * 256 * 3);
+    let differing = drawn
+        .iter()
+        .zip(&photo)
+        .filter(|(a, b)| a.abs_diff(**b) > 40)
+        .count();
+    assert!(
+        differing > drawn.len() / 10,
+        "the portrait was not used ({differing} bytes differ)"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_talkstream"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--avatar-ref-image",
+            "/nonexistent/me.png",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/me.png"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
