@@ -173,6 +173,12 @@ impl LocalTts {
         &self.inner.config
     }
 
+    /// Remove the voice data this process unpacked into the temp folder. Call once at exit,
+    /// when no local TTS will speak again in this process.
+    pub fn remove_unpacked_data() {
+        data::remove_own();
+    }
+
     /// Synthesizes `text` on the calling thread (for offline rendering). Word timings start at
     /// the beginning of the returned audio. Text with nothing speakable gives empty audio.
     pub fn synthesize_blocking(&self, text: &str) -> Result<TtsChunk, TtsError> {

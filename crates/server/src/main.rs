@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Command::Render(args) => render(&cli.config, &args),
         Command::Check => check(&cli.config),
     };
+    // The built-in voice unpacks its data into the temp folder; leave nothing behind.
+    talkstream_providers::LocalTts::remove_unpacked_data();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

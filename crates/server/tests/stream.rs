@@ -358,7 +358,18 @@ async fn ctrl_c_ends_sessions_and_leaves_no_files() {
     let playlist = hello["playlist"].as_str().unwrap().to_string();
     wait_for_segments(&server, &playlist, 1, Duration::from_secs(15));
 
+    let pid = server.child.id();
+    let voice_data = std::env::temp_dir().join(format!("talkstream-espeak-ng-{pid}"));
+    assert!(
+        voice_data.exists(),
+        "the built-in voice unpacks its data here"
+    );
     let status = server.interrupt(Duration::from_secs(15));
+    assert!(
+        !voice_data.exists(),
+        "voice data left behind in {}",
+        voice_data.display()
+    );
     assert!(status.success(), "exit status {status:?}\n{}", server.log());
     // The client was told the server is going away.
     let mut saw_close = false;

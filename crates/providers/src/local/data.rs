@@ -83,3 +83,15 @@ fn remove_stale(base: &Path) {
         }
     }
 }
+
+/// Remove this process's unpacked data folder, if there is one (call at exit; the local TTS
+/// cannot be used afterwards in this process).
+pub(crate) fn remove_own() {
+    if let Some(Ok(dir)) = DATA_DIR.get() {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove eSpeak NG data");
+            }
+        }
+    }
+}
