@@ -30,6 +30,9 @@ pub enum Command {
     Serve,
     /// Render the avatar saying something into a normal MP4 file with sound (no server).
     Render(RenderArgs),
+    /// Serve the built-in renderer behind the generator worker protocol on stdin/stdout
+    /// (docs/generator-protocol.md); used by VIDEO_GENERATOR=worker by default.
+    Worker,
     /// Say which language model and voice are active, and whether each is reachable and
     /// accepts its credentials.
     Check,
@@ -160,6 +163,54 @@ pub struct Config {
     #[arg(long, env = "AVATAR_MANIFEST", global = true)]
     pub avatar_manifest: Option<PathBuf>,
 
+    /// Where the avatar's frames come from: builtin (the renderer in talkstream), exec (the
+    /// seed's INFINITETALK_BIN command per audio window) or worker (a long-lived generator
+    /// process speaking docs/generator-protocol.md). External generators that are late or fail
+    /// are replaced by the built-in renderer for that window; the stream never waits.
+    #[arg(long, env = "VIDEO_GENERATOR", value_enum, default_value_t = GeneratorChoice::Builtin, global = true)]
+    pub video_generator: GeneratorChoice,
+
+    /// The generator program for VIDEO_GENERATOR=exec (a path, or a name on PATH).
+    #[arg(
+        long,
+        env = "INFINITETALK_BIN",
+        default_value = "infinitetalk",
+        global = true
+    )]
+    pub infinitetalk_bin: String,
+
+    /// The worker command line for VIDEO_GENERATOR=worker (default: `talkstream worker`, the
+    /// built-in renderer behind the protocol).
+    #[arg(long, env = "GENERATOR_WORKER_CMD", default_value = "", global = true)]
+    pub generator_worker_cmd: String,
+
+    /// One worker per session instead of one per server.
+    #[arg(
+        long,
+        env = "GENERATOR_WORKER_PER_SESSION",
+        default_value_t = false,
+        global = true
+    )]
+    pub generator_worker_per_session: bool,
+
+    /// Longest time one window may take in the external generator (the process is killed).
+    #[arg(
+        long,
+        env = "GENERATOR_TIMEOUT_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub generator_timeout_ms: u64,
+
+    /// Silence before each answer when an external generator is used: trades latency for the
+    /// generator's time to keep up.
+    #[arg(long, env = "GENERATOR_BUFFER_MS", default_value_t = 0, global = true)]
+    pub generator_buffer_ms: u32,
+
+    /// Audio carried from one window into the next as context for the generator (ms).
+    #[arg(long, env = "SEG_OVERLAP_MS", default_value_t = 250, global = true)]
+    pub seg_overlap_ms: u32,
+
     /// Language model: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none),
     /// none (the avatar says what is typed) or openai (any OpenAI-compatible chat server).
     #[arg(long, env = "LLM_PROVIDER", value_enum, default_value_t = LlmChoice::Auto, global = true)]
@@ -285,6 +336,28 @@ pub struct Config {
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly talking avatar. Your answers are \
 spoken aloud, so keep them short (one to three sentences), warm and conversational. Use plain \
 sentences: no lists, no markdown, no emoji, no code.";
+
+/// Where the avatar's frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GeneratorChoice {
+    /// The built-in renderer.
+    Builtin,
+    /// The seed's command contract, one process per window.
+    Exec,
+    /// A long-lived worker process.
+    Worker,
+}
+
+impl GeneratorChoice {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeneratorChoice::Builtin => "builtin",
+            GeneratorChoice::Exec => "exec",
+            GeneratorChoice::Worker => "worker",
+        }
+    }
+}
 
 /// Which language model to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -508,6 +581,27 @@ impl Config {
                 "TTS_PROVIDER",
                 "openai",
                 "set TTS_BASE_URL (or TTS_API_KEY for api.openai.com)",
+            ));
+        }
+        if self.seg_overlap_ms >= self.seg_len_ms {
+            return Err(invalid(
+                "SEG_OVERLAP_MS",
+                self.seg_overlap_ms,
+                "must be shorter than SEG_LEN_MS",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.generator_timeout_ms) {
+            return Err(invalid(
+                "GENERATOR_TIMEOUT_MS",
+                self.generator_timeout_ms,
+                "use 100 to 3600000",
+            ));
+        }
+        if self.generator_buffer_ms > 60_000 {
+            return Err(invalid(
+                "GENERATOR_BUFFER_MS",
+                self.generator_buffer_ms,
+                "use 0 to 60000",
             ));
         }
         if self.max_sessions == 0 {

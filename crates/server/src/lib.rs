@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod files;
+pub mod generation;
 pub mod http;
 pub mod pipeline;
 pub mod producer;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(cli.config),
         Command::Render(args) => render(&cli.config, &args),
         Command::Check => check(&cli.config),
+        Command::Worker => worker(&cli.config),
     };
     // The built-in voice unpacks its data into the temp folder; leave nothing behind.
     talkstream_providers::LocalTts::remove_unpacked_data();
@@ -138,6 +139,17 @@ fn check(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!("{failed} check(s) failed");
     }
     Ok(())
+}
+
+/// `talkstream worker`: the built-in renderer behind the generator worker protocol.
+fn worker(config: &Config) -> anyhow::Result<()> {
+    let mut renderer =
+        talkstream_generators::BuiltinRenderer::new(config.width, config.height, config.fps, 1)
+            .map_err(anyhow::Error::msg)?;
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    talkstream_generators::serve_worker(stdin, stdout, &mut renderer)
+        .map_err(|e| anyhow::anyhow!("worker protocol: {e}"))
 }
 
 fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {

@@ -113,6 +113,16 @@ pub enum Event {
         interrupted: bool,
         /// What was actually put on the stream (cut where the audio stopped).
         spoken: String,
+        /// With an external generator: windows it filled, windows the built-in renderer filled.
+        windows: Option<(u32, u32)>,
+    },
+    /// The external generator failed or was late for a window of this turn (sent once per turn;
+    /// the built-in renderer filled in).
+    GeneratorNote {
+        /// The turn.
+        turn: u64,
+        /// What went wrong.
+        message: String,
     },
     /// A turn failed; the stream goes on.
     TurnFailed {

@@ -18,6 +18,7 @@ use talkstream_media::{ChannelConfig, LiveChannel, MediaError, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::files::{FileError, OutputWriter};
+use crate::generation::{Decision, GeneratorLink, TurnGeneration};
 use crate::pipeline::{Event, Frame};
 use crate::render::FaceRenderer;
 
@@ -56,13 +57,14 @@ impl Producer {
         channel: ChannelConfig,
         seed: u64,
         portrait: Option<Arc<Portrait>>,
+        generator: Option<GeneratorLink>,
         events: UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("media-{stream_id}"))
             .spawn(
-                move || match run(dir, channel, seed, portrait, &rx, &events) {
+                move || match run(dir, channel, seed, portrait, generator, &rx, &events) {
                     Ok(()) => {
                         let _ = events.send(Event::StreamFinished);
                     }
@@ -146,6 +148,14 @@ struct Speech {
     published_until: u64,
     /// Avatar + lip-sync: the mouth follows the queued speech.
     face: FaceRenderer,
+    /// The external video generator, if one is configured.
+    generator: Option<GeneratorLink>,
+    /// Its side of the current turn.
+    gen_turn: Option<TurnGeneration>,
+    /// Wall-clock instant of media time 0.
+    wall_start: Instant,
+    fps: u32,
+    stream_rate: u32,
 }
 
 fn run(
@@ -153,6 +163,7 @@ fn run(
     cfg: ChannelConfig,
     seed: u64,
     portrait: Option<Arc<Portrait>>,
+    generator: Option<GeneratorLink>,
     frames: &mpsc::Receiver<Frame>,
     events: &UnboundedSender<Event>,
 ) -> Result<(), ProducerError> {
@@ -172,6 +183,11 @@ fn run(
         interrupted_upto: None,
         published_until: 0,
         face: FaceRenderer::new(&cfg, seed, portrait.as_deref())?,
+        generator,
+        gen_turn: None,
+        wall_start: start,
+        fps: cfg.fps,
+        stream_rate: cfg.sample_rate,
     };
     let mut last_lag_warning = Instant::now() - Duration::from_secs(60);
 
@@ -246,8 +262,35 @@ fn run(
         let frame_start_sample = stream_samples;
         stream_samples += need as u64;
 
-        let frame = speech.face.render(n, t_ms)?;
-        let outputs = channel.push_frame(frame, &pcm, now_ms())?;
+        let generated = match speech.gen_turn.as_mut() {
+            Some(g) => {
+                let (frame, decision) = g.frame(n);
+                let frame = frame.cloned();
+                if let Some(Decision::Builtin { why }) = decision {
+                    tracing::warn!(frame = n, "window filled by the built-in renderer: {why}");
+                    if g.from_builtin == 1 {
+                        if let Some(turn) = speech.turn.as_ref() {
+                            let _ = events.send(Event::GeneratorNote {
+                                turn: turn.id,
+                                message: why,
+                            });
+                        }
+                    }
+                }
+                frame
+            }
+            None => None,
+        };
+        let outputs = match &generated {
+            Some(frame) => {
+                speech.face.skip(n);
+                channel.push_frame(frame, &pcm, now_ms())?
+            }
+            None => {
+                let frame = speech.face.render(n, t_ms)?;
+                channel.push_frame(frame, &pcm, now_ms())?
+            }
+        };
 
         if let Some(turn) = speech.turn.as_mut() {
             if speaking_frame && !turn.first_frame_reported {
@@ -269,11 +312,16 @@ fn run(
         });
         if done {
             if let Some(t) = speech.turn.take() {
+                let windows = speech
+                    .gen_turn
+                    .take()
+                    .map(|g| (g.from_generator, g.from_builtin));
                 let _ = events.send(Event::TurnComplete {
                     turn: t.id,
                     at: Instant::now(),
                     interrupted: false,
                     spoken: t.spoken_until(u64::MAX),
+                    windows,
                 });
             }
         }
@@ -309,6 +357,11 @@ fn handle_frame(
                 speech.queue.clear();
                 speech.face.lipsync().clear_from(stream_samples);
                 channel.clear_cues_from(stream_samples * 1000 / rate);
+                // Dropping the turn's generation cancels its windows (processes are killed).
+                let windows = speech
+                    .gen_turn
+                    .take()
+                    .map(|g| (g.from_generator, g.from_builtin));
                 if let Some(t) = speech.turn.take() {
                     tracing::info!(turn = t.id, "speech interrupted");
                     let _ = events.send(Event::TurnComplete {
@@ -316,6 +369,7 @@ fn handle_frame(
                         at: Instant::now(),
                         interrupted: true,
                         spoken: t.spoken_until(stream_samples * 1000 / rate),
+                        windows,
                     });
                 }
             }
@@ -323,6 +377,9 @@ fn handle_frame(
         Frame::TurnEnd { turn } => {
             if let Some(t) = speech.turn.as_mut().filter(|t| t.id == turn) {
                 t.ended = true;
+                if let Some(g) = speech.gen_turn.as_mut() {
+                    g.finish();
+                }
             } else if !is_interrupted(speech, turn) && speech.turn.is_none() {
                 // A turn that produced no audio at all (e.g. the TTS failed at once).
                 let _ = events.send(Event::TurnComplete {
@@ -330,6 +387,7 @@ fn handle_frame(
                     at: Instant::now(),
                     interrupted: false,
                     spoken: String::new(),
+                    windows: None,
                 });
             }
         }
@@ -346,21 +404,54 @@ fn handle_frame(
                 // A new turn without an interrupt: the old one gives way.
                 speech.queue.clear();
                 speech.face.lipsync().clear_from(stream_samples);
+                let windows = speech
+                    .gen_turn
+                    .take()
+                    .map(|g| (g.from_generator, g.from_builtin));
                 if let Some(t) = speech.turn.take() {
                     let _ = events.send(Event::TurnComplete {
                         turn: t.id,
                         at: Instant::now(),
                         interrupted: true,
                         spoken: t.spoken_until(stream_samples * 1000 / rate),
+                        windows,
                     });
                 }
             }
+            if speech.turn.is_none() {
+                if let Some(link) = speech.generator.clone() {
+                    // GENERATOR_BUFFER_MS of silence before the answer gives a slow generator
+                    // time; the speech then starts on a frame boundary after it.
+                    let spf = u64::from(speech.stream_rate) / u64::from(speech.fps.max(1));
+                    let buffer_frames = u64::from(link.buffer_ms) * u64::from(speech.fps) / 1000;
+                    let first_frame = channel.next_frame_index() + buffer_frames;
+                    for k in 0..buffer_frames {
+                        let n = channel.next_frame_index() + k;
+                        let len = channel.samples_for_frame(n);
+                        speech.queue.extend(std::iter::repeat_n(0i16, len));
+                    }
+                    let _ = spf;
+                    match TurnGeneration::new(
+                        link,
+                        speech.stream_rate,
+                        speech.fps,
+                        first_frame,
+                        speech.wall_start,
+                    ) {
+                        Ok(g) => speech.gen_turn = Some(g),
+                        Err(e) => {
+                            tracing::warn!("external generator unavailable for this turn: {e}")
+                        }
+                    }
+                }
+            }
+            let queued = speech.queue.len() as u64;
             let active = speech.turn.get_or_insert_with(|| {
                 // Speech starts with the next frame, in a new short segment.
                 channel.cut_before_next(Some(FIRST_SPEECH_SEGMENT_MS));
                 ActiveTurn {
                     id: turn,
-                    start_sample: stream_samples + speech.queue.len() as u64,
+                    start_sample: stream_samples + queued,
                     received: 0,
                     ended: false,
                     first_frame_reported: false,
@@ -375,6 +466,9 @@ fn handle_frame(
             let chunk_start_ms = chunk_start * 1000 / rate;
             let chunk_end_ms = (chunk_start + pcm.len() as u64) * 1000 / rate;
             speech.face.lipsync().push_audio(chunk_start, &pcm);
+            if let Some(g) = speech.gen_turn.as_mut() {
+                g.push_audio(&pcm);
+            }
             for w in &words {
                 speech.face.lipsync().add_hint(
                     turn_start_ms + w.start_ms,

@@ -76,6 +76,11 @@ pub enum ServerMessage {
         llm: String,
         /// Active TTS provider.
         tts: String,
+        /// Video generator: `builtin`, `exec` or `worker`.
+        video_generator: String,
+        /// Why the configured external generator is not used (missing binary or image), if so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        generator_note: Option<String>,
     },
     /// What the session is doing.
     Status {
@@ -138,6 +143,13 @@ pub struct TurnMetrics {
     pub complete_ms: Option<f64>,
     /// True if the turn was cut short.
     pub interrupted: bool,
+    /// With an external video generator: audio windows whose frames it supplied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator_windows: Option<u32>,
+    /// With an external video generator: windows the built-in renderer filled (generator late
+    /// or failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builtin_windows: Option<u32>,
 }
 
 /// Session stages reported in `status`.
@@ -178,6 +190,8 @@ pub enum ErrorCode {
     TtsFailed,
     /// The language model failed for a turn; the stream goes on.
     LlmFailed,
+    /// The external video generator failed or was late; the built-in renderer filled in.
+    GeneratorFailed,
 }
 
 /// Why a client message was rejected.
@@ -288,6 +302,8 @@ mod tests {
             },
             llm: "none".into(),
             tts: "none".into(),
+            video_generator: "builtin".into(),
+            generator_note: None,
         };
         let v: serde_json::Value = serde_json::from_str(&hello.to_json()).unwrap();
         assert_eq!(v["type"], "hello");

@@ -38,6 +38,11 @@ impl FaceRenderer {
         &mut self.lipsync
     }
 
+    /// Advance the lip-sync past frame `n` without drawing it (another source supplies it).
+    pub fn skip(&mut self, n: u64) {
+        let _ = self.lipsync.pose_for_frame(n);
+    }
+
     /// Render frame `n` at media time `t_ms`.
     pub fn render(&mut self, n: u64, t_ms: u64) -> Result<&I420Frame, AvatarError> {
         let mouth = self.lipsync.pose_for_frame(n);

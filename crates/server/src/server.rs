@@ -17,7 +17,14 @@ use talkstream_providers::{
     OpenAiChatConfig, OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat, TtsProvider,
 };
 
-use crate::config::{Config, LlmChoice, Secret, TtsChoice};
+use std::path::PathBuf;
+
+use talkstream_generators::{
+    ExecConfig, ExecGenerator, StreamFormat, VideoGenerator, WorkerConfig, WorkerGenerator,
+    WorkerScope,
+};
+
+use crate::config::{Config, GeneratorChoice, LlmChoice, Secret, TtsChoice};
 
 /// State shared by every request and session.
 pub struct AppState {
@@ -33,6 +40,12 @@ pub struct AppState {
     pub llm: Option<Arc<dyn LlmProvider>>,
     /// The user's portrait (`AVATAR_REF_IMAGE`), else the drawn avatar.
     pub portrait: Option<Arc<Portrait>>,
+    /// The external video generator, if one is configured and passed its preflight.
+    pub generator: Option<Arc<dyn VideoGenerator>>,
+    /// `builtin`, `exec` or `worker` (as configured).
+    pub generator_kind: String,
+    /// Why the configured generator is not used, if its preflight failed.
+    pub generator_note: Option<String>,
     active: AtomicUsize,
 }
 
@@ -122,6 +135,8 @@ pub async fn run(
     let tts = build_tts(&config)?;
     let llm = build_llm(&config)?;
     let portrait = load_portrait(&config)?.map(Arc::new);
+    let (generator, generator_note) = build_generator(&config);
+    let generator_kind = config.video_generator.as_str().to_string();
     tracing::info!(
         tts = tts.name(),
         tts_rate = tts.sample_rate(),
@@ -137,6 +152,9 @@ pub async fn run(
         tts,
         llm,
         portrait,
+        generator_kind,
+        generator: generator.clone(),
+        generator_note,
         active: AtomicUsize::new(0),
     });
     let app = crate::http::router(Arc::clone(&state));
@@ -153,6 +171,9 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some sessions did not end within 10 s; leaving anyway");
+    }
+    if let Some(g) = generator {
+        g.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -205,6 +226,17 @@ pub fn load_portrait(config: &Config) -> Result<Option<Portrait>, PortraitError>
     let Some(image) = &config.avatar_ref_image else {
         return Ok(None);
     };
+    if config.video_generator != GeneratorChoice::Builtin && config.avatar_manifest.is_none() {
+        let manifest = talkstream_avatar::portrait::default_manifest_path(image);
+        if !manifest.exists() {
+            // The image is for the external generator; the built-in fallback draws its own face.
+            tracing::info!(
+                "no portrait manifest ({}): the built-in fallback uses the drawn avatar",
+                manifest.display()
+            );
+            return Ok(None);
+        }
+    }
     let in_static = config.static_dir.join(image);
     let image = if image.is_absolute() || image.exists() || !in_static.exists() {
         image.clone()
@@ -214,6 +246,78 @@ pub fn load_portrait(config: &Config) -> Result<Option<Portrait>, PortraitError>
     let portrait = Portrait::load(&image, config.avatar_manifest.as_deref())?;
     tracing::info!(image = %image.display(), "using the portrait from AVATAR_REF_IMAGE");
     Ok(Some(portrait))
+}
+
+/// The external video generator the configuration asks for, after its preflight. A generator
+/// that cannot work (missing binary or reference image) is reported and not used: the built-in
+/// renderer draws every frame.
+pub fn build_generator(config: &Config) -> (Option<Arc<dyn VideoGenerator>>, Option<String>) {
+    let format = StreamFormat {
+        width: config.width,
+        height: config.height,
+        fps: config.fps,
+    };
+    let timeout = Duration::from_millis(config.generator_timeout_ms);
+    let result: Result<Arc<dyn VideoGenerator>, String> = match config.video_generator {
+        GeneratorChoice::Builtin => return (None, None),
+        GeneratorChoice::Exec => (|| {
+            let image = config
+                .avatar_ref_image
+                .clone()
+                .ok_or("VIDEO_GENERATOR=exec needs AVATAR_REF_IMAGE (the reference image)")?;
+            if !image.is_file() {
+                return Err(format!(
+                    "AVATAR_REF_IMAGE {} does not exist",
+                    image.display()
+                ));
+            }
+            let mut cfg = ExecConfig::new(&config.infinitetalk_bin);
+            cfg.timeout = timeout;
+            let g = ExecGenerator::new(cfg, format).map_err(|e| e.to_string())?;
+            g.preflight(&image)
+                .map_err(|e| format!("INFINITETALK_BIN: {e}"))?;
+            Ok(Arc::new(g) as Arc<dyn VideoGenerator>)
+        })(),
+        GeneratorChoice::Worker => (|| {
+            let mut words = config
+                .generator_worker_cmd
+                .split_whitespace()
+                .map(str::to_string);
+            let (program, args) = match words.next() {
+                Some(p) => (PathBuf::from(p), words.collect()),
+                None => (
+                    std::env::current_exe()
+                        .map_err(|e| format!("cannot find talkstream itself: {e}"))?,
+                    vec!["worker".to_string()],
+                ),
+            };
+            let mut cfg = WorkerConfig::new(program);
+            cfg.args = args;
+            cfg.window_timeout = timeout;
+            cfg.scope = if config.generator_worker_per_session {
+                WorkerScope::PerSession
+            } else {
+                WorkerScope::PerServer
+            };
+            let g = WorkerGenerator::new(cfg, format).map_err(|e| e.to_string())?;
+            Ok(Arc::new(g) as Arc<dyn VideoGenerator>)
+        })(),
+    };
+    match result {
+        Ok(g) => {
+            tracing::info!(
+                generator = config.video_generator.as_str(),
+                "external video generator ready"
+            );
+            (Some(g), None)
+        }
+        Err(why) => {
+            tracing::error!(
+                "video generator disabled, the built-in renderer draws every frame: {why}"
+            );
+            (None, Some(why))
+        }
+    }
 }
 
 /// The language model the configuration asks for, if any.

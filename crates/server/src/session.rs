@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::files::remove_session_dir;
+use crate::generation::GeneratorLink;
 use crate::pipeline::{run_turn, Event, Frame, TextSource, TurnContext};
 use crate::producer::Producer;
 use crate::protocol::{
@@ -210,6 +211,15 @@ impl Session {
             channel,
             seed,
             self.state.portrait.clone(),
+            self.state.generator.as_ref().map(|g| GeneratorLink {
+                generator: Arc::clone(g),
+                runtime: tokio::runtime::Handle::current(),
+                ref_image: cfg.avatar_ref_image.clone().unwrap_or_default(),
+                session_id: self.id.clone(),
+                window_ms: cfg.seg_len_ms,
+                overlap_ms: cfg.seg_overlap_ms,
+                buffer_ms: cfg.generator_buffer_ms,
+            }),
             self.events_tx.clone(),
         ) {
             Ok(producer) => {
@@ -245,6 +255,8 @@ impl Session {
                 |l| format!("{}:{}", l.name(), l.model()),
             ),
             tts: self.state.tts.name().into(),
+            video_generator: self.state.generator_kind.clone(),
+            generator_note: self.state.generator_note.clone(),
         };
         send(socket, &hello).await;
         send(socket, &status(Stage::Idle, None)).await;
@@ -463,11 +475,19 @@ impl Session {
                 start_pdt_ms,
                 end_pdt_ms,
             }),
+            Event::GeneratorNote { turn, message } => {
+                tracing::warn!(parent: &self.span, turn, "video generator: {message}");
+                Some(ServerMessage::error(
+                    ErrorCode::GeneratorFailed,
+                    format!("the video generator could not keep up ({message}); the built-in avatar filled in"),
+                ))
+            }
             Event::TurnComplete {
                 turn,
                 at,
                 interrupted,
                 spoken,
+                windows,
             } => {
                 if self.is_current(turn) {
                     self.turn = None;
@@ -479,6 +499,11 @@ impl Session {
                     }
                     t.metrics.complete_ms = Some(ms(&t, at));
                     t.metrics.interrupted = interrupted;
+                    if let Some((generated, builtin)) = windows {
+                        t.metrics.generator_windows = Some(generated);
+                        t.metrics.builtin_windows = Some(builtin);
+                        tracing::info!(parent: &self.span, turn, generated, builtin, "windows by source");
+                    }
                     let m = &t.metrics;
                     tracing::info!(
                         parent: &self.span,
