@@ -9,7 +9,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{ffprobe, playlist_map, playlist_segments, Server};
+use common::{
+    decode_audio, expected_tts_audio, ffprobe, ncc, playlist_map, playlist_segments, Server,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -59,8 +61,9 @@ async fn speak(ws: &mut Ws, text: &str) -> Vec<Value> {
     }
 }
 
-/// The whole stream so far must be valid, continuous media (checked by ffprobe).
-fn check_stream(server: &Server, hello: &Value) {
+/// The whole stream so far must be valid, continuous media (checked by ffprobe), and its audio
+/// must be the TTS audio of `spoken` (each moment once).
+fn check_stream(server: &Server, hello: &Value, spoken: &str) {
     let playlist = hello["playlist"]
         .as_str()
         .unwrap()
@@ -102,6 +105,23 @@ fn check_stream(server: &Server, hello: &Value) {
             w[1]
         );
     }
+    let rate = hello["stream"]["audio_sample_rate"].as_u64().unwrap() as u32;
+    let published = decode_audio(&file, rate);
+    let (tts, _) = expected_tts_audio(spoken);
+    let probe = &tts[..tts.len().min(rate as usize)];
+    let (best_off, best) = (0..published.len().saturating_sub(probe.len()))
+        .step_by(3)
+        .map(|o| (o, ncc(&published, probe, o)))
+        .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+    // Refine around the coarse peak, then compare the whole answer.
+    let (off, _) = (best_off.saturating_sub(3)..best_off + 3)
+        .map(|o| (o, ncc(&published, probe, o)))
+        .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+    let whole = ncc(&published, &tts, off);
+    assert!(
+        best > 0.9 && whole > 0.9,
+        "published audio is not the TTS audio (first second r = {best:.3}, whole r = {whole:.3})"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
 
@@ -115,6 +135,9 @@ fn no_processes_of(program: &str) -> bool {
             .unwrap_or(false)
     })
 }
+
+const EXEC_TEXT: &str =
+    "Hello there. This answer is drawn by an external generator, window by window.";
 
 async fn run_exec(mode: &str, extra: &[(&str, &str)]) -> (Server, Value, Vec<Value>) {
     let gen = test_generator();
@@ -153,7 +176,7 @@ async fn exec_generator_frames_join_the_stream() {
         "windows from the generator: {m}"
     );
     assert!(!msgs.iter().any(|v| v["type"] == "error"), "{msgs:#?}");
-    check_stream(&server, &hello);
+    check_stream(&server, &hello, EXEC_TEXT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +199,7 @@ async fn a_slow_generator_is_replaced_and_killed() {
         "reported once, not once per window: {errors:#?}"
     );
     assert_eq!(errors[0]["code"], "generator_failed");
-    check_stream(&server, &hello);
+    check_stream(&server, &hello, EXEC_TEXT);
     // Late windows are cancelled at their deadline: no generator process is left.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !no_processes_of("talkstream-test-generator") {
@@ -203,7 +226,7 @@ async fn a_crashing_generator_is_replaced_and_the_session_goes_on() {
         "{}",
         errors[0]
     );
-    check_stream(&server, &hello);
+    check_stream(&server, &hello, EXEC_TEXT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,10 +244,11 @@ async fn the_worker_generator_serves_the_builtin_renderer() {
         .unwrap();
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["video_generator"], "worker");
-    let msgs = speak(&mut ws, "The worker keeps its state between windows.").await;
+    let text = "The worker keeps its state between windows.";
+    let msgs = speak(&mut ws, text).await;
     let m = msgs.last().unwrap();
     assert!(m["generator_windows"].as_u64().unwrap() >= 1, "{m}");
-    check_stream(&server, &hello);
+    check_stream(&server, &hello, text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ncc, playlist_map, playlist_segments, Server};
+use common::{
+    decode_audio, expected_tts_audio, ffmpeg, ncc, playlist_map, playlist_segments, rms, Server,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use talkstream_avatar::analysis::{best_lag, loudness_envelope, pearson};
 use talkstream_avatar::{measure_mouth_opening, Avatar};
-use talkstream_providers::{Chunker, ChunkerConfig, LocalTts, LocalTtsConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -103,62 +104,6 @@ fn download_stream(server: &Server, playlist: &str, until_ms: u64, out: &Path) -
     }
     std::fs::write(out, bytes).unwrap();
     segs.iter().map(|(d, _)| *d).collect()
-}
-
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is needed; install it or run scripts/test.sh");
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn decode_audio(file: &Path, rate: u32) -> Vec<i16> {
-    let raw = ffmpeg(&[
-        "-i",
-        file.to_str().unwrap(),
-        "-map",
-        "0:a",
-        "-f",
-        "s16le",
-        "-ac",
-        "1",
-        "-ar",
-        &rate.to_string(),
-        "-",
-    ]);
-    raw.chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
-}
-
-/// What the server's TTS turn produces for `text`: the chunker's clauses, each synthesized.
-fn expected_tts_audio(text: &str) -> (Vec<i16>, u32) {
-    let tts = LocalTts::new(LocalTtsConfig::default()).unwrap();
-    let mut chunker = Chunker::new(ChunkerConfig::default());
-    let mut chunks = chunker.push(text, 0);
-    chunks.extend(chunker.finish());
-    let mut pcm = Vec::new();
-    let mut rate = 0;
-    for c in chunks {
-        let out = tts.synthesize_blocking(&c).unwrap();
-        rate = out.sample_rate;
-        pcm.extend(out.pcm);
-    }
-    (pcm, rate)
-}
-
-fn rms(x: &[i16]) -> f64 {
-    if x.is_empty() {
-        return 0.0;
-    }
-    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

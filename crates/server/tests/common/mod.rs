@@ -5,9 +5,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use talkstream_providers::{Chunker, ChunkerConfig, LocalTts, LocalTtsConfig};
 
 /// A running server process with its temp folder and captured log.
 pub struct Server {
@@ -269,4 +271,60 @@ pub fn ncc(a: &[i16], b: &[i16], offset: usize) -> f64 {
     } else {
         ab / (aa * bb).sqrt()
     }
+}
+
+pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is needed; install it or run scripts/test.sh");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn decode_audio(file: &Path, rate: u32) -> Vec<i16> {
+    let raw = ffmpeg(&[
+        "-i",
+        file.to_str().unwrap(),
+        "-map",
+        "0:a",
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-ar",
+        &rate.to_string(),
+        "-",
+    ]);
+    raw.chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// What the server's TTS turn produces for `text`: the chunker's clauses, each synthesized.
+pub fn expected_tts_audio(text: &str) -> (Vec<i16>, u32) {
+    let tts = LocalTts::new(LocalTtsConfig::default()).unwrap();
+    let mut chunker = Chunker::new(ChunkerConfig::default());
+    let mut chunks = chunker.push(text, 0);
+    chunks.extend(chunker.finish());
+    let mut pcm = Vec::new();
+    let mut rate = 0;
+    for c in chunks {
+        let out = tts.synthesize_blocking(&c).unwrap();
+        rate = out.sample_rate;
+        pcm.extend(out.pcm);
+    }
+    (pcm, rate)
+}
+
+pub fn rms(x: &[i16]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt()
 }
