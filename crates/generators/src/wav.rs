@@ -24,8 +24,9 @@ pub fn wav_bytes(pcm: &[i16], sample_rate: u32) -> Vec<u8> {
     v
 }
 
-/// Reads a 16-bit PCM WAV file: (mono samples, sample rate). Several channels are averaged.
-pub fn parse_wav_s16(data: &[u8]) -> Result<(Vec<i16>, u32), String> {
+/// Reads WAV bytes as mono 16-bit samples and their sample rate. Accepts PCM 8/16/24/32-bit and
+/// 32-bit float, any number of channels (mixed down).
+pub fn parse_wav(data: &[u8]) -> Result<(Vec<i16>, u32), String> {
     if data.len() < 12 || &data[0..4] != b"RIFF" || &data[8..12] != b"WAVE" {
         return Err("not a WAV file (no RIFF/WAVE header)".into());
     }
@@ -42,38 +43,59 @@ pub fn parse_wav_s16(data: &[u8]) -> Result<(Vec<i16>, u32), String> {
             if end - body < 16 {
                 return Err("fmt chunk too short".into());
             }
-            fmt = Some((
-                u16at(body),
-                u16at(body + 2),
-                u32at(body + 4),
-                u16at(body + 14),
-            ));
+            let mut format = u16at(body);
+            if format == 0xFFFE && end - body >= 26 {
+                format = u16at(body + 24); // WAVE_FORMAT_EXTENSIBLE: the sub-format's first word
+            }
+            fmt = Some((format, u16at(body + 2), u32at(body + 4), u16at(body + 14)));
         } else if id == b"data" {
             let (format, channels, rate, bits) = fmt.ok_or("data chunk before the fmt chunk")?;
-            if format != 1 || bits != 16 {
-                return Err(format!(
-                    "unsupported WAV encoding (format {format}, {bits} bits); expected 16-bit PCM"
-                ));
-            }
             if channels == 0 || rate == 0 {
                 return Err("zero channels or sample rate".into());
             }
-            let frame = 2 * usize::from(channels);
-            let pcm = data[body..end]
-                .chunks_exact(frame)
-                .map(|f| {
-                    let sum: i32 = f
-                        .chunks_exact(2)
-                        .map(|s| i32::from(i16::from_le_bytes([s[0], s[1]])))
-                        .sum();
-                    (sum / i32::from(channels)) as i16
+            let bytes = usize::from(bits / 8);
+            let frame = bytes * usize::from(channels);
+            if frame == 0 {
+                return Err(format!("unsupported sample size of {bits} bits"));
+            }
+            let sample = |o: usize| -> Result<f32, String> {
+                Ok(match (format, bits) {
+                    (1, 8) => (f32::from(data[o]) - 128.0) / 128.0,
+                    (1, 16) => f32::from(i16::from_le_bytes([data[o], data[o + 1]])) / 32768.0,
+                    (1, 24) => {
+                        (i32::from_le_bytes([0, data[o], data[o + 1], data[o + 2]]) >> 8) as f32
+                            / 8_388_608.0
+                    }
+                    (1, 32) => u32at(o) as i32 as f32 / 2_147_483_648.0,
+                    (3, 32) => f32::from_bits(u32at(o)),
+                    _ => {
+                        return Err(format!(
+                        "unsupported WAV encoding (format {format}, {bits} bits); use 16-bit PCM"
+                    ))
+                    }
                 })
-                .collect();
-            return Ok((pcm, rate));
+            };
+            let mut out = Vec::with_capacity((end - body) / frame);
+            let mut o = body;
+            while o + frame <= end {
+                let mut sum = 0.0f32;
+                for c in 0..usize::from(channels) {
+                    sum += sample(o + c * bytes)?;
+                }
+                let v = (sum / f32::from(channels)).clamp(-1.0, 1.0);
+                out.push((v * 32767.0).round() as i16);
+                o += frame;
+            }
+            return Ok((out, rate));
         }
         pos = body.saturating_add(size + (size & 1));
     }
-    Err("no data chunk".into())
+    Err("no audio data in the file".into())
+}
+
+/// The same as [`parse_wav`] (kept for callers that expect 16-bit input).
+pub fn parse_wav_s16(data: &[u8]) -> Result<(Vec<i16>, u32), String> {
+    parse_wav(data)
 }
 
 #[cfg(test)]
@@ -88,5 +110,20 @@ mod tests {
         assert_eq!(parse_wav_s16(&bytes).unwrap(), (pcm, 16_000));
         assert!(parse_wav_s16(b"nope").is_err());
         assert!(parse_wav_s16(&bytes[..40]).is_err());
+    }
+
+    #[test]
+    fn stereo_is_mixed_down() {
+        // Build a 2-channel 16-bit WAV by hand: left = 1000, right = 3000 → mono 2000.
+        let mut v = wav_bytes(&[0; 4], 8000);
+        v[22] = 2; // channels
+        v[32] = 4; // block align
+        let frames: Vec<i16> = vec![1000, 3000, 1000, 3000];
+        for (i, s) in frames.iter().enumerate() {
+            v[44 + i * 2..46 + i * 2].copy_from_slice(&s.to_le_bytes());
+        }
+        let (mono, _) = parse_wav(&v).unwrap();
+        assert_eq!(mono.len(), 2);
+        assert!((i32::from(mono[0]) - 2000).abs() <= 1, "{mono:?}");
     }
 }
