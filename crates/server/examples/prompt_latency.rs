@@ -4,9 +4,10 @@
 //!
 //! `target/release/examples/prompt_latency target/release/talkstream 25`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+mod support;
+use support::{percentile, BenchServer};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -19,11 +20,6 @@ const PROMPTS: [&str; 5] = [
     "Thank you for listening. Goodbye for now.",
 ];
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -32,23 +28,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned()
         .unwrap_or("target/release/talkstream".into());
     let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(25);
-    let dir = std::env::temp_dir().join(format!("talkstream-lat-{}", std::process::id()));
-    let mut child = Command::new(&bin)
-        .args(["serve", "--port", "0", "--log-level", "warn"])
-        .arg("--hls-dir")
-        .arg(dir.join("hls"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .ok_or("no address printed")?
-        .to_string();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/session")).await?;
+    let server = BenchServer::start(&bin, &[], &[])?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (mut seg, mut audio) = (Vec::new(), Vec::new());
     for i in 0..n {
@@ -87,10 +68,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&audio, 0.5),
         percentile(&audio, 0.95)
     );
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

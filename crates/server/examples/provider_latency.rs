@@ -5,9 +5,10 @@
 //!
 //! `target/release/examples/provider_latency target/release/talkstream 25`
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+mod support;
+use support::{percentile, BenchServer};
 
 use axum::response::IntoResponse;
 use axum::routing::post;
@@ -35,11 +36,6 @@ async fn speech(Json(body): Json<serde_json::Value>) -> impl IntoResponse {
     ([("content-type", "application/octet-stream")], pcm)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -56,25 +52,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let dir = std::env::temp_dir().join(format!("talkstream-plat-{}", std::process::id()));
-    let mut child = Command::new(&bin)
-        .args(["serve", "--port", "0", "--log-level", "warn"])
-        .arg("--hls-dir")
-        .arg(dir.join("hls"))
-        .env("OPENAI_BASE_URL", &base)
-        .env("TTS_BASE_URL", &base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .ok_or("no address printed")?
-        .to_string();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/session")).await?;
+    let server = BenchServer::start(
+        &bin,
+        &[],
+        &[("OPENAI_BASE_URL", &base), ("TTS_BASE_URL", &base)],
+    )?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut added = Vec::new();
     for i in 0..n {
@@ -104,10 +87,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         added[0],
         added[added.len() - 1]
     );
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

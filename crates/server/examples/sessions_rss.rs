@@ -5,9 +5,10 @@
 //! `cargo run --release -p talkstream --example sessions_rss -- target/release/talkstream 10 20`
 //! (binary, sessions, seconds to wait)
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+mod support;
+use support::BenchServer;
 
 fn proc_field(pid: u32, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -36,30 +37,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or("target/release/talkstream".into());
     let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
     let secs: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(20);
-    let dir = std::env::temp_dir().join(format!("talkstream-bench-{}", std::process::id()));
-    let mut child = Command::new(&bin)
-        .args(["serve", "--port", "0", "--log-level", "warn"])
-        .arg("--hls-dir")
-        .arg(dir.join("hls"))
-        .arg("--max-sessions")
-        .arg((n + 1).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .ok_or("no address printed")?
-        .to_string();
+    let max = (n + 1).to_string();
+    let server = BenchServer::start(&bin, &["--max-sessions", &max], &[])?;
+    let pid = server.pid();
     let rss_empty = proc_field(pid, "VmRSS:");
     let mut sockets = Vec::new();
     for _ in 0..n {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/session")).await?;
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
         sockets.push(ws);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -73,10 +57,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (cpu1 - cpu0) / secs as f64 * 100.0
     );
     drop(sockets);
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
     Ok(())
 }
