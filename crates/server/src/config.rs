@@ -46,11 +46,28 @@ pub struct RenderArgs {
     #[arg(long)]
     pub text: Option<String>,
     /// A WAV file for the avatar to lip-sync to (PCM or float, any rate, mono or stereo).
-    #[arg(long)]
+    /// `--input_audio` is accepted too (the InfiniteTalk command contract).
+    #[arg(long, alias = "input_audio")]
     pub audio: Option<PathBuf>,
-    /// Where to write the MP4.
-    #[arg(short = 'o', long = "output", default_value = "talkstream.mp4")]
+    /// Where to write the MP4 (`--output_video` is accepted too).
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "output_video",
+        default_value = "talkstream.mp4"
+    )]
     pub output: PathBuf,
+    /// Reference image (InfiniteTalk contract): used as the portrait when a manifest
+    /// (`<image>.json`) is next to it, else the drawn avatar is rendered.
+    #[arg(long = "ref_image")]
+    pub ref_image: Option<PathBuf>,
+    /// Exact length of the video in ms: the audio is padded with silence or cut to it.
+    #[arg(long = "duration_ms")]
+    pub duration_ms: Option<u64>,
+    /// Write video only, as a plain (non-fragmented) MP4: with the flags above this makes
+    /// `talkstream render` usable as INFINITETALK_BIN.
+    #[arg(long = "no_audio")]
+    pub no_audio: bool,
 }
 
 /// All settings of the server.

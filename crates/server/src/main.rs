@@ -164,12 +164,29 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
         (None, Some(path)) => RenderSource::Audio(path),
         (None, None) => anyhow::bail!("give --text or --audio"),
     };
-    let portrait = talkstream::server::load_portrait(config).context("loading the portrait")?;
+    // The InfiniteTalk contract's --ref_image: a portrait when it has a manifest.
+    let mut config = config.clone();
+    if let Some(image) = &args.ref_image {
+        if talkstream_avatar::portrait::default_manifest_path(image).exists() {
+            config.avatar_ref_image = Some(image.clone());
+        } else {
+            eprintln!(
+                "talkstream render: {} has no manifest; rendering the drawn avatar",
+                image.display()
+            );
+        }
+    }
+    let portrait = talkstream::server::load_portrait(&config).context("loading the portrait")?;
+    let options = talkstream::render::OfflineOptions {
+        duration_ms: args.duration_ms,
+        no_audio: args.no_audio,
+    };
     let started = std::time::Instant::now();
     let duration_ms = render_offline(
         source,
         portrait.as_ref(),
         channel,
+        options,
         &args.output,
         progress_bar("rendering"),
     )

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use talkstream_avatar::{AvatarError, Face, LipSync, Portrait};
+use talkstream_generators::mp4::{write_mp4, MuxSample, MuxTrack};
 use talkstream_generators::wav::parse_wav;
+use talkstream_media::video::H264Encoder;
 use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, MediaError, Output};
 use talkstream_providers::{LocalTts, Resampler, TtsError};
 
@@ -94,12 +96,22 @@ pub enum RenderSource<'a> {
 /// Tail of silence after the speech, so the mouth closes on screen.
 const TAIL_MS: u64 = 400;
 
-/// Render `source` into a normal MP4 (H.264 + AAC) at `out`, reporting progress (0..=1) to
-/// `progress`. Returns the duration in milliseconds.
+/// Options of an offline render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfflineOptions {
+    /// Exact length in ms (audio padded or cut); `None`: the audio plus a short silent tail.
+    pub duration_ms: Option<u64>,
+    /// Video only, as a plain (non-fragmented) MP4 (the InfiniteTalk command contract).
+    pub no_audio: bool,
+}
+
+/// Render `source` into a normal MP4 (H.264 + AAC, or H.264 alone with `no_audio`) at `out`,
+/// reporting progress (0..=1) to `progress`. Returns the duration in milliseconds.
 pub fn render_offline(
     source: RenderSource<'_>,
     portrait: Option<&Portrait>,
     mut cfg: ChannelConfig,
+    options: OfflineOptions,
     out: &Path,
     mut progress: impl FnMut(f64),
 ) -> Result<u64, RenderError> {
@@ -127,7 +139,17 @@ pub fn render_offline(
     let mut pcm = resampler.process(&pcm);
     pcm.extend(resampler.finish());
     let sr = u64::from(cfg.sample_rate);
-    let total_samples = pcm.len() as u64 + TAIL_MS * sr / 1000;
+    let total_samples = match options.duration_ms {
+        Some(ms) => {
+            let n = ms * sr / 1000;
+            pcm.truncate(n as usize);
+            n
+        }
+        None => pcm.len() as u64 + TAIL_MS * sr / 1000,
+    };
+    if options.no_audio {
+        return render_video_only(&pcm, &words, total_samples, portrait, &cfg, out, progress);
+    }
 
     cfg.subtitles = false;
     let mut channel = LiveChannel::new(cfg.clone(), 0)?;
@@ -174,6 +196,59 @@ pub fn render_offline(
         source,
     })?;
     Ok(duration_ms)
+}
+
+/// The InfiniteTalk contract's output: H.264 frames in a plain MP4, no audio track.
+fn render_video_only(
+    pcm: &[i16],
+    words: &[talkstream_providers::WordTiming],
+    total_samples: u64,
+    portrait: Option<&Portrait>,
+    cfg: &ChannelConfig,
+    out: &Path,
+    mut progress: impl FnMut(f64),
+) -> Result<u64, RenderError> {
+    let sr = u64::from(cfg.sample_rate);
+    let fps = u64::from(cfg.fps);
+    let frames = (total_samples * fps).div_ceil(sr).max(1);
+    let mut face = FaceRenderer::new(cfg, 1, portrait)?;
+    face.lipsync().push_audio(0, pcm);
+    for w in words {
+        face.lipsync().add_hint(w.start_ms, w.end_ms, &w.text);
+    }
+    let mut encoder = H264Encoder::new(cfg.width, cfg.height, cfg.fps, cfg.video_bitrate_kbps)?;
+    let timescale = 90_000u32;
+    let mut samples = Vec::with_capacity(frames as usize);
+    for n in 0..frames {
+        let t_ms = n * 1000 / fps;
+        let frame = face.render(n, t_ms)?;
+        let encoded = encoder.encode(frame, n == 0)?;
+        let start = n * u64::from(timescale) / fps;
+        let end = (n + 1) * u64::from(timescale) / fps;
+        samples.push(MuxSample {
+            data: encoded.data,
+            duration: (end - start) as u32,
+            is_sync: encoded.is_idr,
+        });
+        progress((n + 1) as f64 / frames as f64);
+    }
+    let (Some(sps), Some(pps)) = (encoder.sps(), encoder.pps()) else {
+        return Err(RenderError::Media(MediaError::ChannelFailed));
+    };
+    let track = MuxTrack {
+        width: u16::try_from(cfg.width).unwrap_or(u16::MAX),
+        height: u16::try_from(cfg.height).unwrap_or(u16::MAX),
+        timescale,
+        sps: sps.to_vec(),
+        pps: pps.to_vec(),
+        samples_per_chunk: 25,
+        co64: false,
+    };
+    std::fs::write(out, write_mp4(&track, &samples)).map_err(|source| RenderError::Output {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(frames * 1000 / fps)
 }
 
 /// A progress bar on stderr: redrawn in place on a terminal, every 10 % otherwise.

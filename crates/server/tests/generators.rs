@@ -272,3 +272,49 @@ async fn a_missing_generator_is_reported_in_hello() {
     let msgs = speak(&mut ws, "Still here.").await;
     assert_eq!(msgs.last().unwrap()["interrupted"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talkstream_render_speaks_the_command_contract() {
+    // `talkstream render` accepts exactly the seed's flags; a two-line wrapper makes it an
+    // INFINITETALK_BIN.
+    let dir = common::temp_dir("render-contract");
+    let wrapper = dir.join("infinitetalk");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' render --width 256 --height 256 \"$@\"\n",
+            env!("CARGO_BIN_EXE_talkstream")
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    let image = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../avatar/tests/fixtures/face128.jpg"
+    );
+    let server = Server::start(
+        "gen-render",
+        &[],
+        &[
+            ("VIDEO_GENERATOR", "exec"),
+            ("INFINITETALK_BIN", wrapper.to_str().unwrap()),
+            ("AVATAR_REF_IMAGE", image),
+            ("GENERATOR_BUFFER_MS", "3000"),
+        ],
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let hello = next_json(&mut ws).await;
+    assert!(hello.get("generator_note").is_none(), "{hello}");
+    let text = "Rendered by talkstream itself, through the command contract.";
+    let msgs = speak(&mut ws, text).await;
+    let m = msgs.last().unwrap();
+    assert!(m["generator_windows"].as_u64().unwrap() >= 1, "{m}");
+    check_stream(&server, &hello, text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
