@@ -125,14 +125,18 @@ fn check_stream(server: &Server, hello: &Value, spoken: &str) {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-fn no_processes_of(program: &str) -> bool {
+/// True when no process of the test generator runs in `mode` (read from each process's
+/// environment, so tests running side by side in other modes do not interfere).
+fn no_generator_processes(mode: &str) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return true;
     };
+    let marker = format!("TALKSTREAM_FAKE_MODE={mode}");
     !entries.flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(program))
-            .unwrap_or(false)
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        String::from_utf8_lossy(&cmd).contains("talkstream-test-generator")
+            && env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
     })
 }
 
@@ -202,7 +206,7 @@ async fn a_slow_generator_is_replaced_and_killed() {
     check_stream(&server, &hello, EXEC_TEXT);
     // Late windows are cancelled at their deadline: no generator process is left.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !no_processes_of("talkstream-test-generator") {
+    while !no_generator_processes("sleep") {
         assert!(
             std::time::Instant::now() < deadline,
             "generator processes left behind"
@@ -317,4 +321,24 @@ async fn talkstream_render_speaks_the_command_contract() {
     assert!(m["generator_windows"].as_u64().unwrap() >= 1, "{m}");
     check_stream(&server, &hello, text);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_and_garbage_generators_are_replaced() {
+    for mode in ["hang", "garbage"] {
+        let (server, hello, msgs) = run_exec(mode, &[("GENERATOR_BUFFER_MS", "1000")]).await;
+        let m = msgs.last().unwrap();
+        assert_eq!(m["generator_windows"], 0, "{mode}: {m}");
+        let errors: Vec<&Value> = msgs.iter().filter(|v| v["type"] == "error").collect();
+        assert_eq!(errors.len(), 1, "{mode}: {errors:#?}");
+        check_stream(&server, &hello, EXEC_TEXT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !no_generator_processes(mode) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode}: generator processes left behind"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
