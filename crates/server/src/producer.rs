@@ -476,15 +476,20 @@ fn handle_frame(
                     &w.text,
                 );
             }
+            // What the turn said, word by word, for the conversation memory (blank words from a
+            // provider's alignment are skipped so the text joins cleanly).
             if words.is_empty() {
-                active
-                    .spoken
-                    .push((chunk_start_ms, text.trim().to_string()));
+                if !text.trim().is_empty() {
+                    active
+                        .spoken
+                        .push((chunk_start_ms, text.trim().to_string()));
+                }
             } else {
                 active.spoken.extend(
                     words
                         .iter()
-                        .map(|w| (turn_start_ms + w.start_ms, w.text.clone())),
+                        .filter(|w| !w.text.trim().is_empty())
+                        .map(|w| (turn_start_ms + w.start_ms, w.text.trim().to_string())),
                 );
             }
             let (start_ms, end_ms) = match (words.first(), words.last()) {
