@@ -201,18 +201,8 @@ impl TtsProvider for LocalTts {
     }
 
     fn start_turn(&self, cancel: CancellationToken) -> TtsTurn {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return TtsTurn::failed(
-                cancel,
-                TtsError::Worker {
-                    provider: Self::NAME,
-                    reason: "start_turn was called outside a tokio runtime".to_string(),
-                },
-            );
-        };
-        let (turn, worker) = TtsTurn::channel(cancel);
-        runtime.spawn(run_turn(self.inner.clone(), worker));
-        turn
+        let inner = self.inner.clone();
+        TtsTurn::spawn(Self::NAME, cancel, move |worker| run_turn(inner, worker))
     }
 }
 

@@ -204,6 +204,27 @@ impl TtsTurn {
         (turn, worker)
     }
 
+    /// Starts a turn whose provider side is `work` (given the provider's ends), spawned on the
+    /// current tokio runtime. Outside a runtime the turn yields one [`TtsError::Worker`] and ends.
+    pub fn spawn<F, Fut>(provider: &'static str, cancel: CancellationToken, work: F) -> TtsTurn
+    where
+        F: FnOnce(TurnWorker) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return TtsTurn::failed(
+                cancel,
+                TtsError::Worker {
+                    provider,
+                    reason: "start_turn was called outside a tokio runtime".to_string(),
+                },
+            );
+        };
+        let (turn, worker) = TtsTurn::channel(cancel);
+        runtime.spawn(work(worker));
+        turn
+    }
+
     /// A turn whose output yields `error` once and ends (for providers that cannot start).
     pub fn failed(cancel: CancellationToken, error: TtsError) -> TtsTurn {
         let (turn, worker) = TtsTurn::channel(cancel);
