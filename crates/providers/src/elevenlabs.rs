@@ -845,7 +845,7 @@ impl Turn {
                     return Some(Outcome::Failed {
                         error: TtsError::Synthesis {
                             provider: ElevenLabsTts::NAME,
-                            text: shorten(&self.spoken),
+                            text: http::shorten(&self.spoken),
                             reason: format!("the server sent audio that is not base64: {e}"),
                         },
                         retryable: false,
@@ -948,7 +948,7 @@ impl Turn {
             };
             TtsError::Synthesis {
                 provider: ElevenLabsTts::NAME,
-                text: shorten(&self.spoken),
+                text: http::shorten(&self.spoken),
                 reason: format!("{detail}{hint}"),
             }
         };
@@ -1096,15 +1096,6 @@ fn http_error(status: u16, message: String) -> TtsError {
 
 fn redact(text: &str, cfg: &ElevenLabsConfig) -> String {
     http::redact(text, &cfg.api_key)
-}
-
-/// `text` cut to 80 characters for error messages.
-fn shorten(text: &str) -> String {
-    let mut out: String = text.chars().take(80).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -128,6 +128,17 @@ pub fn error_message(body: &str) -> String {
     out
 }
 
+/// `text`, trimmed and cut to 80 characters (with `…` when cut), for error messages that quote
+/// what was sent or received.
+pub fn shorten(text: &str) -> String {
+    let text = text.trim();
+    let mut out: String = text.chars().take(80).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// `text` with every occurrence of `secret` (and of its first 8+ characters, as providers echo
 /// key prefixes like `sk-abc…`) replaced by `[redacted]`. Secrets shorter than 4 characters are
 /// left alone (nothing meaningful to hide, and replacing them would mangle text).

@@ -470,7 +470,7 @@ async fn run_turn(inner: Arc<Inner>, worker: TurnWorker) {
                     Some(Piece::Done) => {
                         if front.delivered == 0 {
                             tracing::warn!(
-                                text = %shorten(&front.text),
+                                text = %http::shorten(&front.text),
                                 "openai TTS: the server answered without audio"
                             );
                         } else {
@@ -594,7 +594,7 @@ impl Inner {
         let json = serde_json::to_vec(&body).map_err(|e| {
             AttemptError::fatal(TtsError::Synthesis {
                 provider: OpenAiTts::NAME,
-                text: shorten(text),
+                text: http::shorten(text),
                 reason: format!("cannot encode the request: {e}"),
             })
         })?;
@@ -644,7 +644,7 @@ impl Inner {
             let body = self.read_error_body(response).await;
             return Err(AttemptError::fatal(TtsError::Synthesis {
                 provider: OpenAiTts::NAME,
-                text: shorten(text),
+                text: http::shorten(text),
                 reason: self.redact(&format!(
                     "HTTP {status} with {content_type} instead of audio: {}",
                     http::error_message(&body)
@@ -685,7 +685,7 @@ impl Inner {
             decoder.push(&bytes, &mut samples).map_err(|reason| {
                 AttemptError::fatal(TtsError::Synthesis {
                     provider: OpenAiTts::NAME,
-                    text: shorten(text),
+                    text: http::shorten(text),
                     reason,
                 })
             })?;
@@ -704,7 +704,7 @@ impl Inner {
         } else if wav {
             return Err(AttemptError::fatal(TtsError::Synthesis {
                 provider: OpenAiTts::NAME,
-                text: shorten(text),
+                text: http::shorten(text),
                 reason: "the WAV answer ended before its audio data".to_string(),
             }));
         }
@@ -746,7 +746,7 @@ impl Inner {
             let r = Resampler::new(rate, target).map_err(|e| {
                 AttemptError::fatal(TtsError::Synthesis {
                     provider: OpenAiTts::NAME,
-                    text: shorten(text),
+                    text: http::shorten(text),
                     reason: format!("cannot resample {rate} Hz audio: {e}"),
                 })
             })?;
@@ -1106,16 +1106,6 @@ fn describe(e: &reqwest::Error) -> String {
             out.push_str(&text);
         }
         source = s.source();
-    }
-    out
-}
-
-/// `text` cut to 80 characters for messages.
-fn shorten(text: &str) -> String {
-    let text = text.trim();
-    let mut out: String = text.chars().take(80).collect();
-    if out.len() < text.len() {
-        out.push('…');
     }
     out
 }
