@@ -422,7 +422,6 @@ fn handle_frame(
                 if let Some(link) = speech.generator.clone() {
                     // GENERATOR_BUFFER_MS of silence before the answer gives a slow generator
                     // time; the speech then starts on a frame boundary after it.
-                    let spf = u64::from(speech.stream_rate) / u64::from(speech.fps.max(1));
                     let buffer_frames = u64::from(link.buffer_ms) * u64::from(speech.fps) / 1000;
                     let first_frame = channel.next_frame_index() + buffer_frames;
                     for k in 0..buffer_frames {
@@ -430,7 +429,6 @@ fn handle_frame(
                         let len = channel.samples_for_frame(n);
                         speech.queue.extend(std::iter::repeat_n(0i16, len));
                     }
-                    let _ = spf;
                     match TurnGeneration::new(
                         link,
                         speech.stream_rate,
