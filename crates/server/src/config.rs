@@ -347,6 +347,10 @@ pub struct Config {
         global = true
     )]
     pub tts_response_format: String,
+
+    /// Who may use the server and how much (origins, access token, rate and spend limits).
+    #[command(flatten)]
+    pub access: crate::access::AccessConfig,
 }
 
 /// The default persona: short, speakable answers.
@@ -635,7 +639,7 @@ impl Config {
                 "use error, warn, info, debug or trace",
             ));
         }
-        Ok(())
+        self.access.validate()
     }
 
     /// The language model to use after `auto` is resolved.

@@ -1,16 +1,20 @@
 //! HTTP routes: the web page (`/` and its assets from `STATIC_DIR`), the live HLS files
-//! (`/hls/<session>/<file>`, nothing else under `/hls/`), `/healthz`, and the `/session`
-//! WebSocket (handled in [`crate::session`]).
+//! (`/hls/<session>/<file>`, nothing else under `/hls/`), `/healthz`, `/api/access` (what the
+//! page needs to know about the access token), and the `/session` WebSocket (handled in
+//! [`crate::session`]). Every response gets the headers of [`crate::access::headers`].
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::services::ServeDir;
 
+use crate::access::RequestFacts;
 use crate::server::AppState;
 
 /// The router of the whole server.
@@ -19,6 +23,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
+        .route("/api/access", get(access_info))
         .route("/session", get(crate::session::upgrade))
         .route("/hls", get(not_found))
         .nest(
@@ -28,6 +33,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .fallback(not_found),
         )
         .fallback_service(assets)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::access::headers::apply,
+        ))
         .with_state(state)
 }
 
@@ -90,16 +99,59 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
     }))
 }
 
+/// `GET /api/access`: whether this server needs an access token, and whether the one presented
+/// (`Authorization: Bearer …`) is right. Failed checks count against the address like a refused
+/// session.
+async fn access_info(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let facts = RequestFacts::from_parts(&headers, None, peer);
+    let policy = &state.policy;
+    let now = state.now_ms();
+    let valid = match facts.bearer {
+        Some(_) if policy.token_required() => {
+            if let Err(wait) = state.addresses.may_try_token(peer.ip(), now) {
+                return crate::access::too_many_attempts(peer, wait).into_response();
+            }
+            let ok = policy.token_matches(facts.bearer) == Some(true);
+            if !ok {
+                state.addresses.token_failed(peer.ip(), now);
+                tracing::warn!(peer = %peer, "wrong access token presented to /api/access");
+            }
+            Some(ok)
+        }
+        _ => None,
+    };
+    let mut resp = Json(serde_json::json!({
+        "token_required": policy.token_required(),
+        "token_valid": valid,
+        "playback_token_required": policy.playback_token_required(),
+    }))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 async fn not_found() -> StatusCode {
     StatusCode::NOT_FOUND
 }
 
 async fn hls_file(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((session, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     if !is_session_id(&session) || !is_safe_file_name(&file) {
         return StatusCode::NOT_FOUND.into_response();
+    }
+    let facts = RequestFacts::from_parts(&headers, query.as_deref(), peer);
+    if let Err(refusal) = state.policy.check_playback(&facts) {
+        return refusal.into_response();
     }
     let path = state.config.hls_dir.join(&session).join(&file);
     let bytes = match tokio::fs::read(&path).await {

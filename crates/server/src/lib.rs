@@ -2,6 +2,7 @@
 //! per-session media thread and the server shell. The `talkstream` binary (`main.rs`) is a thin
 //! command-line wrapper around [`server::run`].
 
+pub mod access;
 pub mod config;
 pub mod files;
 pub mod generation;

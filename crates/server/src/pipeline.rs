@@ -67,6 +67,13 @@ pub enum Event {
         /// When.
         at: Instant,
     },
+    /// Text of the turn was handed to the voice (counted against the session's allowance).
+    VoiceText {
+        /// The turn.
+        turn: u64,
+        /// How many characters.
+        chars: u64,
+    },
     /// The TTS returned the turn's first audio.
     FirstAudio {
         /// The turn.
@@ -227,10 +234,12 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
                         });
                     }
                     for chunk in chunks {
+                        let chars = chunk.chars().count() as u64;
                         if cancel.is_cancelled() || input.send(TtsInput::Text(chunk)).await.is_err()
                         {
                             return false;
                         }
+                        let _ = events.send(Event::VoiceText { turn, chars });
                     }
                     true
                 }

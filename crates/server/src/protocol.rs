@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::limits::{Limit, Refused};
+
 /// Largest client message accepted, in bytes. Larger ones get an `error` and are dropped.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -114,6 +116,9 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// Human-readable explanation.
         message: String,
+        /// For refusals by a limit: when the same request would be accepted (ms from now).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -192,6 +197,12 @@ pub enum ErrorCode {
     LlmFailed,
     /// The external video generator failed or was late; the built-in renderer filled in.
     GeneratorFailed,
+    /// Too many messages or prompts in a short time; `retry_after_ms` says when to go on.
+    RateLimited,
+    /// The session's hourly allowance of language-model turns or voice characters is spent.
+    QuotaExceeded,
+    /// This client address already holds its maximum of sessions (`SESSIONS_PER_ADDRESS`).
+    TooManySessionsFromAddress,
 }
 
 /// Why a client message was rejected.
@@ -237,6 +248,31 @@ impl ServerMessage {
         ServerMessage::Error {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The `error` for a refusal by a limit: its code, what happened, when to retry (if
+    /// waiting helps) and the setting behind it.
+    pub fn limited(refused: Refused) -> Self {
+        let code = match refused.limit {
+            Limit::Messages | Limit::Prompts => ErrorCode::RateLimited,
+            Limit::LlmTurns | Limit::TtsChars => ErrorCode::QuotaExceeded,
+        };
+        let what = match refused.limit {
+            Limit::Messages => "too many messages at once",
+            Limit::Prompts => "too many prompts in a minute",
+            Limit::LlmTurns => "this session's answers for the hour are used up",
+            Limit::TtsChars => "this session's speech for the hour is used up",
+        };
+        let when = match refused.retry_after_ms {
+            Some(ms) => format!("try again in {:.1} s", ms as f64 / 1000.0),
+            None => "this prompt is longer than the whole hourly allowance".to_string(),
+        };
+        ServerMessage::Error {
+            code,
+            message: format!("{what}; {when} (limit: {})", refused.limit.setting()),
+            retry_after_ms: refused.retry_after_ms,
         }
     }
 }
@@ -285,6 +321,37 @@ mod tests {
             parse_client_message(&huge).unwrap_err().code,
             ErrorCode::MessageTooLarge
         );
+    }
+
+    #[test]
+    fn limit_refusals_say_which_setting_and_when() {
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerMessage::limited(Refused {
+                limit: Limit::Prompts,
+                retry_after_ms: Some(1900),
+            })
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(v["code"], "rate_limited");
+        assert_eq!(v["retry_after_ms"], 1900);
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .contains("PROMPTS_PER_MINUTE"));
+        let v: serde_json::Value = serde_json::from_str(
+            &ServerMessage::limited(Refused {
+                limit: Limit::TtsChars,
+                retry_after_ms: None,
+            })
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(v["code"], "quota_exceeded");
+        assert!(v.get("retry_after_ms").is_none(), "{v}");
+        // Other errors do not carry the field.
+        let plain = ServerMessage::error(ErrorCode::BadMessage, "x").to_json();
+        assert!(!plain.contains("retry_after_ms"));
     }
 
     #[test]

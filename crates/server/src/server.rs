@@ -24,6 +24,7 @@ use talkstream_generators::{
     WorkerScope,
 };
 
+use crate::access::{Addresses, Policy};
 use crate::config::{Config, GeneratorChoice, LlmChoice, Secret, TtsChoice};
 
 /// State shared by every request and session.
@@ -46,6 +47,12 @@ pub struct AppState {
     pub generator_kind: String,
     /// Why the configured generator is not used, if its preflight failed.
     pub generator_note: Option<String>,
+    /// Who may act (origins, token), built from the access settings.
+    pub policy: Policy,
+    /// Sessions and failed token attempts per client address.
+    pub addresses: Arc<Addresses>,
+    /// The server's start, the zero of the millisecond clock the limits use.
+    pub started: std::time::Instant,
     active: AtomicUsize,
 }
 
@@ -76,6 +83,11 @@ impl AppState {
     /// The media channel settings of a new stream.
     pub fn channel_config(&self) -> talkstream_media::ChannelConfig {
         self.config.channel_config(self.tts.sample_rate())
+    }
+
+    /// Milliseconds since the server started (the limits' clock).
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Number of sessions running now.
@@ -145,7 +157,12 @@ pub async fn run(
         model = llm.as_ref().map_or("", |l| l.model()),
         "providers ready"
     );
+    let policy = Policy::new(&config.access, config.host);
+    warn_if_exposed(&config, &policy);
     let state = Arc::new(AppState {
+        policy,
+        addresses: Arc::new(Addresses::default()),
+        started: std::time::Instant::now(),
         config,
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
@@ -158,9 +175,12 @@ pub async fn run(
         active: AtomicUsize::new(0),
     });
     let app = crate::http::router(Arc::clone(&state));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await?;
     tracing::info!(
         sessions = state.active_sessions(),
         "shutting down: ending sessions"
@@ -177,6 +197,20 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A server that listens on a network address without an access token lets anyone who can
+/// reach it spend the configured providers: say so, with the fix.
+fn warn_if_exposed(config: &Config, policy: &Policy) {
+    if !config.host.is_loopback() && !policy.token_required() {
+        tracing::warn!(
+            "HOST={} accepts connections from other machines and no ACCESS_TOKEN is set: anyone \
+             who can reach this port can open the page and make the avatar speak with your \
+             providers. Set ACCESS_TOKEN (e.g. `ACCESS_TOKEN=$(openssl rand -hex 16)`) before \
+             exposing it, or listen on 127.0.0.1",
+            config.host
+        );
+    }
 }
 
 /// The TTS provider the configuration asks for.

@@ -8,12 +8,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::limits::{Refused, SessionLimits};
+use crate::access::RequestFacts;
 use crate::files::remove_session_dir;
 use crate::generation::GeneratorLink;
 use crate::pipeline::{run_turn, Event, Frame, TextSource, TurnContext};
@@ -28,15 +33,32 @@ use talkstream_providers::Conversation;
 /// Longest client log line written to the server log.
 const MAX_LOGGED_CLIENT_CHARS: usize = 2000;
 
-/// `GET /session`: upgrade to a WebSocket and run a session on it.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+/// `GET /session`: check who is asking (origin, access token), then upgrade to a WebSocket and
+/// run a session on it. Refusals are answered before the upgrade (403, 401 or 429).
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let facts = RequestFacts::from_parts(&headers, query.as_deref(), peer);
+    if let Err(refusal) = crate::access::authorize(
+        &state.policy,
+        &state.addresses,
+        &facts,
+        state.now_ms(),
+        "session",
+    ) {
+        return refusal.into_response();
+    }
     // Accept frames well past our own limit so an oversized message gets a polite `error`
     // instead of a dropped connection.
     ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES * 64)
         .on_upgrade(move |socket| {
             // Tracked so shutdown waits for the session to end its stream.
             let tracker = state.tracker.clone();
-            tracker.track_future(run(socket, state))
+            tracker.track_future(run(socket, state, peer))
         })
 }
 
@@ -69,6 +91,8 @@ struct Turn {
 
 /// Per-turn timing being collected.
 struct Timing {
+    /// Answered by the language model (its voice characters are charged as they go).
+    llm: bool,
     prompt: String,
     prompt_at: Instant,
     metrics: TurnMetrics,
@@ -85,7 +109,16 @@ struct Session {
     timings: HashMap<u64, Timing>,
     /// The conversation so far (only with a language model).
     conversation: Option<Conversation>,
+    /// Rate and spend limits.
+    limits: SessionLimits,
+    /// When the last `rate_limited` notice for the message rate was sent (limits' clock).
+    last_flood_notice_ms: Option<u64>,
+    /// The latest refusal by the message rate, not yet told to the client.
+    flood: Option<Refused>,
 }
+
+/// Shortest time between two notices about the same message flood.
+const FLOOD_NOTICE_INTERVAL_MS: u64 = 1_000;
 
 /// What the session loop should do after handling something.
 enum Next {
@@ -116,7 +149,21 @@ fn status(stage: Stage, note: Option<&str>) -> ServerMessage {
     }
 }
 
-async fn run(mut socket: WebSocket, state: Arc<AppState>) {
+async fn run(mut socket: WebSocket, state: Arc<AppState>, peer: SocketAddr) {
+    let per_address = state.config.access.sessions_per_address;
+    let Some(_address_slot) = state.addresses.try_acquire(peer.ip(), per_address) else {
+        tracing::warn!(peer = %peer, max = per_address, "refused a session: SESSIONS_PER_ADDRESS reached");
+        let msg = format!(
+            "this address already has {per_address} sessions open (SESSIONS_PER_ADDRESS); close one and try again"
+        );
+        send(
+            &mut socket,
+            &ServerMessage::error(ErrorCode::TooManySessionsFromAddress, msg),
+        )
+        .await;
+        close(&mut socket, 1013, "too many sessions from this address").await;
+        return;
+    };
     let Some(_slot) = state.try_acquire_session() else {
         tracing::warn!(
             max = state.config.max_sessions,
@@ -153,6 +200,9 @@ async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 state.config.history_chars,
             )
         }),
+        limits: SessionLimits::new(state.config.access.limits(), state.now_ms()),
+        last_flood_notice_ms: None,
+        flood: None,
     };
     tracing::info!(parent: &session.span, "session started");
     let mut next = match session.start_stream(&mut socket, id).await {
@@ -168,6 +218,9 @@ async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 None => Next::Close(1011, "internal error"),
             },
             msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(_) | Message::Binary(_))) if session.over_message_rate().is_some() => {
+                    session.flood_notice(&mut socket).await
+                }
                 Some(Ok(Message::Text(text))) => session.on_text(&mut socket, &text).await,
                 Some(Ok(Message::Binary(_))) => {
                     let reply = ServerMessage::error(ErrorCode::BadMessage, "binary messages are not supported; send JSON text");
@@ -198,6 +251,35 @@ fn drain_stale(events: &mut UnboundedReceiver<Event>) {
 }
 
 impl Session {
+    /// Count a client message against the message rate; `Some` when it is over the limit (the
+    /// message is then dropped unread and [`Session::flood_notice`] sends the refusal).
+    fn over_message_rate(&mut self) -> Option<Refused> {
+        let refused = self.limits.message(self.state.now_ms()).err();
+        self.flood = refused.or(self.flood);
+        refused
+    }
+
+    /// Tell the client its messages are being dropped, at most once a second during a flood.
+    async fn flood_notice(&mut self, socket: &mut WebSocket) -> Next {
+        let now = self.state.now_ms();
+        if self
+            .last_flood_notice_ms
+            .is_some_and(|t| now.saturating_sub(t) < FLOOD_NOTICE_INTERVAL_MS)
+        {
+            return Next::Continue;
+        }
+        self.last_flood_notice_ms = Some(now);
+        tracing::warn!(parent: &self.span, "client messages over MESSAGES_PER_SECOND are dropped");
+        let Some(refused) = self.flood.take() else {
+            return Next::Continue;
+        };
+        if send(socket, &ServerMessage::limited(refused)).await {
+            Next::Continue
+        } else {
+            Next::Close(1000, "")
+        }
+    }
+
     /// Start a live stream with the given id and announce it with `hello`.
     async fn start_stream(&mut self, socket: &mut WebSocket, stream_id: String) -> Result<(), ()> {
         let cfg = &self.state.config;
@@ -379,6 +461,11 @@ impl Session {
             ));
         };
         let frames = stream.producer.sender();
+        let llm = self.state.llm.is_some() && self.conversation.is_some();
+        if let Err(refused) = self.limits.prompt(llm, chars as u64, self.state.now_ms()) {
+            tracing::info!(parent: &self.span, limit = refused.limit.setting(), "prompt refused by a limit");
+            return Some(ServerMessage::limited(refused));
+        }
         if self.stop_turn() {
             tracing::info!(parent: &self.span, "barge-in: a new prompt interrupts the answer");
         }
@@ -392,6 +479,7 @@ impl Session {
         self.timings.insert(
             turn,
             Timing {
+                llm,
                 prompt: text.clone(),
                 prompt_at,
                 metrics: TurnMetrics {
@@ -441,6 +529,19 @@ impl Session {
                     t.metrics.first_text_ms = Some(ms(t, at));
                 }
                 None
+            }
+            Event::VoiceText { turn, chars } => {
+                let llm = self.timing(turn).is_some_and(|t| t.llm);
+                let now = self.state.now_ms();
+                match self.limits.voice_chars(if llm { chars } else { 0 }, now) {
+                    Err(refused) if llm && self.is_current(turn) => {
+                        tracing::warn!(parent: &self.span, turn, "TTS_CHARS_PER_HOUR reached: the answer stops here");
+                        self.stop_turn();
+                        send(socket, &status(Stage::Idle, Some("interrupted"))).await;
+                        Some(ServerMessage::limited(refused))
+                    }
+                    _ => None,
+                }
             }
             Event::FirstAudio { turn, at } => {
                 if let Some(t) = self.timing(turn) {

@@ -23,6 +23,11 @@ impl BenchServer {
         let dir = std::env::temp_dir().join(format!("talkstream-bench-{}", std::process::id()));
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--port", "0", "--log-level", "warn"])
+            // Benchmarks open many sessions from one address and send prompts back to back
+            // (environment, not flags, so older binaries can be measured the same way).
+            .env("SESSIONS_PER_ADDRESS", "0")
+            .env("PROMPTS_PER_MINUTE", "0")
+            .env("MESSAGES_PER_SECOND", "0")
             .arg("--hls-dir")
             .arg(dir.join("hls"))
             .args(args)

@@ -46,8 +46,11 @@ impl Server {
         )
         .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_talkstream"));
-        cmd.arg("serve")
-            .args(["--host", "127.0.0.1", "--port", "0"])
+        cmd.arg("serve");
+        if !args.contains(&"--host") {
+            cmd.args(["--host", "127.0.0.1"]);
+        }
+        cmd.args(["--port", "0"])
             .arg("--hls-dir")
             .arg(&hls_dir)
             .arg("--static-dir")
@@ -158,11 +161,25 @@ impl Response {
 
 /// A minimal HTTP/1.1 GET (Connection: close), enough for tests; decodes chunked bodies.
 pub fn http_get(addr: SocketAddr, path: &str) -> Response {
+    http_request(addr, "GET", path, &[])
+}
+
+/// Like [`http_get`] with any method and extra request headers.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
