@@ -15,6 +15,7 @@ import {
   type ServerMessage,
   type Stage,
 } from './protocol';
+import { accessStep, fetchAccess, TokenStore, tokenFromHash, withToken } from './access';
 import { RateLimiter } from './ratelimit';
 import { Session } from './session';
 import { badgeState, viewerStage, type BadgeState, type ConnectionFacts } from './state';
@@ -55,6 +56,8 @@ export interface TalkstreamDebug {
   timeWentBackwards: boolean;
   /** every metrics message (parsed), in order */
   metrics: MetricsMessage[];
+  /** the access step the page took last: connect, or asking for a (right) token */
+  access: 'connect' | 'ask' | 'wrong' | null;
 }
 
 declare global {
@@ -105,6 +108,7 @@ const debug: TalkstreamDebug = {
   },
   timeWentBackwards: false,
   metrics: [],
+  access: null,
 };
 window.__talkstream = debug;
 
@@ -297,7 +301,19 @@ function dispatch(msg: ServerMessage): void {
 
 // ---- session ----
 
-const session = new Session(sessionUrl(window.location), {
+// ---- access token (servers with ACCESS_TOKEN) ----
+
+const tokens = new TokenStore(typeof sessionStorage === 'undefined' ? null : sessionStorage);
+{
+  // A link like http://host:7860/#token=… hands the page its token; keep it out of the address bar.
+  const { token, rest } = tokenFromHash(window.location.hash);
+  if (token) {
+    tokens.set(token);
+    history.replaceState(null, '', window.location.pathname + window.location.search + rest);
+  }
+}
+
+const session = new Session(() => withToken(sessionUrl(window.location), tokens.get()), {
   open() {
     facts.socketOpen = true;
     flushLogs();
@@ -421,5 +437,32 @@ function updatePlayerStats(): void {
 }
 setInterval(updatePlayerStats, 1000);
 
+/** Check the token with the server (when it needs one), then connect; else ask for it. */
+async function connectWithAccess(): Promise<void> {
+  let info;
+  try {
+    info = await fetchAccess(tokens.get());
+  } catch (e) {
+    ui.askToken(e instanceof Error ? e.message : String(e));
+    return;
+  }
+  player.setToken(tokens.get());
+  const step = accessStep(info, tokens.get());
+  debug.access = step;
+  if (step === 'connect') {
+    ui.askToken(null);
+    session.start();
+    return;
+  }
+  if (step === 'wrong') tokens.set(null);
+  ui.setOverlay('Waiting for the access token…');
+  ui.askToken(step === 'wrong' ? 'That token is not right; try again.' : undefined);
+}
+
+ui.onToken((token) => {
+  tokens.set(token);
+  void connectWithAccess();
+});
+
 refresh();
-session.start();
+void connectWithAccess();

@@ -78,11 +78,18 @@ export class Player {
   private cancelStart: (() => void) | null = null;
   private manifestLoaded = false;
   private manifestRetries = 0;
+  /** access token sent with every playlist and segment request (ACCESS_TOKEN_PLAYBACK) */
+  private token: string | null = null;
 
   constructor(
     private readonly video: HTMLVideoElement,
     private readonly events: PlayerEvents,
   ) {}
+
+  /** The access token for the next `load` (servers with ACCESS_TOKEN_PLAYBACK=true). */
+  setToken(token: string | null): void {
+    this.token = token;
+  }
 
   get instance(): Hls | null {
     return this.hls;
@@ -160,8 +167,13 @@ export class Player {
       warn: forward('warn'),
       error: forward('error'),
     };
+    const token = this.token;
     return {
       debug: logger,
+      // With an access token, every playlist and segment request carries it.
+      xhrSetup: token
+        ? (xhr: XMLHttpRequest) => xhr.setRequestHeader('Authorization', `Bearer ${token}`)
+        : undefined,
       // Live: keep defaults for sync distance; just bound the back buffer for long sessions.
       backBufferLength: 30,
       // The server may announce a playlist a moment before its first segment is written:

@@ -32,6 +32,8 @@ export interface ErrorMessage {
   type: 'error';
   code: string;
   message: string;
+  /** refusals by a limit (`rate_limited`, `quota_exceeded`): when to try again, ms */
+  retry_after_ms?: number;
 }
 
 /**
@@ -134,7 +136,10 @@ function parseError(o: Obj): ParseResult {
   const message = optString(o, 'message');
   const code = optString(o, 'code') ?? 'error';
   if (message === undefined) return fail('error: missing message');
-  return { ok: true, message: { type: 'error', code, message } };
+  const msg: ErrorMessage = { type: 'error', code, message };
+  const retry = o.retry_after_ms;
+  if (typeof retry === 'number' && Number.isFinite(retry) && retry >= 0) msg.retry_after_ms = retry;
+  return { ok: true, message: msg };
 }
 
 function parseTranscript(o: Obj): ParseResult {

@@ -22,7 +22,8 @@ export class Session {
   private stopped = false;
 
   constructor(
-    private readonly url: string,
+    /** The socket URL, asked again at each (re)connect (it may carry a new access token). */
+    private readonly url: string | (() => string),
     private readonly handlers: SessionHandlers,
     private readonly backoff: Backoff = new Backoff({ initialMs: 500, maxMs: 8000 }),
   ) {}
@@ -63,7 +64,7 @@ export class Session {
     clearTimeout(this.timer);
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(typeof this.url === 'function' ? this.url() : this.url);
     } catch (e) {
       console.error('WebSocket constructor failed', e);
       this.scheduleReconnect(0, String(e));

@@ -47,9 +47,31 @@ export class Ui {
   private readonly turnLabel = $('turn-label');
   private readonly detailsBody = $('details-body');
   private readonly sessionLabel = $('session-label');
+  private readonly tokenForm = $<HTMLFormElement>('token-form');
+  private readonly tokenInput = $<HTMLInputElement>('token-input');
+  private readonly tokenError = $('token-error');
   /** section -> key -> value, rendered into the details panel */
   private readonly info = new Map<string, Map<string, string>>();
   private infoDirty = false;
+
+  /** Show the access-token form (with `error` under it), or hide it with `null`. */
+  askToken(error: string | null | undefined): void {
+    if (error === null) {
+      this.tokenForm.hidden = true;
+      return;
+    }
+    this.tokenForm.hidden = false;
+    this.tokenError.textContent = error ?? '';
+    this.tokenInput.focus();
+  }
+
+  onToken(handler: (token: string) => void): void {
+    this.tokenForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const token = this.tokenInput.value.trim();
+      if (token) handler(token);
+    });
+  }
 
   setBadge(state: BadgeState): void {
     if (this.badge.dataset.state === state) return;

@@ -71,6 +71,17 @@ describe('parseServerMessage', () => {
     });
     expect(ok('{"type":"error","message":"no code"}')).toEqual({ type: 'error', code: 'error', message: 'no code' });
     expect(bad('{"type":"error","code":"x"}')).toMatch(/message/);
+    expect(ok('{"type":"error","code":"rate_limited","message":"slow down","retry_after_ms":1500}')).toEqual({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'slow down',
+      retry_after_ms: 1500,
+    });
+    expect(ok('{"type":"error","code":"rate_limited","message":"m","retry_after_ms":-1}')).toEqual({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'm',
+    });
   });
 
   it('parses transcripts (final defaults to true)', () => {
