@@ -96,6 +96,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "sessions": state.active_sessions(),
+        "streams": state.streams.len(),
     }))
 }
 

@@ -10,6 +10,7 @@ pub mod http;
 pub mod pipeline;
 pub mod producer;
 pub mod protocol;
+pub mod registry;
 pub mod render;
 pub mod server;
 pub mod session;

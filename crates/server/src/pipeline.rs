@@ -135,10 +135,8 @@ pub enum Event {
     TurnFailed {
         /// The turn.
         turn: u64,
-        /// True when the language model failed (else the voice).
-        llm: bool,
-        /// What happened, for people.
-        message: String,
+        /// What went wrong.
+        error: TurnError,
     },
     /// The media thread stopped because of an error.
     StreamFailed(String),
@@ -164,7 +162,23 @@ pub struct TurnContext {
     pub cancel: CancellationToken,
 }
 
-const LLM_FAILED: &str = "the language model failed";
+/// Why a turn failed. The texts come from the providers' own errors, which never contain
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TurnError {
+    /// The language model failed (rate limit, rejected key, an answer that stopped).
+    #[error("the language model failed: {0}")]
+    Llm(String),
+    /// The voice failed.
+    #[error("speech synthesis failed: {0}")]
+    Tts(String),
+    /// The voice's audio cannot be converted to the stream's rate.
+    #[error("cannot convert the voice's audio to the stream rate: {0}")]
+    Resample(String),
+    /// The stream ended while the turn was speaking.
+    #[error("the stream has stopped")]
+    StreamStopped,
+}
 
 /// Where a turn's words come from.
 pub enum TextSource {
@@ -186,15 +200,14 @@ pub async fn run_turn(ctx: TurnContext, source: TextSource) {
     if cancel.is_cancelled() {
         return;
     }
-    if let Err(message) = result {
-        tracing::warn!(turn, "turn failed: {message}");
-        let llm = message.starts_with(LLM_FAILED);
-        let _ = events.send(Event::TurnFailed { turn, llm, message });
+    if let Err(error) = result {
+        tracing::warn!(turn, "turn failed: {error}");
+        let _ = events.send(Event::TurnFailed { turn, error });
     }
     let _ = frames.send(Frame::TurnEnd { turn });
 }
 
-async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
+async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), TurnError> {
     let TurnContext {
         turn,
         tts,
@@ -208,7 +221,7 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
     let input = tts_turn.input;
     let mut output = tts_turn.output;
     let mut resampler = Resampler::new(tts.sample_rate(), stream_rate)
-        .map_err(|e| format!("cannot convert the voice's audio to the stream rate: {e}"))?;
+        .map_err(|e| TurnError::Resample(e.to_string()))?;
 
     let mut chunker = Chunker::new(chunker);
     let clock = Instant::now();
@@ -276,7 +289,7 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
                                     let rest: Vec<String> = chunker.finish().into_iter().collect();
                                     send(rest).await;
                                     let _ = input.send(TtsInput::End).await;
-                                    return Err(format!("{LLM_FAILED}: {e}"));
+                                    return Err(TurnError::Llm(e.to_string()));
                                 }
                                 None => break,
                             },
@@ -297,13 +310,13 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
                 }
             }
             let _ = input.send(TtsInput::End).await;
-            Ok::<(), String>(())
+            Ok::<(), TurnError>(())
         }
     };
     let reader = async {
         let mut first = true;
         while let Some(item) = output.recv().await {
-            let chunk: TtsChunk = item.map_err(|e| format!("speech synthesis failed: {e}"))?;
+            let chunk: TtsChunk = item.map_err(|e| TurnError::Tts(e.to_string()))?;
             if cancel.is_cancelled() {
                 return Ok(());
             }
@@ -326,7 +339,7 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), String> {
                 })
                 .is_err()
             {
-                return Err("the stream has stopped".to_string());
+                return Err(TurnError::StreamStopped);
             }
         }
         Ok(())

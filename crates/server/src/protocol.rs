@@ -46,7 +46,7 @@ pub enum ControlAction {
 }
 
 /// Stream parameters announced in `hello`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamInfo {
     /// Picture width in pixels.
     pub width: u32,
@@ -61,7 +61,7 @@ pub struct StreamInfo {
 }
 
 /// Messages the server sends.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// First message of every session.

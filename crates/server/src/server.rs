@@ -26,6 +26,7 @@ use talkstream_generators::{
 
 use crate::access::{Addresses, Policy};
 use crate::config::{Config, GeneratorChoice, LlmChoice, Secret, TtsChoice};
+use crate::registry::StreamRegistry;
 
 /// State shared by every request and session.
 pub struct AppState {
@@ -51,6 +52,8 @@ pub struct AppState {
     pub policy: Policy,
     /// Sessions and failed token attempts per client address.
     pub addresses: Arc<Addresses>,
+    /// The live streams, by stream id.
+    pub streams: Arc<StreamRegistry>,
     /// The server's start, the zero of the millisecond clock the limits use.
     pub started: std::time::Instant,
     active: AtomicUsize,
@@ -162,6 +165,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         policy,
         addresses: Arc::new(Addresses::default()),
+        streams: Arc::new(StreamRegistry::default()),
         started: std::time::Instant::now(),
         config,
         shutdown: shutdown.clone(),

@@ -1,0 +1,199 @@
+//! The live streams of this server, by stream id: what a route needs to find a stream (its
+//! session, the command sender into its media thread, its outputs and their URLs, the latest
+//! published segment as a watch, counters). A stream is listed from the moment its media thread
+//! runs until it ends; dropping the [`Registration`] removes it.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::pipeline::Frame;
+
+/// An output a stream is published to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOutput {
+    /// HLS files under `/hls/<stream>/`.
+    Hls {
+        /// Path of the multivariant playlist on this server.
+        playlist: String,
+    },
+}
+
+/// What has been published so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Segments published.
+    pub segments: u64,
+    /// Media sequence number of the latest segment.
+    pub last_msn: Option<u64>,
+}
+
+/// One live stream.
+#[derive(Debug)]
+pub struct StreamEntry {
+    /// The stream's id (the first stream of a session has the session's id).
+    pub stream_id: String,
+    /// The session that owns it.
+    pub session_id: String,
+    commands: mpsc::Sender<Frame>,
+    outputs: Vec<StreamOutput>,
+    published: watch::Sender<Published>,
+}
+
+impl StreamEntry {
+    /// A sender of commands into the stream's media thread.
+    pub fn commands(&self) -> mpsc::Sender<Frame> {
+        self.commands.clone()
+    }
+
+    /// The outputs the stream is published to.
+    pub fn outputs(&self) -> &[StreamOutput] {
+        &self.outputs
+    }
+
+    /// The HLS playlist path, if the stream has an HLS output.
+    #[allow(
+        clippy::unnecessary_find_map,
+        reason = "one kind of output today; WebRTC and RTMP outputs join it"
+    )]
+    pub fn hls_playlist(&self) -> Option<&str> {
+        self.outputs.iter().find_map(|o| match o {
+            StreamOutput::Hls { playlist } => Some(playlist.as_str()),
+        })
+    }
+
+    /// Watch what is published (the latest segment); wakes on every new one.
+    pub fn watch_published(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
+    }
+
+    /// What is published now.
+    pub fn published(&self) -> Published {
+        *self.published.borrow()
+    }
+
+    /// Record a newly published segment.
+    pub fn segment_published(&self, msn: u64) {
+        self.published.send_modify(|p| {
+            p.segments += 1;
+            p.last_msn = Some(p.last_msn.map_or(msn, |m| m.max(msn)));
+        });
+    }
+}
+
+/// All live streams.
+#[derive(Debug, Default)]
+pub struct StreamRegistry {
+    streams: Mutex<HashMap<String, Arc<StreamEntry>>>,
+}
+
+/// A listed stream; dropping it removes the stream from the registry.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<StreamRegistry>,
+    entry: Arc<StreamEntry>,
+}
+
+impl Registration {
+    /// The listed stream.
+    pub fn entry(&self) -> &Arc<StreamEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.registry.streams.lock() {
+            // Only remove what this registration listed (an id is never reused, but be exact).
+            if streams
+                .get(&self.entry.stream_id)
+                .is_some_and(|e| Arc::ptr_eq(e, &self.entry))
+            {
+                streams.remove(&self.entry.stream_id);
+            }
+        }
+    }
+}
+
+impl StreamRegistry {
+    /// List a stream with its HLS output at `/hls/<stream_id>/index.m3u8`.
+    pub fn register(
+        self: &Arc<Self>,
+        stream_id: &str,
+        session_id: &str,
+        commands: mpsc::Sender<Frame>,
+    ) -> Registration {
+        let entry = Arc::new(StreamEntry {
+            stream_id: stream_id.to_string(),
+            session_id: session_id.to_string(),
+            commands,
+            outputs: vec![StreamOutput::Hls {
+                playlist: format!("/hls/{stream_id}/index.m3u8"),
+            }],
+            published: watch::channel(Published::default()).0,
+        });
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.insert(stream_id.to_string(), Arc::clone(&entry));
+        }
+        Registration {
+            registry: Arc::clone(self),
+            entry,
+        }
+    }
+
+    /// The live stream with this id.
+    pub fn get(&self, stream_id: &str) -> Option<Arc<StreamEntry>> {
+        self.streams.lock().ok()?.get(stream_id).cloned()
+    }
+
+    /// How many streams are live.
+    pub fn len(&self) -> usize {
+        self.streams.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// True when no stream is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_listed_while_registered_and_publish_through_a_watch() {
+        let registry = Arc::new(StreamRegistry::default());
+        let (tx, rx) = mpsc::channel();
+        let reg = registry.register("00000000000000aa", "00000000000000aa", tx);
+        let entry = registry.get("00000000000000aa").unwrap();
+        assert_eq!(
+            entry.hls_playlist(),
+            Some("/hls/00000000000000aa/index.m3u8")
+        );
+        assert_eq!(registry.len(), 1);
+
+        let mut watch = entry.watch_published();
+        entry.segment_published(1);
+        entry.segment_published(2);
+        assert!(watch.has_changed().unwrap());
+        assert_eq!(
+            *watch.borrow_and_update(),
+            Published {
+                segments: 2,
+                last_msn: Some(2)
+            }
+        );
+
+        entry.commands().send(Frame::Finish).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Frame::Finish)));
+
+        drop(reg);
+        assert!(registry.get("00000000000000aa").is_none());
+        assert!(registry.is_empty());
+        // Watchers see the end: the sender is gone once the last entry handle goes.
+        drop(entry);
+        assert!(watch.has_changed().is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! The session driver: runs a [`SessionCore`] over a message transport (the axum WebSocket, or
+//! any `Stream` + `Sink` of messages, so tests can use channels) and carries out its
+//! [`Action`]s: starts and stops the live stream (one media thread, listed in the stream
+//! registry), starts and cancels turns, sends messages, closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio_util::sync::CancellationToken;
+
+use super::core::{Action, CoreConfig, SessionCore, TurnText};
+use super::new_id;
+use crate::files::remove_session_dir;
+use crate::generation::GeneratorLink;
+use crate::pipeline::{run_turn, Event, Frame, TextSource, TurnContext};
+use crate::producer::Producer;
+use crate::protocol::{ErrorCode, ServerMessage, StreamInfo};
+use crate::registry::Registration;
+use crate::server::AppState;
+
+/// The live stream of a session.
+struct LiveStream {
+    registration: Registration,
+    producer: Producer,
+}
+
+/// Everything a running session holds besides its core.
+struct Driver {
+    id: String,
+    state: Arc<AppState>,
+    span: tracing::Span,
+    events_tx: UnboundedSender<Event>,
+    stream: Option<LiveStream>,
+    /// Cancellation of the turns that run, by turn number.
+    turns: HashMap<u64, CancellationToken>,
+    /// Streams started so far (the first one has the session's id).
+    streams_started: u32,
+}
+
+/// Send one message; false when the transport is gone.
+async fn send<S>(socket: &mut S, msg: &ServerMessage) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    socket
+        .send(Message::Text(msg.to_json().into()))
+        .await
+        .is_ok()
+}
+
+async fn close<S>(socket: &mut S, code: u16, reason: &str)
+where
+    S: Sink<Message> + Unpin,
+{
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// Run one session on `socket` until it closes, the stream fails or the server shuts down.
+pub(super) async fn run<S, E>(mut socket: S, state: Arc<AppState>, peer: SocketAddr)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    E: std::fmt::Display,
+{
+    let per_address = state.config.access.sessions_per_address;
+    let Some(_address_slot) = state.addresses.try_acquire(peer.ip(), per_address) else {
+        tracing::warn!(peer = %peer, max = per_address, "refused a session: SESSIONS_PER_ADDRESS reached");
+        let msg = format!(
+            "this address already has {per_address} sessions open (SESSIONS_PER_ADDRESS); close one and try again"
+        );
+        send(
+            &mut socket,
+            &ServerMessage::error(ErrorCode::TooManySessionsFromAddress, msg),
+        )
+        .await;
+        close(&mut socket, 1013, "too many sessions from this address").await;
+        return;
+    };
+    let Some(_slot) = state.try_acquire_session() else {
+        tracing::warn!(
+            max = state.config.max_sessions,
+            "refused a session: MAX_SESSIONS reached"
+        );
+        let msg = format!(
+            "this server already runs its maximum of {} sessions; try again later",
+            state.config.max_sessions
+        );
+        send(
+            &mut socket,
+            &ServerMessage::error(ErrorCode::TooManySessions, msg),
+        )
+        .await;
+        close(&mut socket, 1013, "too many sessions").await;
+        return;
+    };
+
+    let id = new_id();
+    let span = tracing::info_span!("session", id = %id);
+    let (events_tx, mut events) = unbounded_channel();
+    let cfg = &state.config;
+    let mut core = SessionCore::new(
+        CoreConfig {
+            max_prompt_chars: cfg.max_prompt_chars,
+            llm: state.llm.is_some(),
+            system_prompt: cfg.system_prompt.clone(),
+            history_chars: cfg.history_chars,
+            limits: cfg.access.limits(),
+        },
+        span.clone(),
+        Instant::now(),
+    );
+    let mut driver = Driver {
+        id,
+        state: Arc::clone(&state),
+        span,
+        events_tx,
+        stream: None,
+        turns: HashMap::new(),
+        streams_started: 0,
+    };
+    tracing::info!(parent: &driver.span, "session started");
+
+    let first = core.start();
+    let mut closing = driver.execute(&mut socket, &mut core, first).await;
+    while closing.is_none() {
+        let actions = tokio::select! {
+            _ = state.shutdown.cancelled() => vec![Action::Close { code: 1001, reason: "server shutting down" }],
+            event = events.recv() => match event {
+                Some(event) => {
+                    driver.observe(&event);
+                    core.on_event(event, Instant::now())
+                }
+                None => vec![Action::Close { code: 1011, reason: "internal error" }],
+            },
+            msg = socket.next() => match msg {
+                Some(Ok(Message::Text(text))) => core.on_text(&text, Instant::now()),
+                Some(Ok(Message::Binary(_))) => core.on_binary(Instant::now()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
+                Some(Ok(Message::Close(_))) | None => vec![Action::Close { code: 1000, reason: "" }],
+                Some(Err(e)) => {
+                    tracing::info!(parent: &driver.span, error = %e, "socket error");
+                    vec![Action::Close { code: 1000, reason: "" }]
+                }
+            },
+        };
+        closing = driver.execute(&mut socket, &mut core, actions).await;
+    }
+    if let Some((code, reason)) = closing {
+        if !reason.is_empty() {
+            close(&mut socket, code, reason).await;
+        }
+    }
+    let last = core.close();
+    driver.execute(&mut socket, &mut core, last).await;
+    // Whatever the core no longer knows about still stops (e.g. after a failed stream).
+    for token in driver.turns.values() {
+        token.cancel();
+    }
+    driver.stop_stream().await;
+    while events.try_recv().is_ok() {}
+    tracing::info!(parent: &driver.span, "session ended");
+}
+
+impl Driver {
+    /// Carry out `actions` in order (and what they lead to). `Some(close)` when the session
+    /// must end.
+    async fn execute<S>(
+        &mut self,
+        socket: &mut S,
+        core: &mut SessionCore,
+        actions: Vec<Action>,
+    ) -> Option<(u16, &'static str)>
+    where
+        S: Sink<Message> + Unpin,
+    {
+        let mut queue = std::collections::VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Send(msg) => {
+                    if !send(socket, &msg).await {
+                        return Some((1000, ""));
+                    }
+                }
+                Action::StartStream => {
+                    let next = match self.start_stream() {
+                        Ok(hello) => {
+                            if !send(socket, &hello).await {
+                                return Some((1000, ""));
+                            }
+                            core.stream_started()
+                        }
+                        Err(()) => core.stream_start_failed(),
+                    };
+                    queue.extend(next);
+                }
+                Action::StopStream => self.stop_stream().await,
+                Action::StartTurn { turn, text } => self.start_turn(turn, text),
+                Action::CancelTurn { turn } => self.cancel_turn(turn),
+                Action::Close { code, reason } => return Some((code, reason)),
+            }
+        }
+        None
+    }
+
+    /// Keep the registry current with what the media thread reports.
+    fn observe(&mut self, event: &Event) {
+        match event {
+            Event::SegmentPublished { msn } => {
+                if let Some(s) = &self.stream {
+                    s.registration.entry().segment_published(*msn);
+                }
+            }
+            Event::TurnComplete { turn, .. } => {
+                self.turns.remove(turn);
+            }
+            _ => {}
+        }
+    }
+
+    /// Start a live stream with a fresh id (the first one: the session's id) and build its
+    /// `hello`.
+    fn start_stream(&mut self) -> Result<ServerMessage, ()> {
+        let state = Arc::clone(&self.state);
+        let cfg = &state.config;
+        let stream_id = if self.streams_started == 0 {
+            self.id.clone()
+        } else {
+            new_id()
+        };
+        self.streams_started += 1;
+        let dir = cfg.hls_dir.join(&stream_id);
+        let seed = u64::from_str_radix(&stream_id, 16).unwrap_or(0);
+        let channel = state.channel_config();
+        let sample_rate = channel.sample_rate;
+        let producer = Producer::spawn(
+            &stream_id,
+            dir,
+            channel,
+            seed,
+            state.portrait.clone(),
+            state.generator.as_ref().map(|g| GeneratorLink {
+                generator: Arc::clone(g),
+                runtime: tokio::runtime::Handle::current(),
+                ref_image: cfg.avatar_ref_image.clone().unwrap_or_default(),
+                session_id: self.id.clone(),
+                window_ms: cfg.seg_len_ms,
+                overlap_ms: cfg.seg_overlap_ms,
+                buffer_ms: cfg.generator_buffer_ms,
+            }),
+            self.events_tx.clone(),
+        )
+        .map_err(|e| {
+            tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
+        })?;
+        let registration = state
+            .streams
+            .register(&stream_id, &self.id, producer.sender());
+        let playlist = registration
+            .entry()
+            .hls_playlist()
+            .unwrap_or_default()
+            .to_string();
+        self.stream = Some(LiveStream {
+            registration,
+            producer,
+        });
+        Ok(ServerMessage::Hello {
+            session_id: self.id.clone(),
+            playlist,
+            version: env!("CARGO_PKG_VERSION"),
+            stream: StreamInfo {
+                width: cfg.width,
+                height: cfg.height,
+                fps: cfg.fps,
+                segment_ms: cfg.seg_len_ms,
+                audio_sample_rate: sample_rate,
+            },
+            llm: state.llm.as_ref().map_or_else(
+                || "none".to_string(),
+                |l| format!("{}:{}", l.name(), l.model()),
+            ),
+            tts: state.tts.name().into(),
+            video_generator: state.generator_kind.clone(),
+            generator_note: state.generator_note.clone(),
+        })
+    }
+
+    /// End the stream (ENDLIST) and remove its files after the linger time.
+    async fn stop_stream(&mut self) {
+        let Some(LiveStream {
+            registration,
+            producer,
+        }) = self.stream.take()
+        else {
+            return;
+        };
+        let joined = tokio::task::spawn_blocking(move || producer.finish_blocking()).await;
+        if joined.is_err() {
+            tracing::error!(parent: &self.span, "media thread could not be joined");
+        }
+        let stream_id = registration.entry().stream_id.clone();
+        drop(registration);
+        tracing::info!(parent: &self.span, stream = %stream_id, "stream ended");
+        let dir = self.state.config.hls_dir.join(&stream_id);
+        let linger = Duration::from_millis(self.state.config.session_linger_ms);
+        let shutdown = self.state.shutdown.clone();
+        self.state.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            let _ = tokio::task::spawn_blocking(move || remove_session_dir(&dir)).await;
+        });
+    }
+
+    fn start_turn(&mut self, turn: u64, text: TurnText) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        let cancel = CancellationToken::new();
+        self.turns.insert(turn, cancel.clone());
+        let ctx = TurnContext {
+            turn,
+            tts: Arc::clone(&self.state.tts),
+            stream_rate: self.state.channel_config().sample_rate,
+            chunker: self.state.config.chunker_config(),
+            frames: stream.producer.sender(),
+            events: self.events_tx.clone(),
+            cancel,
+        };
+        let source = match (text, &self.state.llm) {
+            (TurnText::Llm(messages), Some(llm)) => TextSource::Llm(Arc::clone(llm), messages),
+            (TurnText::Llm(messages), None) => {
+                // Cannot happen (the core asks for the model only when there is one); say the
+                // prompt rather than nothing.
+                let last = messages
+                    .last()
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                TextSource::Direct(last)
+            }
+            (TurnText::Direct(text), _) => TextSource::Direct(text),
+        };
+        self.state.tracker.spawn(run_turn(ctx, source));
+    }
+
+    fn cancel_turn(&mut self, turn: u64) {
+        if let Some(token) = self.turns.remove(&turn) {
+            token.cancel();
+        }
+        if let Some(stream) = &self.stream {
+            let _ = stream.producer.sender().send(Frame::Interrupt { turn });
+        }
+    }
+}
