@@ -413,6 +413,81 @@ mod tests {
     }
 
     #[test]
+    fn encoded_units_leave_the_channel_and_are_what_the_segments_carry() {
+        let mut ch = LiveChannel::new(small(1800), START).unwrap();
+        let mut units = Vec::new();
+        let mut segs = Vec::new();
+        for _ in 0..90 {
+            let n = ch.next_frame_index();
+            let pcm = vec![(n * 100) as i16; ch.samples_for_frame(n)];
+            let f = frame_for(n, 64, 48);
+            let pushed = ch
+                .push_frame_with_unit(&f, &pcm, START + ch.frame_time_ms(n + 1) as i64)
+                .unwrap();
+            assert_eq!(pushed.unit.video.frame_index, n);
+            assert_eq!(&pushed.unit.pcm[..], &pcm[..]);
+            segs.extend(pushed.outputs.into_iter().filter_map(|o| match o {
+                Output::Segment { bytes, .. } => Some(bytes),
+                _ => None,
+            }));
+            units.push(pushed.unit);
+        }
+        assert_eq!(segs.len(), 2);
+        // The segments' samples are the units' access units, in order, byte for byte.
+        let mut video = Vec::new();
+        let mut audio = Vec::new();
+        for bytes in &segs {
+            for c in parse_chunks(bytes) {
+                let mut at = c.mdat.start;
+                for t in &c.trafs {
+                    for s in &t.samples {
+                        let data = bytes[at..at + s.1 as usize].to_vec();
+                        at += s.1 as usize;
+                        if t.track_id == VIDEO_TRACK_ID {
+                            video.push((data, s.2 == SAMPLE_FLAGS_SYNC));
+                        } else {
+                            audio.push(data);
+                        }
+                    }
+                }
+            }
+        }
+        let unit_video: Vec<(Vec<u8>, bool)> = units
+            .iter()
+            .map(|u| (u.video.data.to_vec(), u.video.idr))
+            .collect();
+        assert_eq!(video, unit_video);
+        let unit_audio: Vec<Vec<u8>> = units
+            .iter()
+            .flat_map(|u| u.audio.iter().map(|a| a.data.to_vec()))
+            .collect();
+        assert_eq!(audio, unit_audio[..audio.len()]);
+        assert!(ch.encoder().sps().is_some() && ch.encoder().asc() == [0x11, 0x88]);
+    }
+
+    #[test]
+    fn a_keyframe_request_makes_an_idr_without_cutting() {
+        let mut ch = LiveChannel::new(small(1800), START).unwrap();
+        let mut idr = Vec::new();
+        let mut frames = Vec::new();
+        for i in 0..45u64 {
+            if i == 20 {
+                ch.request_keyframe();
+            }
+            let n = ch.next_frame_index();
+            let pcm = vec![0i16; ch.samples_for_frame(n)];
+            let pushed = ch
+                .push_frame_with_unit(&frame_for(n, 64, 48), &pcm, START)
+                .unwrap();
+            idr.push(pushed.unit.video.idr);
+            frames.extend(segments(&pushed.outputs).iter().map(|s| s.2.frames));
+        }
+        let idr_at: Vec<usize> = (0..45).filter(|&i| idr[i]).collect();
+        assert_eq!(idr_at, [0, 20]);
+        assert_eq!(frames, [45], "still one segment of 45 frames");
+    }
+
+    #[test]
     fn samples_for_frame_sums_to_the_rate_every_second() {
         for (fps, sr) in [
             (25, 48_000),

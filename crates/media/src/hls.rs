@@ -357,3 +357,67 @@ impl HlsPackager {
         files
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment of `frames` 25 fps frames starting at `start_frame`, with `len` bytes.
+    fn segment(start_frame: u64, frames: u32, len: usize) -> CmafSegment {
+        CmafSegment {
+            start_tick: start_frame * 3600,
+            duration_ticks: u64::from(frames) * 3600,
+            frames,
+            audio_samples: 0,
+            bytes: vec![7; len],
+            chunks: vec![ChunkInfo {
+                offset: 0,
+                len,
+                duration_ms: f64::from(frames) * 40.0,
+                independent: true,
+            }],
+        }
+    }
+
+    fn names(out: &[Output]) -> Vec<&str> {
+        out.iter()
+            .map(|o| match o {
+                Output::Init { name, .. }
+                | Output::Segment { name, .. }
+                | Output::File { name, .. }
+                | Output::Playlist { name, .. }
+                | Output::Delete { name } => name.as_str(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_segment_needs_the_init_and_names_follow_the_msn() {
+        let cfg = ChannelConfig::default();
+        let mut hls = HlsPackager::new(&cfg, 1_767_268_800_000).unwrap();
+        assert!(hls.needs_init());
+        assert!(hls.publish_segment(segment(0, 45, 10), None, 0).is_err());
+        let out = hls
+            .publish_segment(segment(0, 45, 225_000), Some(vec![1, 2]), 0)
+            .unwrap();
+        assert_eq!(names(&out), ["init-0.mp4", "seg-0.m4s", "subs-0.vtt"]);
+        assert!(!hls.needs_init());
+        let playlists = hls.playlists(Some("avc1.42c01e,mp4a.40.2".into()));
+        assert_eq!(names(&playlists), ["video.m3u8", "subs.m3u8", "index.m3u8"]);
+        // 225 000 bytes in 1.8 s = 1 Mbit/s: below the configured peak of 1.33 Mbit/s.
+        let Output::Playlist { text, .. } = &playlists[2] else {
+            panic!("expected the multivariant playlist")
+        };
+        assert!(text.contains("BANDWIDTH=1330000,"), "{text}");
+        let out = hls.publish_segment(segment(45, 45, 10), None, 0).unwrap();
+        assert_eq!(names(&out), ["seg-1.m4s", "subs-1.vtt"]);
+        let Output::Segment { info, .. } = &out[0] else {
+            panic!("expected the segment first")
+        };
+        assert_eq!(
+            (info.msn, info.start_ms, info.duration_ms),
+            (1, 1800, 1800.0)
+        );
+        assert_eq!(names(&hls.playlists(None)), ["video.m3u8", "subs.m3u8"]);
+    }
+}
