@@ -173,6 +173,13 @@ impl CmafSegmenter {
         self.open.as_ref().map(|o| o.frames)
     }
 
+    /// The chunks of the open segment completed so far: their bytes and where each lies. For an
+    /// output that publishes chunks before their segment closes (LL-HLS parts); the closed
+    /// segment starts with exactly these bytes. `None` with no open segment.
+    pub fn open_chunks(&self) -> Option<(&[u8], &[ChunkInfo])> {
+        self.open.as_ref().map(|o| (&o.bytes[..], &o.chunks[..]))
+    }
+
     /// End of the closed segments' video, 90 kHz ticks.
     pub fn closed_video_ticks(&self) -> u64 {
         self.closed_ticks
@@ -555,7 +562,20 @@ mod tests {
     fn chunk_boundaries_are_recorded_and_audio_follows_video() {
         let mut seg = CmafSegmenter::new(cfg(25, 1800, Some(500))).unwrap();
         let mut feed = Feed::new(25, 48_000);
-        let segs = push_n(&mut seg, &mut feed, 90);
+        assert!(seg.open_chunks().is_none());
+        push_n(&mut seg, &mut feed, 12);
+        assert_eq!(
+            seg.open_chunks().map(|(b, c)| (b.len(), c.len())),
+            Some((0, 0))
+        );
+        push_n(&mut seg, &mut feed, 1);
+        let (bytes, chunks) = seg.open_chunks().unwrap();
+        assert_eq!(chunks.len(), 1, "the first part is out after 13 frames");
+        let first_part = bytes.to_vec();
+        let mut segs = push_n(&mut seg, &mut feed, 32);
+        assert_eq!(segs.len(), 1);
+        assert!(segs[0].bytes.starts_with(&first_part));
+        segs.extend(push_n(&mut seg, &mut feed, 45));
         assert_eq!(segs.len(), 2);
         for s in &segs {
             let frames: Vec<f64> = s.chunks.iter().map(|c| c.duration_ms / 40.0).collect();
