@@ -11,8 +11,9 @@
 
 pub use crate::config::ChannelConfig;
 use crate::encoder::{EncodedUnit, FrameEncoder};
+use crate::hls::HlsPackager;
 pub use crate::hls::{
-    HlsPackager, Output, SegmentInfo, PLAYLIST_NAME, SUBTITLES_PLAYLIST_NAME, VIDEO_PLAYLIST_NAME,
+    Output, SegmentInfo, PLAYLIST_NAME, SUBTITLES_PLAYLIST_NAME, VIDEO_PLAYLIST_NAME,
 };
 pub use crate::segmenter::ChunkInfo;
 use crate::segmenter::{CmafSegment, CmafSegmenter};

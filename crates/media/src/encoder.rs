@@ -117,7 +117,7 @@ impl AudioUnit {
 pub struct EncodedUnit {
     /// The frame's H.264 access unit.
     pub video: VideoUnit,
-    /// The AAC access units completed by this frame's PCM (zero to two, in order; they lag the
+    /// The AAC access units completed by this frame's PCM (none or more, in order; they lag the
     /// PCM, see the module docs).
     pub audio: Vec<AudioUnit>,
     /// Stream sample at which `pcm` starts.
