@@ -1,297 +1,38 @@
-//! The live segmenter: [`LiveChannel`] takes one video frame plus its PCM at a time, encodes them,
-//! cuts IDR-aligned segments (made of one or more CMAF chunks), keeps the HLS playlist and tells
-//! the caller which files to write and, after the RFC 8216 grace period, which to delete.
+//! The live channel: [`LiveChannel`] is the composition of the three media stages for one HLS
+//! stream: the encoder ([`FrameEncoder`]: frame + PCM in, one [`EncodedUnit`] out), the CMAF
+//! segmenter ([`CmafSegmenter`]: units in, IDR-aligned segments of chunks out) and the HLS
+//! packager ([`HlsPackager`]: segments in, files to write and delete out). It owns only the
+//! wiring and the channel's failure state; every rule lives in one stage.
 //!
-//! Timeline: video frame `n` starts at `floor(n * 90000 / fps)` (90 kHz ticks); audio is one
-//! continuous AAC track whose access unit `k` starts at sample `k * 1024`. Both start at media
-//! time 0 and `tfdt` stays continuous per track for the whole channel.
+//! [`LiveChannel::push_frame_with_unit`] hands each frame's encoded unit back to the caller, so
+//! other outputs (a WebRTC pacer, an RTMP publisher) can use the same single encode.
 //!
-//! Files: without subtitles, `index.m3u8` is the fMP4 media playlist. With subtitles
-//! ([`ChannelConfig::subtitles`], the default) `index.m3u8` is a multivariant playlist written
-//! once, together with the first segment and after the media playlists; the fMP4 media playlist
-//! is `video.m3u8` and the WebVTT one `subs.m3u8`, which lists a `subs-<msn>.vtt` for every
-//! `seg-<msn>.m4s` with the same sequence number, duration and date, slides with it and is
-//! deleted with it.
+//! Timeline: see [`crate::encoder`]. Cutting: see [`crate::segmenter`]. Files: see [`crate::hls`].
 
-use std::collections::VecDeque;
-
-use crate::audio::{AacEncoder, AAC_SAMPLE_RATES, SAMPLES_PER_AU};
-use crate::fmp4::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TIMESCALE, VIDEO_TRACK_ID};
-use crate::playlist::{MediaPlaylist, MultivariantPlaylist, PlaylistSegment, SubtitlesRendition};
-use crate::subtitles::CueTrack;
-use crate::video::{self, H264Encoder, I420Frame};
+pub use crate::config::ChannelConfig;
+use crate::encoder::{EncodedUnit, FrameEncoder};
+use crate::hls::HlsPackager;
+pub use crate::hls::{
+    Output, SegmentInfo, PLAYLIST_NAME, SUBTITLES_PLAYLIST_NAME, VIDEO_PLAYLIST_NAME,
+};
+pub use crate::segmenter::ChunkInfo;
+use crate::segmenter::{CmafSegment, CmafSegmenter};
+use crate::video::I420Frame;
 use crate::MediaError;
 
-/// Name of the playlist players open: the fMP4 media playlist, or with subtitles the
-/// multivariant playlist.
-pub const PLAYLIST_NAME: &str = "index.m3u8";
-/// Name of the fMP4 media playlist when subtitles are on.
-pub const VIDEO_PLAYLIST_NAME: &str = "video.m3u8";
-/// Name of the WebVTT subtitles media playlist.
-pub const SUBTITLES_PLAYLIST_NAME: &str = "subs.m3u8";
-/// `GROUP-ID` of the subtitles rendition.
-const SUBTITLES_GROUP: &str = "subs";
-/// `NAME` of the subtitles rendition.
-const SUBTITLES_TRACK_NAME: &str = "Captions";
-
-/// Shortest accepted `segment_ms`.
-const MIN_SEGMENT_MS: u32 = 200;
-/// Longest accepted `segment_ms`.
-const MAX_SEGMENT_MS: u32 = 60_000;
-
-/// Settings of one live channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelConfig {
-    /// Picture width (even).
-    pub width: u32,
-    /// Picture height (even).
-    pub height: u32,
-    /// Constant frame rate (1..=120).
-    pub fps: u32,
-    /// Audio sample rate; must be an AAC table rate, e.g. 48000.
-    pub sample_rate: u32,
-    /// Target segment length in ms: a segment is cut at the first frame boundary at or after it.
-    pub segment_ms: u32,
-    /// `None` = one chunk per segment; `Some(ms)` = a moof+mdat every ~ms (cut at the first frame
-    /// boundary at or after it), recorded for LL-HLS parts.
-    pub chunk_ms: Option<u32>,
-    /// Playlist window in segments.
-    pub window: usize,
-    /// H.264 target bitrate.
-    pub video_bitrate_kbps: u32,
-    /// AAC target bitrate.
-    pub audio_bitrate_kbps: u32,
-    /// Extra time added to the RFC 8216 grace before a removed segment may be deleted.
-    pub deletion_slack_ms: u32,
-    /// Publish captions ([`LiveChannel::add_cue`]) as a WebVTT subtitles rendition behind a
-    /// multivariant `index.m3u8` (see the module docs). When false the output is a single media
-    /// playlist `index.m3u8` and cues are ignored.
-    pub subtitles: bool,
-    /// `LANGUAGE` of the subtitles rendition: an RFC 5646 tag (letters, digits, `-`).
-    pub subtitles_language: String,
+/// What one pushed frame produced: its encoded unit (for any other output) and the HLS files to
+/// write or delete, in order.
+#[derive(Debug, Clone)]
+pub struct PushedFrame {
+    /// The frame's H.264 access unit, the AAC access units its PCM completed and the PCM.
+    /// Cloning it shares the buffers.
+    pub unit: EncodedUnit,
+    /// What to write/delete, in order (as [`LiveChannel::push_frame`] returns it).
+    pub outputs: Vec<Output>,
 }
 
-impl Default for ChannelConfig {
-    fn default() -> Self {
-        Self {
-            width: 512,
-            height: 512,
-            fps: 25,
-            sample_rate: 48_000,
-            segment_ms: 1800,
-            chunk_ms: None,
-            window: 8,
-            video_bitrate_kbps: 1000,
-            audio_bitrate_kbps: 64,
-            deletion_slack_ms: 2000,
-            subtitles: true,
-            subtitles_language: "en".into(),
-        }
-    }
-}
-
-impl ChannelConfig {
-    /// Checks every field; the error names the first bad one.
-    pub fn validate(&self) -> Result<(), MediaError> {
-        let bad = |field: &'static str, value: String, reason: String| {
-            Err(MediaError::InvalidConfig {
-                field,
-                value,
-                reason,
-            })
-        };
-        video::validate_video_size(self.width, self.height)?;
-        if self.fps == 0 || self.fps > 120 {
-            return bad("fps", self.fps.to_string(), "must be 1..=120".into());
-        }
-        if !AAC_SAMPLE_RATES.contains(&self.sample_rate) {
-            return bad(
-                "sample_rate",
-                self.sample_rate.to_string(),
-                format!("must be an AAC table rate, one of {AAC_SAMPLE_RATES:?}"),
-            );
-        }
-        let frame_ms = 1000u32.div_ceil(self.fps);
-        let min_segment = MIN_SEGMENT_MS.max(frame_ms);
-        if self.segment_ms < min_segment || self.segment_ms > MAX_SEGMENT_MS {
-            return bad(
-                "segment_ms",
-                self.segment_ms.to_string(),
-                format!("must be {min_segment}..={MAX_SEGMENT_MS} (at least one frame)"),
-            );
-        }
-        if let Some(c) = self.chunk_ms {
-            if c < frame_ms || c > self.segment_ms {
-                return bad(
-                    "chunk_ms",
-                    c.to_string(),
-                    format!(
-                        "must be between one frame ({frame_ms} ms) and segment_ms ({})",
-                        self.segment_ms
-                    ),
-                );
-            }
-        }
-        if self.window == 0 {
-            return bad("window", "0".into(), "must be at least 1 segment".into());
-        }
-        if self.video_bitrate_kbps == 0 || self.video_bitrate_kbps > 200_000 {
-            return bad(
-                "video_bitrate_kbps",
-                self.video_bitrate_kbps.to_string(),
-                "must be 1..=200000".into(),
-            );
-        }
-        // AAC-LC carries at most 6144 bits per channel per 1024-sample frame.
-        let max_audio_kbps = 6 * self.sample_rate / 1000;
-        if self.audio_bitrate_kbps == 0 || self.audio_bitrate_kbps > max_audio_kbps {
-            return bad(
-                "audio_bitrate_kbps",
-                self.audio_bitrate_kbps.to_string(),
-                format!(
-                    "must be 1..={max_audio_kbps} at {} Hz mono",
-                    self.sample_rate
-                ),
-            );
-        }
-        let lang = &self.subtitles_language;
-        if lang.is_empty()
-            || lang.len() > 35
-            || lang.starts_with('-')
-            || lang.ends_with('-')
-            || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return bad(
-                "subtitles_language",
-                lang.clone(),
-                "must be a language tag such as en or pt-BR".into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// 90 kHz tick at which frame `n` starts.
-    fn frame_tick(&self, n: u64) -> u64 {
-        (u128::from(n) * u128::from(VIDEO_TIMESCALE) / u128::from(self.fps)) as u64
-    }
-
-    /// The fixed `EXT-X-TARGETDURATION`: ceil of the longest segment the cutting rule can make.
-    pub fn target_duration_s(&self) -> u32 {
-        let fps = u64::from(self.fps.max(1));
-        let timescale = u64::from(VIDEO_TIMESCALE);
-        let target = u64::from(self.segment_ms) * 90;
-        let max_ticks = if timescale % fps == 0 {
-            let frame = timescale / fps;
-            target.div_ceil(frame) * frame
-        } else {
-            target - 1 + timescale.div_ceil(fps)
-        };
-        max_ticks.div_ceil(timescale).max(1) as u32
-    }
-}
-
-/// Where one CMAF chunk (moof+mdat) lies inside its segment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChunkInfo {
-    /// Byte offset of the chunk's `moof` within the segment.
-    pub offset: usize,
-    /// Chunk length in bytes.
-    pub len: usize,
-    /// Video duration of the chunk in ms.
-    pub duration_ms: f64,
-    /// True if the chunk starts with an IDR (an LL-HLS part with `INDEPENDENT=YES`).
-    pub independent: bool,
-}
-
-/// Facts about a finished segment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SegmentInfo {
-    /// Media sequence number.
-    pub msn: u64,
-    /// Media time of the first video frame, ms (rounded down).
-    pub start_ms: u64,
-    /// Video duration in ms (the `EXTINF`).
-    pub duration_ms: f64,
-    /// Video frames in the segment.
-    pub frames: u32,
-    /// Audio samples in the segment (access units x 1024).
-    pub audio_samples: u64,
-    /// The chunks, in order, covering the whole segment.
-    pub chunks: Vec<ChunkInfo>,
-}
-
-/// Something the caller must do, in the order given.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Write an init segment (before any segment that uses it).
-    Init {
-        /// File name, e.g. `init-0.mp4`.
-        name: String,
-        /// File contents.
-        bytes: Vec<u8>,
-    },
-    /// Write a media segment (before the playlist that lists it).
-    Segment {
-        /// File name, e.g. `seg-12.m4s`.
-        name: String,
-        /// File contents.
-        bytes: Vec<u8>,
-        /// What is in it.
-        info: SegmentInfo,
-    },
-    /// Replace the playlist (write to a temporary name, then rename).
-    Playlist {
-        /// File name: [`PLAYLIST_NAME`].
-        name: String,
-        /// The full new text.
-        text: String,
-    },
-    /// Write a file that is neither an init nor a media segment: a WebVTT subtitle segment
-    /// (`subs-<msn>.vtt`, UTF-8), before the playlist that lists it. It never changes afterwards.
-    File {
-        /// File name, e.g. `subs-12.vtt`.
-        name: String,
-        /// File contents.
-        bytes: Vec<u8>,
-    },
-    /// Delete a file: its grace period has passed.
-    Delete {
-        /// File name.
-        name: String,
-    },
-}
-
-#[derive(Debug)]
-struct VideoSample {
-    data: Vec<u8>,
-    duration: u32,
-    sync: bool,
-}
-
-/// The segment being built.
-#[derive(Debug)]
-struct OpenSegment {
-    start_tick: u64,
-    ticks: u64,
-    frames: u32,
-    audio_samples: u64,
-    cap_ms: Option<u32>,
-    bytes: Vec<u8>,
-    chunks: Vec<ChunkInfo>,
-    /// Current chunk: its start tick and video samples.
-    chunk_start_tick: u64,
-    chunk_video: Vec<VideoSample>,
-}
-
-/// Subtitles state: the WebVTT media playlist (kept in lockstep with the video one) and the cues.
-#[derive(Debug)]
-struct Subtitles {
-    playlist: MediaPlaylist,
-    cues: CueTrack,
-    multivariant_emitted: bool,
-}
-
-/// One live HLS channel: frames and PCM in, [`Output`]s out. See the module docs.
+/// One live HLS channel: frames and PCM in, [`Output`]s (and [`EncodedUnit`]s) out. See the
+/// module docs.
 ///
 /// ```
 /// use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, Output};
@@ -324,27 +65,9 @@ struct Subtitles {
 /// ```
 pub struct LiveChannel {
     cfg: ChannelConfig,
-    start_unix_ms: i64,
-    video: H264Encoder,
-    audio: AacEncoder,
-    playlist: MediaPlaylist,
-    next_frame: u64,
-    /// Access units already placed in chunks (the next one starts at `placed_aus * 1024`).
-    placed_aus: u64,
-    pending_audio: VecDeque<Vec<u8>>,
-    open: Option<OpenSegment>,
-    cut_pending: bool,
-    pending_cap_ms: Option<u32>,
-    next_sequence: u32,
-    init_name: String,
-    init_emitted: bool,
-    playlist_emitted: bool,
-    /// Bit rate of the first segment (bits/s), for the multivariant `BANDWIDTH`.
-    first_segment_bps: Option<u64>,
-    /// End of the published video (90 kHz ticks) and audio (samples).
-    published_ticks: u64,
-    published_audio_samples: u64,
-    subs: Option<Subtitles>,
+    encoder: FrameEncoder,
+    segmenter: CmafSegmenter,
+    hls: HlsPackager,
     finished: bool,
     failed: bool,
 }
@@ -353,12 +76,9 @@ impl std::fmt::Debug for LiveChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveChannel")
             .field("cfg", &self.cfg)
-            .field("start_unix_ms", &self.start_unix_ms)
-            .field("next_frame", &self.next_frame)
-            .field("placed_aus", &self.placed_aus)
-            .field("pending_audio", &self.pending_audio.len())
-            .field("open_frames", &self.open.as_ref().map(|o| o.frames))
-            .field("media_sequence", &self.playlist.media_sequence())
+            .field("next_frame", &self.encoder.next_frame_index())
+            .field("segmenter", &self.segmenter)
+            .field("media_sequence", &self.hls.media_sequence())
             .field("finished", &self.finished)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
@@ -370,39 +90,14 @@ impl LiveChannel {
     /// time 0, used for `EXT-X-PROGRAM-DATE-TIME` (a segment's date = start + its media start).
     pub fn new(cfg: ChannelConfig, start_unix_ms: i64) -> Result<Self, MediaError> {
         cfg.validate()?;
-        let video = H264Encoder::new(cfg.width, cfg.height, cfg.fps, cfg.video_bitrate_kbps)?;
-        let audio = AacEncoder::new(cfg.sample_rate, cfg.audio_bitrate_kbps)?;
-        let playlist =
-            MediaPlaylist::new(cfg.target_duration_s(), cfg.window, cfg.deletion_slack_ms)?;
-        let subs = if cfg.subtitles {
-            Some(Subtitles {
-                playlist: playlist.clone(),
-                cues: CueTrack::new(),
-                multivariant_emitted: false,
-            })
-        } else {
-            None
-        };
+        let encoder = FrameEncoder::new(cfg.encoder())?;
+        let segmenter = CmafSegmenter::new(cfg.segmenter())?;
+        let hls = HlsPackager::new(&cfg, start_unix_ms)?;
         Ok(Self {
             cfg,
-            start_unix_ms,
-            video,
-            audio,
-            playlist,
-            next_frame: 0,
-            placed_aus: 0,
-            pending_audio: VecDeque::new(),
-            open: None,
-            cut_pending: false,
-            pending_cap_ms: None,
-            next_sequence: 1,
-            init_name: "init-0.mp4".into(),
-            init_emitted: false,
-            playlist_emitted: false,
-            first_segment_bps: None,
-            published_ticks: 0,
-            published_audio_samples: 0,
-            subs,
+            encoder,
+            segmenter,
+            hls,
             finished: false,
             failed: false,
         })
@@ -413,41 +108,41 @@ impl LiveChannel {
         &self.cfg
     }
 
+    /// The encoder stage: codec parameters for other outputs ([`FrameEncoder::sps`],
+    /// [`FrameEncoder::pps`], [`FrameEncoder::asc`], [`FrameEncoder::init_segment`]).
+    pub fn encoder(&self) -> &FrameEncoder {
+        &self.encoder
+    }
+
     /// Index of the next frame to push.
     pub fn next_frame_index(&self) -> u64 {
-        self.next_frame
+        self.encoder.next_frame_index()
     }
 
     /// Media time of frame `n` in ms (rounded down).
     pub fn frame_time_ms(&self, n: u64) -> u64 {
-        (u128::from(n) * 1000 / u128::from(self.cfg.fps)) as u64
+        self.encoder.config().frame_time_ms(n)
     }
 
     /// PCM samples that go with frame `n`: `floor((n+1)*sr/fps) - floor(n*sr/fps)`.
     pub fn samples_for_frame(&self, n: u64) -> usize {
-        let at =
-            |k: u64| u128::from(k) * u128::from(self.cfg.sample_rate) / u128::from(self.cfg.fps);
-        (at(n + 1) - at(n)) as usize
+        self.encoder.config().samples_for_frame(n)
     }
 
     /// The playlist's fixed `EXT-X-TARGETDURATION` in seconds.
     pub fn target_duration_s(&self) -> u32 {
-        self.playlist.target_duration_s()
+        self.hls.target_duration_s()
     }
 
     /// RFC 6381 `CODECS` value (`avc1.PPCCLL,mp4a.40.2`), known once the first frame is encoded.
     pub fn codecs(&self) -> Option<String> {
-        self.video.codec_string().map(|v| format!("{v},mp4a.40.2"))
+        self.encoder.codecs()
     }
 
     /// Name of the fMP4 media playlist: [`VIDEO_PLAYLIST_NAME`] with subtitles, else
     /// [`PLAYLIST_NAME`].
     pub fn media_playlist_name(&self) -> &'static str {
-        if self.subs.is_some() {
-            VIDEO_PLAYLIST_NAME
-        } else {
-            PLAYLIST_NAME
-        }
+        self.hls.media_playlist_name()
     }
 
     /// Adds a caption cue shown from `start_ms` to `end_ms` (media times, the timeline of
@@ -459,23 +154,19 @@ impl LiveChannel {
     /// unclipped times). Also ignored: `end_ms <= start_ms`, blank text, and any cue when
     /// subtitles are off. Text is plain (escaped when written); blank lines are dropped.
     pub fn add_cue(&mut self, start_ms: u64, end_ms: u64, text: &str) {
-        if let Some(subs) = &mut self.subs {
-            subs.cues.add(start_ms, end_ms, text);
-        }
+        self.hls.add_cue(start_ms, end_ms, text);
     }
 
     /// Barge-in: drops the cues starting at or after `from_ms` and ends any cue spanning
     /// `from_ms` there. Published WebVTT segments keep the cues they were written with.
     pub fn clear_cues_from(&mut self, from_ms: u64) {
-        if let Some(subs) = &mut self.subs {
-            subs.cues.clear_from(from_ms);
-        }
+        self.hls.clear_cues_from(from_ms);
     }
 
     /// Media time (ms) up to which WebVTT segments are published: the end of the last closed
     /// segment. `None` when subtitles are off.
     pub fn cues_published_until_ms(&self) -> Option<u64> {
-        self.subs.as_ref().map(|s| s.cues.published_until_ms())
+        self.hls.cues_published_until_ms()
     }
 
     /// Length of the published media in ms, rounded up: the longer of the video and the audio
@@ -483,8 +174,8 @@ impl LiveChannel {
     /// video). After [`LiveChannel::finish`] it is the `duration_ms` to give
     /// [`crate::offline_mp4`].
     pub fn published_duration_ms(&self) -> u64 {
-        let video = self.published_ticks.div_ceil(90);
-        let audio = (u128::from(self.published_audio_samples) * 1000)
+        let video = self.segmenter.closed_video_ticks().div_ceil(90);
+        let audio = (u128::from(self.segmenter.closed_audio_samples()) * 1000)
             .div_ceil(u128::from(self.cfg.sample_rate));
         video.max(u64::try_from(audio).unwrap_or(u64::MAX))
     }
@@ -498,17 +189,21 @@ impl LiveChannel {
         pcm: &[i16],
         now_unix_ms: i64,
     ) -> Result<Vec<Output>, MediaError> {
+        self.push_frame_with_unit(frame, pcm, now_unix_ms)
+            .map(|pushed| pushed.outputs)
+    }
+
+    /// [`LiveChannel::push_frame`] that also returns the frame's [`EncodedUnit`], for outputs
+    /// other than HLS (the same single encode; cloning the unit shares its buffers).
+    pub fn push_frame_with_unit(
+        &mut self,
+        frame: &I420Frame,
+        pcm: &[i16],
+        now_unix_ms: i64,
+    ) -> Result<PushedFrame, MediaError> {
         self.check_usable()?;
-        let n = self.next_frame;
-        video::check_frame(frame, self.cfg.width, self.cfg.height, n)?;
-        let expected = self.samples_for_frame(n);
-        if pcm.len() != expected {
-            return Err(MediaError::PcmLength {
-                frame_index: n,
-                expected,
-                got: pcm.len(),
-            });
-        }
+        // Input errors leave the channel as it was.
+        self.encoder.check_input(frame, pcm)?;
         let result = self.push_checked(frame, pcm, now_unix_ms);
         if result.is_err() {
             // An encoder or writer failure leaves the timeline in an unknown state.
@@ -522,73 +217,32 @@ impl LiveChannel {
         frame: &I420Frame,
         pcm: &[i16],
         now_unix_ms: i64,
-    ) -> Result<Vec<Output>, MediaError> {
-        let n = self.next_frame;
-        let cut_open = self.cut_pending && self.open.is_some();
-        let starts_segment = self.open.is_none() || cut_open;
-        let encoded = self.video.encode(frame, starts_segment)?;
-        if starts_segment && !encoded.is_idr {
-            return Err(MediaError::VideoEncoder {
-                frame_index: n,
-                message: "segment would not start with an IDR".into(),
-            });
+    ) -> Result<PushedFrame, MediaError> {
+        if self.segmenter.next_starts_segment() {
+            self.encoder.request_keyframe();
         }
-        // Access units made available by this frame's PCM may still belong to the open segment.
-        self.pending_audio.extend(self.audio.push(pcm)?);
+        let unit = self.encoder.encode(frame, pcm)?;
+        let mut outputs = Vec::new();
+        for segment in self.segmenter.push(&unit)? {
+            outputs.extend(self.publish(segment, now_unix_ms)?);
+            outputs.extend(self.hls.playlists(self.encoder.codecs()));
+        }
+        outputs.extend(self.hls.poll_expired(now_unix_ms));
+        Ok(PushedFrame { unit, outputs })
+    }
 
-        let mut out = Vec::new();
-        if cut_open {
-            out.extend(self.close_segment(now_unix_ms, false)?);
-        }
-        let frame_start = self.cfg.frame_tick(n);
-        let duration = self.cfg.frame_tick(n + 1) - frame_start;
-        if self.open.is_none() {
-            self.cut_pending = false;
-            self.open = Some(OpenSegment {
-                start_tick: frame_start,
-                ticks: 0,
-                frames: 0,
-                audio_samples: 0,
-                cap_ms: self.pending_cap_ms.take(),
-                bytes: Vec::new(),
-                chunks: Vec::new(),
-                chunk_start_tick: frame_start,
-                chunk_video: Vec::new(),
-            });
-        }
-        let next_duration = self.cfg.frame_tick(n + 2) - self.cfg.frame_tick(n + 1);
-        let (close_chunk, close_segment) = {
-            let Some(open) = self.open.as_mut() else {
-                return Err(MediaError::Playlist {
-                    message: "internal: no open segment".into(),
-                });
-            };
-            open.chunk_video.push(VideoSample {
-                data: encoded.data,
-                duration: duration as u32,
-                sync: encoded.is_idr,
-            });
-            open.ticks += duration;
-            open.frames += 1;
-            let chunk_ticks = open.start_tick + open.ticks - open.chunk_start_tick;
-            let close_chunk = self
-                .cfg
-                .chunk_ms
-                .is_some_and(|c| chunk_ticks >= u64::from(c) * 90);
-            let reached_target = open.ticks >= u64::from(self.cfg.segment_ms) * 90;
-            let reached_cap = open
-                .cap_ms
-                .is_some_and(|cap| open.ticks + next_duration > u64::from(cap) * 90);
-            (close_chunk, reached_target || reached_cap)
+    /// Hands a closed segment to the packager (with the init segment the first time).
+    fn publish(
+        &mut self,
+        segment: CmafSegment,
+        now_unix_ms: i64,
+    ) -> Result<Vec<Output>, MediaError> {
+        let init = if self.hls.needs_init() {
+            Some(self.encoder.init_segment()?)
+        } else {
+            None
         };
-        self.next_frame += 1;
-        if close_segment {
-            out.extend(self.close_segment(now_unix_ms, false)?);
-        } else if close_chunk {
-            self.close_chunk(false)?;
-        }
-        out.extend(self.poll_expired(now_unix_ms));
-        Ok(out)
+        self.hls.publish_segment(segment, init, now_unix_ms)
     }
 
     fn check_usable(&self) -> Result<(), MediaError> {
@@ -601,14 +255,17 @@ impl LiveChannel {
         Ok(())
     }
 
+    /// The next pushed frame is an IDR, without cutting a segment: for outputs whose receivers
+    /// ask for a picture they can start from. Not throttled: every request costs an IDR.
+    pub fn request_keyframe(&mut self) {
+        self.encoder.request_keyframe();
+    }
+
     /// The next pushed frame starts a new segment (IDR) even if the open one is short. If
     /// `next_segment_max_ms` is `Some`, that new segment is closed after at most that long (at
     /// least one frame). With no open segment only the cap is set.
     pub fn cut_before_next(&mut self, next_segment_max_ms: Option<u32>) {
-        if self.open.is_some() {
-            self.cut_pending = true;
-        }
-        self.pending_cap_ms = next_segment_max_ms;
+        self.segmenter.cut_before_next(next_segment_max_ms);
     }
 
     /// Closes the open segment (if it has frames), flushing the audio encoder into it, and ends
@@ -623,294 +280,30 @@ impl LiveChannel {
         }
         self.finished = true;
         let mut out = Vec::new();
-        if self.open.is_some() {
-            self.pending_audio.extend(self.audio.flush()?);
-            out.extend(self.close_segment_files(now_unix_ms, true)?);
+        let tail = if self.segmenter.open_frames().is_some() {
+            self.encoder.finish()?
+        } else {
+            Vec::new()
+        };
+        if let Some(segment) = self.segmenter.finish(&tail)? {
+            out.extend(self.publish(segment, now_unix_ms)?);
         }
-        self.pending_audio.clear();
-        self.playlist.end();
-        if let Some(subs) = &mut self.subs {
-            subs.playlist.end();
-        }
-        out.extend(self.playlist_outputs());
-        out.extend(self.poll_expired(now_unix_ms));
+        self.hls.end();
+        out.extend(self.hls.playlists(self.encoder.codecs()));
+        out.extend(self.hls.poll_expired(now_unix_ms));
         Ok(out)
     }
 
     /// Delete outputs for files whose grace period has passed at `now_unix_ms` (segments, then
     /// init segments no longer used).
     pub fn poll_expired(&mut self, now_unix_ms: i64) -> Vec<Output> {
-        let mut names = self.playlist.poll_expired(now_unix_ms);
-        if let Some(subs) = &mut self.subs {
-            names.extend(subs.playlist.poll_expired(now_unix_ms));
-        }
-        names
-            .into_iter()
-            .map(|name| Output::Delete { name })
-            .collect()
+        self.hls.poll_expired(now_unix_ms)
     }
 
     /// Every file name this channel has created (segments, init segments, subtitle segments and
     /// playlists) that has not been reported in a [`Output::Delete`].
     pub fn live_files(&self) -> Vec<String> {
-        // The init segment is emitted together with the first segment that uses it, so the
-        // playlist's bookkeeping covers it.
-        let mut files = self.playlist.live_files();
-        if let Some(subs) = &self.subs {
-            files.extend(subs.playlist.live_files());
-        }
-        if self.playlist_emitted {
-            files.push(self.media_playlist_name().into());
-            if let Some(subs) = &self.subs {
-                files.push(SUBTITLES_PLAYLIST_NAME.into());
-                if subs.multivariant_emitted {
-                    files.push(PLAYLIST_NAME.into());
-                }
-            }
-        }
-        files
-    }
-
-    /// Turns the open chunk into bytes appended to the open segment, with the pending audio that
-    /// starts before the chunk's video end (all of it when `all_audio`).
-    fn close_chunk(&mut self, all_audio: bool) -> Result<(), MediaError> {
-        let sr = u128::from(self.cfg.sample_rate);
-        let Some(open) = self.open.as_mut() else {
-            return Ok(());
-        };
-        // An empty chunk is only built at finish, to carry the last audio (audio-only chunk).
-        let audio_only = all_audio && !self.pending_audio.is_empty();
-        if open.chunk_video.is_empty() && !audio_only {
-            return Ok(());
-        }
-        let end_tick = open.start_tick + open.ticks;
-        let audio_start = self.placed_aus;
-        let mut take = 0usize;
-        while take < self.pending_audio.len() {
-            let au_start = u128::from(audio_start + take as u64) * SAMPLES_PER_AU as u128;
-            // AU start (samples) < video end (ticks), compared without rounding.
-            if !all_audio && au_start * u128::from(VIDEO_TIMESCALE) >= u128::from(end_tick) * sr {
-                break;
-            }
-            take += 1;
-        }
-        let audio: Vec<Vec<u8>> = self.pending_audio.drain(..take).collect();
-        let video_samples: Vec<Sample<'_>> = open
-            .chunk_video
-            .iter()
-            .map(|s| Sample {
-                duration: s.duration,
-                data: &s.data,
-                sync: s.sync,
-            })
-            .collect();
-        let audio_samples: Vec<Sample<'_>> = audio
-            .iter()
-            .map(|d| Sample {
-                duration: SAMPLES_PER_AU as u32,
-                data: d,
-                sync: true,
-            })
-            .collect();
-        let runs = [
-            TrackRun {
-                track_id: VIDEO_TRACK_ID,
-                base_media_decode_time: open.chunk_start_tick,
-                samples: &video_samples,
-            },
-            TrackRun {
-                track_id: AUDIO_TRACK_ID,
-                base_media_decode_time: audio_start * SAMPLES_PER_AU as u64,
-                samples: &audio_samples,
-            },
-        ];
-        let bytes = fmp4::chunk(self.next_sequence, &runs)?;
-        self.next_sequence = self.next_sequence.wrapping_add(1).max(1);
-        open.chunks.push(ChunkInfo {
-            offset: open.bytes.len(),
-            len: bytes.len(),
-            duration_ms: (end_tick - open.chunk_start_tick) as f64 / 90.0,
-            independent: open.chunk_video.first().is_some_and(|s| s.sync),
-        });
-        open.bytes.extend_from_slice(&bytes);
-        open.audio_samples += (take * SAMPLES_PER_AU) as u64;
-        open.chunk_video.clear();
-        open.chunk_start_tick = end_tick;
-        self.placed_aus += take as u64;
-        Ok(())
-    }
-
-    /// Closes the open segment: returns [Init,] Segment, [File (WebVTT),] then the playlists.
-    fn close_segment(
-        &mut self,
-        now_unix_ms: i64,
-        all_audio: bool,
-    ) -> Result<Vec<Output>, MediaError> {
-        let mut out = self.close_segment_files(now_unix_ms, all_audio)?;
-        if !out.is_empty() {
-            out.extend(self.playlist_outputs());
-        }
-        Ok(out)
-    }
-
-    /// The current media playlist(s), and the multivariant playlist the first time.
-    fn playlist_outputs(&mut self) -> Vec<Output> {
-        let mut out = vec![Output::Playlist {
-            name: self.media_playlist_name().into(),
-            text: self.playlist.render(),
-        }];
-        self.playlist_emitted = true;
-        let multivariant = match &self.subs {
-            Some(subs) if !subs.multivariant_emitted => Some(self.multivariant()),
-            _ => None,
-        };
-        if let Some(subs) = &mut self.subs {
-            out.push(Output::Playlist {
-                name: SUBTITLES_PLAYLIST_NAME.into(),
-                text: subs.playlist.render(),
-            });
-            if let Some(m) = multivariant {
-                out.push(Output::Playlist {
-                    name: PLAYLIST_NAME.into(),
-                    text: m.render(),
-                });
-                subs.multivariant_emitted = true;
-            }
-        }
-        out
-    }
-
-    /// The multivariant playlist: one variant plus the subtitles rendition.
-    fn multivariant(&self) -> MultivariantPlaylist {
-        let configured = u64::from(self.cfg.video_bitrate_kbps)
-            .saturating_add(u64::from(self.cfg.audio_bitrate_kbps))
-            .saturating_mul(1000);
-        // ~5 % fMP4 overhead on average; the peak allows for rate-control overshoot.
-        let average = configured.saturating_add(configured / 20);
-        let bandwidth = self
-            .first_segment_bps
-            .unwrap_or(0)
-            .max(configured.saturating_add(configured / 4));
-        MultivariantPlaylist {
-            bandwidth,
-            average_bandwidth: Some(average),
-            codecs: self.codecs(),
-            width: self.cfg.width,
-            height: self.cfg.height,
-            frame_rate: f64::from(self.cfg.fps),
-            uri: VIDEO_PLAYLIST_NAME.into(),
-            subtitles: Some(SubtitlesRendition {
-                group_id: SUBTITLES_GROUP.into(),
-                name: SUBTITLES_TRACK_NAME.into(),
-                language: self.cfg.subtitles_language.clone(),
-                uri: SUBTITLES_PLAYLIST_NAME.into(),
-            }),
-        }
-    }
-
-    /// Closes the open segment: returns [Init,] Segment[, File (WebVTT)]; updates the playlist
-    /// models without rendering them.
-    fn close_segment_files(
-        &mut self,
-        now_unix_ms: i64,
-        all_audio: bool,
-    ) -> Result<Vec<Output>, MediaError> {
-        self.close_chunk(all_audio)?;
-        let Some(open) = self.open.take() else {
-            return Ok(Vec::new());
-        };
-        if open.frames == 0 {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        if !self.init_emitted {
-            out.push(Output::Init {
-                name: self.init_name.clone(),
-                bytes: self.init_segment()?,
-            });
-            self.init_emitted = true;
-        }
-        let msn = self.playlist.next_msn();
-        let name = format!("seg-{msn}.m4s");
-        let start_ms = open.start_tick / 90;
-        let duration_ms = open.ticks as f64 / 90.0;
-        let pdt = self
-            .start_unix_ms
-            .saturating_add(i64::try_from(start_ms).unwrap_or(i64::MAX));
-        self.playlist.push_segment(
-            PlaylistSegment {
-                uri: name.clone(),
-                duration_ms,
-                program_date_time_ms: Some(pdt),
-                map_uri: self.init_name.clone(),
-                discontinuity: false,
-            },
-            now_unix_ms,
-        )?;
-        self.published_ticks = open.start_tick + open.ticks;
-        self.published_audio_samples += open.audio_samples;
-        if self.first_segment_bps.is_none() && open.ticks > 0 {
-            let bits = (open.bytes.len() as u128).saturating_mul(8);
-            let bps = bits * u128::from(VIDEO_TIMESCALE) / u128::from(open.ticks);
-            self.first_segment_bps = Some(u64::try_from(bps).unwrap_or(u64::MAX));
-        }
-        out.push(Output::Segment {
-            name,
-            bytes: open.bytes,
-            info: SegmentInfo {
-                msn,
-                start_ms,
-                duration_ms,
-                frames: open.frames,
-                audio_samples: open.audio_samples,
-                chunks: open.chunks,
-            },
-        });
-        if let Some(subs) = &mut self.subs {
-            // Same duration, date and window as the video playlist: same MSN, same sliding.
-            let vtt_name = format!("subs-{msn}.vtt");
-            let text = subs
-                .cues
-                .publish_segment(open.start_tick, open.start_tick + open.ticks);
-            subs.playlist.push_segment(
-                PlaylistSegment {
-                    uri: vtt_name.clone(),
-                    duration_ms,
-                    program_date_time_ms: Some(pdt),
-                    map_uri: String::new(),
-                    discontinuity: false,
-                },
-                now_unix_ms,
-            )?;
-            out.push(Output::File {
-                name: vtt_name,
-                bytes: text.into_bytes(),
-            });
-        }
-        Ok(out)
-    }
-
-    fn init_segment(&self) -> Result<Vec<u8>, MediaError> {
-        let (Some(sps), Some(pps)) = (self.video.sps(), self.video.pps()) else {
-            return Err(MediaError::VideoEncoder {
-                frame_index: self.next_frame,
-                message: "no SPS/PPS captured for the init segment".into(),
-            });
-        };
-        fmp4::init_segment(
-            &fmp4::VideoTrack {
-                width: self.cfg.width,
-                height: self.cfg.height,
-                sps: sps.to_vec(),
-                pps: pps.to_vec(),
-            },
-            &fmp4::AudioTrack {
-                sample_rate: self.cfg.sample_rate,
-                channels: 1,
-                asc: self.audio.asc().to_vec(),
-                avg_bitrate: self.cfg.audio_bitrate_kbps.saturating_mul(1000),
-            },
-        )
+        self.hls.live_files()
     }
 }
 
@@ -918,7 +311,7 @@ impl LiveChannel {
 mod tests {
     use super::*;
     use crate::fmp4::testutil::parse_chunks;
-    use crate::fmp4::{SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC};
+    use crate::fmp4::{SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC, VIDEO_TRACK_ID};
 
     const START: i64 = 1_767_268_800_000;
 
@@ -1018,6 +411,81 @@ mod tests {
         fn assert_send<T: Send>() {}
         assert_send::<LiveChannel>();
         assert_send::<Output>();
+    }
+
+    #[test]
+    fn encoded_units_leave_the_channel_and_are_what_the_segments_carry() {
+        let mut ch = LiveChannel::new(small(1800), START).unwrap();
+        let mut units = Vec::new();
+        let mut segs = Vec::new();
+        for _ in 0..90 {
+            let n = ch.next_frame_index();
+            let pcm = vec![(n * 100) as i16; ch.samples_for_frame(n)];
+            let f = frame_for(n, 64, 48);
+            let pushed = ch
+                .push_frame_with_unit(&f, &pcm, START + ch.frame_time_ms(n + 1) as i64)
+                .unwrap();
+            assert_eq!(pushed.unit.video.frame_index, n);
+            assert_eq!(&pushed.unit.pcm[..], &pcm[..]);
+            segs.extend(pushed.outputs.into_iter().filter_map(|o| match o {
+                Output::Segment { bytes, .. } => Some(bytes),
+                _ => None,
+            }));
+            units.push(pushed.unit);
+        }
+        assert_eq!(segs.len(), 2);
+        // The segments' samples are the units' access units, in order, byte for byte.
+        let mut video = Vec::new();
+        let mut audio = Vec::new();
+        for bytes in &segs {
+            for c in parse_chunks(bytes) {
+                let mut at = c.mdat.start;
+                for t in &c.trafs {
+                    for s in &t.samples {
+                        let data = bytes[at..at + s.1 as usize].to_vec();
+                        at += s.1 as usize;
+                        if t.track_id == VIDEO_TRACK_ID {
+                            video.push((data, s.2 == SAMPLE_FLAGS_SYNC));
+                        } else {
+                            audio.push(data);
+                        }
+                    }
+                }
+            }
+        }
+        let unit_video: Vec<(Vec<u8>, bool)> = units
+            .iter()
+            .map(|u| (u.video.data.to_vec(), u.video.idr))
+            .collect();
+        assert_eq!(video, unit_video);
+        let unit_audio: Vec<Vec<u8>> = units
+            .iter()
+            .flat_map(|u| u.audio.iter().map(|a| a.data.to_vec()))
+            .collect();
+        assert_eq!(audio, unit_audio[..audio.len()]);
+        assert!(ch.encoder().sps().is_some() && ch.encoder().asc() == [0x11, 0x88]);
+    }
+
+    #[test]
+    fn a_keyframe_request_makes_an_idr_without_cutting() {
+        let mut ch = LiveChannel::new(small(1800), START).unwrap();
+        let mut idr = Vec::new();
+        let mut frames = Vec::new();
+        for i in 0..45u64 {
+            if i == 20 {
+                ch.request_keyframe();
+            }
+            let n = ch.next_frame_index();
+            let pcm = vec![0i16; ch.samples_for_frame(n)];
+            let pushed = ch
+                .push_frame_with_unit(&frame_for(n, 64, 48), &pcm, START)
+                .unwrap();
+            idr.push(pushed.unit.video.idr);
+            frames.extend(segments(&pushed.outputs).iter().map(|s| s.2.frames));
+        }
+        let idr_at: Vec<usize> = (0..45).filter(|&i| idr[i]).collect();
+        assert_eq!(idr_at, [0, 20]);
+        assert_eq!(frames, [45], "still one segment of 45 frames");
     }
 
     #[test]

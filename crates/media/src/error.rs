@@ -81,6 +81,26 @@ pub enum MediaError {
     #[error("channel failed earlier (encoder or writer error); it accepts no more input")]
     ChannelFailed,
 
+    /// An earlier encoder error left the encoder stage ([`crate::encoder::FrameEncoder`]) in an
+    /// unknown state; create a new one.
+    #[error("encoder failed earlier (at frame {frame_index}); it accepts no more input")]
+    EncoderFailed {
+        /// Index of the frame whose encoding failed.
+        frame_index: u64,
+    },
+
+    /// A unit given to the segmenter does not continue its track's timeline (units must be
+    /// pushed in order, each exactly once, from the start of the stream).
+    #[error("segmenter: {track} unit starts at {got}, but the timeline continues at {expected}")]
+    Timeline {
+        /// `"video"` (90 kHz ticks) or `"audio"` (access unit index).
+        track: &'static str,
+        /// Where the track's timeline continues.
+        expected: u64,
+        /// Where the unit starts.
+        got: u64,
+    },
+
     /// The H.264 encoder failed or produced output that cannot be used.
     #[error("H.264 encoder, frame {frame_index}: {message}")]
     VideoEncoder {
