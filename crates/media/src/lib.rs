@@ -4,9 +4,9 @@
 //! stream: I420 frames ([`video`]), H.264 encoding ([`video::H264Encoder`]), AAC-LC encoding
 //! ([`audio::AacEncoder`]), fMP4/CMAF byte builders ([`fmp4`]), the HLS media playlist model with
 //! its retention rules ([`playlist`]), WebVTT captions ([`subtitles`]), the live segmenter that
-//! ties them together ([`LiveChannel`]), the audio windowing for video generators ([`windows`])
-//! and the header patch that turns a channel's output into a regular MP4 file
-//! ([`fmp4::offline_mp4`]).
+//! ties them together ([`LiveChannel`]), the audio windowing for video generators ([`windows`]),
+//! WAV reading and writing ([`wav`]) and the header patch that turns a channel's output into a
+//! regular MP4 file ([`fmp4::offline_mp4`]).
 //!
 //! It never performs I/O, never reads the clock and never spawns threads of its own: time is a
 //! value passed in, and every file to write or delete is returned as an [`Output`].
@@ -19,6 +19,7 @@ pub mod fmp4;
 pub mod playlist;
 pub mod subtitles;
 pub mod video;
+pub mod wav;
 pub mod windows;
 
 pub use channel::{ChannelConfig, ChunkInfo, LiveChannel, Output, SegmentInfo};

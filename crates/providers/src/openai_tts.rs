@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use talkstream_media::wav::{WavEncodings, WavError, WavReader};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -656,7 +657,7 @@ impl Inner {
                 && !content_type.starts_with("audio/pcm")
                 && !content_type.starts_with("audio/l16"));
         let mut decoder = if wav {
-            Decoder::Wav(WavParser::default())
+            Decoder::Wav(WavReader::new(WavEncodings::Pcm16))
         } else {
             Decoder::Pcm {
                 rate: content_type_rate(&content_type).unwrap_or(cfg.pcm_rate),
@@ -682,11 +683,11 @@ impl Inner {
                 retry_after: None,
             })?;
             samples.clear();
-            decoder.push(&bytes, &mut samples).map_err(|reason| {
+            decoder.push(&bytes, &mut samples).map_err(|e| {
                 AttemptError::fatal(TtsError::Synthesis {
                     provider: OpenAiTts::NAME,
                     text: http::shorten(text),
-                    reason,
+                    reason: format!("the answer is not usable audio: {e}"),
                 })
             })?;
             if samples.is_empty() {
@@ -850,14 +851,14 @@ enum Decoder {
         rate: u32,
         carry: Vec<u8>,
     },
-    Wav(WavParser),
+    Wav(WavReader),
 }
 
 impl Decoder {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<i16>) -> Result<(), String> {
+    fn push(&mut self, bytes: &[u8], out: &mut Vec<i16>) -> Result<(), WavError> {
         match self {
             Self::Pcm { carry, .. } => {
-                decode_frames(bytes, carry, 1, out);
+                decode_s16(bytes, carry, out);
                 Ok(())
             }
             Self::Wav(wav) => wav.push(bytes, out),
@@ -868,7 +869,7 @@ impl Decoder {
     fn rate(&self) -> Option<u32> {
         match self {
             Self::Pcm { rate, .. } => Some(*rate),
-            Self::Wav(wav) => wav.format.map(|f| f.rate),
+            Self::Wav(wav) => wav.format().map(|f| f.sample_rate),
         }
     }
 
@@ -876,193 +877,22 @@ impl Decoder {
     fn leftover(&self) -> usize {
         match self {
             Self::Pcm { carry, .. } => carry.len(),
-            Self::Wav(wav) => wav.carry.len(),
+            Self::Wav(wav) => wav.leftover(),
         }
     }
 }
 
-/// Decodes whole frames of 16-bit little-endian samples (`channels` interleaved, averaged to
-/// mono) from `carry` + `bytes`; an incomplete frame at the end stays in `carry`.
-fn decode_frames(bytes: &[u8], carry: &mut Vec<u8>, channels: usize, out: &mut Vec<i16>) {
-    let frame = 2 * channels.max(1);
+/// Decodes raw mono s16le samples from `carry` + `bytes`; an odd last byte stays in `carry`.
+fn decode_s16(bytes: &[u8], carry: &mut Vec<u8>, out: &mut Vec<i16>) {
     let mut bytes = bytes;
-    if !carry.is_empty() {
-        let need = frame - carry.len();
-        let take = need.min(bytes.len());
-        carry.extend_from_slice(&bytes[..take]);
-        bytes = &bytes[take..];
-        if carry.len() < frame {
-            return;
-        }
-        out.push(mix(carry));
+    if let (Some(&lo), Some(&hi)) = (carry.first(), bytes.first()) {
+        out.push(i16::from_le_bytes([lo, hi]));
         carry.clear();
+        bytes = &bytes[1..];
     }
-    let mut frames = bytes.chunks_exact(frame);
-    for f in &mut frames {
-        out.push(mix(f));
-    }
-    carry.extend_from_slice(frames.remainder());
-}
-
-/// One frame of interleaved s16le samples, averaged to mono.
-fn mix(frame: &[u8]) -> i16 {
-    let mut sum = 0i32;
-    let mut n = 0i32;
-    for s in frame.chunks_exact(2) {
-        sum += i32::from(i16::from_le_bytes([s[0], s[1]]));
-        n += 1;
-    }
-    (sum / n.max(1)) as i16
-}
-
-#[derive(Debug, Clone, Copy)]
-struct WavFormat {
-    rate: u32,
-    channels: u16,
-}
-
-#[derive(Debug, Default)]
-enum WavState {
-    /// Waiting for `RIFF....WAVE`.
-    #[default]
-    Riff,
-    /// Waiting for the next chunk header (or the body of `fmt `).
-    Chunks,
-    /// Skipping the rest of an unneeded chunk.
-    Skip(u64),
-    /// Samples; `Some(n)`: `n` bytes of data left, `None`: until the end of the body.
-    Data(Option<u64>),
-    /// After the data chunk: the rest is ignored.
-    Done,
-}
-
-/// Incremental WAV reader: the header may arrive split anywhere.
-#[derive(Debug, Default)]
-struct WavParser {
-    state: WavState,
-    /// Header bytes not yet parsed.
-    buf: Vec<u8>,
-    format: Option<WavFormat>,
-    /// An incomplete sample frame.
-    carry: Vec<u8>,
-}
-
-/// Largest header chunk (`fmt ` and the like) kept in memory.
-const WAV_MAX_HEADER_CHUNK: u64 = 4096;
-
-impl WavParser {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<i16>) -> Result<(), String> {
-        let mut bytes = bytes;
-        loop {
-            match &mut self.state {
-                WavState::Done => return Ok(()),
-                WavState::Data(left) => {
-                    let channels = self.format.map_or(1, |f| usize::from(f.channels));
-                    let take = match left {
-                        Some(n) => {
-                            let take = (*n).min(bytes.len() as u64) as usize;
-                            *n -= take as u64;
-                            take
-                        }
-                        None => bytes.len(),
-                    };
-                    decode_frames(&bytes[..take], &mut self.carry, channels, out);
-                    if *left == Some(0) {
-                        self.state = WavState::Done;
-                    }
-                    return Ok(());
-                }
-                WavState::Skip(n) => {
-                    let take = (*n).min(bytes.len() as u64) as usize;
-                    *n -= take as u64;
-                    bytes = &bytes[take..];
-                    if *n > 0 {
-                        return Ok(());
-                    }
-                    self.state = WavState::Chunks;
-                }
-                WavState::Riff => {
-                    if !self.fill(&mut bytes, 12) {
-                        return Ok(());
-                    }
-                    if &self.buf[0..4] != b"RIFF" || &self.buf[8..12] != b"WAVE" {
-                        return Err("the answer is not a WAV file (no RIFF/WAVE header)".into());
-                    }
-                    self.buf.clear();
-                    self.state = WavState::Chunks;
-                }
-                WavState::Chunks => {
-                    if !self.fill(&mut bytes, 8) {
-                        return Ok(());
-                    }
-                    let id: [u8; 4] = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-                    let size =
-                        u32::from_le_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
-                    match &id {
-                        b"data" => {
-                            if self.format.is_none() {
-                                return Err("WAV data before its fmt chunk".into());
-                            }
-                            self.buf.clear();
-                            self.state = WavState::Data(match size {
-                                0 | u32::MAX => None,
-                                n => Some(u64::from(n)),
-                            });
-                        }
-                        b"fmt " => {
-                            let size = u64::from(size);
-                            if !(16..=WAV_MAX_HEADER_CHUNK).contains(&size) {
-                                return Err(format!("WAV fmt chunk of {size} bytes"));
-                            }
-                            let total = 8 + size as usize + (size % 2) as usize;
-                            if !self.fill(&mut bytes, total) {
-                                return Ok(());
-                            }
-                            self.format = Some(parse_fmt(&self.buf[8..8 + size as usize])?);
-                            self.buf.clear();
-                        }
-                        _ => {
-                            self.buf.clear();
-                            self.state = WavState::Skip(u64::from(size) + u64::from(size % 2));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Moves bytes into `buf` until it holds `n`; true when it does.
-    fn fill(&mut self, bytes: &mut &[u8], n: usize) -> bool {
-        if self.buf.len() < n {
-            let take = (n - self.buf.len()).min(bytes.len());
-            self.buf.extend_from_slice(&bytes[..take]);
-            *bytes = &bytes[take..];
-        }
-        self.buf.len() >= n
-    }
-}
-
-/// The format of a `fmt ` chunk body; only 16-bit integer PCM is accepted.
-fn parse_fmt(fmt: &[u8]) -> Result<WavFormat, String> {
-    let u16_at = |i: usize| u16::from_le_bytes([fmt[i], fmt[i + 1]]);
-    let tag = u16_at(0);
-    let channels = u16_at(2);
-    let rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
-    let bits = u16_at(14);
-    // 0xFFFE (extensible) carries the real format in its sub-format GUID.
-    let pcm = tag == 1 || (tag == 0xFFFE && fmt.len() >= 26 && u16_at(24) == 1);
-    if !pcm || bits != 16 {
-        return Err(format!(
-            "WAV format {tag:#06x} with {bits}-bit samples is not supported (16-bit PCM only)"
-        ));
-    }
-    if channels == 0 || channels > 8 {
-        return Err(format!("WAV with {channels} channels"));
-    }
-    if !(1_000..=384_000).contains(&rate) {
-        return Err(format!("WAV sample rate {rate} Hz"));
-    }
-    Ok(WavFormat { rate, channels })
+    let mut pairs = bytes.chunks_exact(2);
+    out.extend((&mut pairs).map(|b| i16::from_le_bytes([b[0], b[1]])));
+    carry.extend_from_slice(pairs.remainder());
 }
 
 /// Letters (and one per word for the gap) of `text`: the weight word estimates use.
@@ -1113,65 +943,6 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn wav_header(rate: u32, channels: u16, data_len: u32) -> Vec<u8> {
-        let mut h = Vec::new();
-        h.extend_from_slice(b"RIFF");
-        h.extend_from_slice(&u32::MAX.to_le_bytes());
-        h.extend_from_slice(b"WAVE");
-        h.extend_from_slice(b"LIST");
-        h.extend_from_slice(&3u32.to_le_bytes());
-        h.extend_from_slice(b"abc\0");
-        h.extend_from_slice(b"fmt ");
-        h.extend_from_slice(&16u32.to_le_bytes());
-        h.extend_from_slice(&1u16.to_le_bytes());
-        h.extend_from_slice(&channels.to_le_bytes());
-        h.extend_from_slice(&rate.to_le_bytes());
-        h.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
-        h.extend_from_slice(&(2 * channels).to_le_bytes());
-        h.extend_from_slice(&16u16.to_le_bytes());
-        h.extend_from_slice(b"data");
-        h.extend_from_slice(&data_len.to_le_bytes());
-        h
-    }
-
-    #[test]
-    fn wav_parses_byte_by_byte() {
-        let samples: Vec<i16> = (0..100).map(|i| i * 37 - 1800).collect();
-        let mut bytes = wav_header(22_050, 1, u32::MAX);
-        bytes.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
-        let mut p = WavParser::default();
-        let mut out = Vec::new();
-        for b in &bytes {
-            p.push(std::slice::from_ref(b), &mut out).unwrap();
-        }
-        assert_eq!(out, samples);
-        assert_eq!(p.format.map(|f| f.rate), Some(22_050));
-    }
-
-    #[test]
-    fn wav_stereo_with_sized_data_and_trailer() {
-        let mut bytes = wav_header(16_000, 2, 8);
-        for (l, r) in [(100i16, 300i16), (-50, -150)] {
-            bytes.extend(l.to_le_bytes());
-            bytes.extend(r.to_le_bytes());
-        }
-        bytes.extend(b"LIST\x04\0\0\0junk");
-        let mut p = WavParser::default();
-        let mut out = Vec::new();
-        p.push(&bytes, &mut out).unwrap();
-        assert_eq!(out, vec![200, -100]);
-    }
-
-    #[test]
-    fn wav_rejects_float_and_garbage() {
-        let mut bytes = wav_header(16_000, 1, 0);
-        bytes[32] = 3; // format tag of fmt (after RIFF 12 + LIST 12 + fmt header 8)
-        assert!(WavParser::default().push(&bytes, &mut Vec::new()).is_err());
-        assert!(WavParser::default()
-            .push(b"{\"error\": \"x\"}", &mut Vec::new())
-            .is_err());
-    }
 
     #[test]
     fn pcm_keeps_odd_bytes() {
