@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunker::is_speakable;
 use crate::http::{self, RetryPolicy};
-use crate::tts::{TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming};
+use crate::tts::{
+    CheckFuture, TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming,
+};
 
 /// Output rates ElevenLabs offers as raw PCM (`pcm_<rate>`).
 pub const ELEVENLABS_PCM_RATES: &[u32] = &[8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
@@ -410,6 +412,15 @@ impl TtsProvider for ElevenLabsTts {
 
     fn sample_rate(&self) -> u32 {
         self.inner.sample_rate
+    }
+
+    fn describe(&self) -> String {
+        let cfg = &self.inner.config;
+        format!("ElevenLabs {} ({})", cfg.voice_id, cfg.model_id)
+    }
+
+    fn check(&self) -> CheckFuture<'_, TtsError> {
+        Box::pin(ElevenLabsTts::check(self))
     }
 
     fn start_turn(&self, cancel: CancellationToken) -> TtsTurn {

@@ -28,6 +28,6 @@ pub use openai_tts::{OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat};
 pub use output::TurnOutput;
 pub use resample::{ResampleError, Resampler};
 pub use tts::{
-    TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn, TurnWorker, WordTiming,
-    TURN_INPUT_CAPACITY, TURN_OUTPUT_CAPACITY,
+    CheckFuture, TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn,
+    TurnWorker, WordTiming, TURN_INPUT_CAPACITY, TURN_OUTPUT_CAPACITY,
 };

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, RetryPolicy};
 use crate::llm::{ChatMessage, LlmError, LlmItem, LlmProvider, LlmTurn};
+use crate::tts::CheckFuture;
 
 const PROVIDER: &str = "openai";
 /// Time allowed to open the TCP/TLS connection.
@@ -222,6 +223,14 @@ impl LlmProvider for OpenAiChat {
 
     fn model(&self) -> &str {
         &self.inner.model
+    }
+
+    fn describe(&self) -> String {
+        format!("{} at {}", self.inner.model, self.inner.base_url)
+    }
+
+    fn check(&self) -> CheckFuture<'_, LlmError> {
+        Box::pin(OpenAiChat::check(self))
     }
 
     fn start_turn(&self, messages: Vec<ChatMessage>, cancel: CancellationToken) -> LlmTurn {

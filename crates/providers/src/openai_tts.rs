@@ -45,7 +45,9 @@ use tokio_util::sync::CancellationToken;
 use crate::chunker::{has_speakable, is_speakable};
 use crate::http::{self, RetryPolicy};
 use crate::resample::Resampler;
-use crate::tts::{TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming};
+use crate::tts::{
+    CheckFuture, TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming,
+};
 
 /// Audio format asked of the server (`response_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -329,6 +331,15 @@ impl TtsProvider for OpenAiTts {
     /// [`OpenAiTtsConfig::pcm_rate`]: audio at any other rate is resampled to it.
     fn sample_rate(&self) -> u32 {
         self.inner.config.pcm_rate
+    }
+
+    fn describe(&self) -> String {
+        let cfg = &self.inner.config;
+        format!("{} / {} at {}", cfg.model, cfg.voice, cfg.base_url)
+    }
+
+    fn check(&self) -> CheckFuture<'_, TtsError> {
+        Box::pin(OpenAiTts::check(self))
     }
 
     fn start_turn(&self, cancel: CancellationToken) -> TtsTurn {
