@@ -12,6 +12,7 @@ mod openai_chat;
 mod openai_tts;
 mod output;
 mod resample;
+pub mod retry;
 mod tts;
 
 pub use chunker::{Chunker, ChunkerConfig};

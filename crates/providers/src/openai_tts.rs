@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chunker::{has_speakable, is_speakable};
 use crate::http::{self, RetryPolicy};
 use crate::resample::Resampler;
+use crate::retry::{Failure, FailureKind, Next, Retry};
 use crate::tts::{
     CheckFuture, TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming,
 };
@@ -517,21 +518,7 @@ enum Step {
 }
 
 /// Why an attempt failed, and whether another may follow.
-struct AttemptError {
-    error: TtsError,
-    retryable: bool,
-    retry_after: Option<Duration>,
-}
-
-impl AttemptError {
-    fn fatal(error: TtsError) -> Self {
-        Self {
-            error,
-            retryable: false,
-            retry_after: None,
-        }
-    }
-}
+type AttemptError = Failure<TtsError>;
 
 /// Requests `text` (with retries) and sends its audio to `tx`, then `Done` or `Failed`.
 async fn fetch(
@@ -540,7 +527,7 @@ async fn fetch(
     tx: mpsc::UnboundedSender<Piece>,
     turn_audio_out: Arc<AtomicBool>,
 ) {
-    let mut attempt = 0u32;
+    let mut retry = Retry::new(inner.config.retry, OpenAiTts::NAME);
     loop {
         let mut sent_audio = false;
         let result = inner.attempt(&text, &tx, &mut sent_audio).await;
@@ -551,23 +538,15 @@ async fn fetch(
             }
             Err(failure) => failure,
         };
-        let delay = if failure.retryable && !sent_audio && !turn_audio_out.load(Ordering::SeqCst) {
-            inner.config.retry.delay(attempt, failure.retry_after)
-        } else {
-            None
-        };
-        let Some(delay) = delay else {
-            let _ = tx.send(Piece::Failed(failure.error));
-            return;
-        };
-        attempt += 1;
-        tracing::warn!(
-            attempt,
-            delay_ms = delay.as_millis() as u64,
-            error = %failure.error,
-            "openai TTS: request failed, retrying"
-        );
-        tokio::time::sleep(delay).await;
+        let reached = sent_audio || turn_audio_out.load(Ordering::SeqCst);
+        match retry.after(failure, reached).await {
+            Next::Again => {}
+            Next::Fail(failure) => {
+                let _ = tx.send(Piece::Failed(failure.error));
+                return;
+            }
+            Next::Cancelled => return,
+        }
     }
 }
 
@@ -604,11 +583,14 @@ impl Inner {
             speed: cfg.speed,
         };
         let json = serde_json::to_vec(&body).map_err(|e| {
-            AttemptError::fatal(TtsError::Synthesis {
-                provider: OpenAiTts::NAME,
-                text: http::shorten(text),
-                reason: format!("cannot encode the request: {e}"),
-            })
+            AttemptError::fatal(
+                FailureKind::Protocol,
+                TtsError::Synthesis {
+                    provider: OpenAiTts::NAME,
+                    text: http::shorten(text),
+                    reason: format!("cannot encode the request: {e}"),
+                },
+            )
         })?;
         let mut request = self
             .client
@@ -622,22 +604,20 @@ impl Inner {
         tracing::debug!(url = %self.url, chars = text.chars().count(), "openai TTS: request");
         let response = match tokio::time::timeout(cfg.timeout, request.send()).await {
             Err(_) => {
-                return Err(AttemptError {
-                    error: self.connection_error(format!(
+                return Err(AttemptError::transient(
+                    FailureKind::Timeout,
+                    self.connection_error(format!(
                         "no answer from {} within {} s",
                         self.url,
                         cfg.timeout.as_secs_f32()
                     )),
-                    retryable: true,
-                    retry_after: None,
-                })
+                ))
             }
             Ok(Err(e)) => {
-                return Err(AttemptError {
-                    error: self.connection_error(format!("{}: {}", self.url, describe(&e))),
-                    retryable: true,
-                    retry_after: None,
-                })
+                return Err(AttemptError::transient(
+                    FailureKind::Connection,
+                    self.connection_error(format!("{}: {}", self.url, describe(&e))),
+                ))
             }
             Ok(Ok(response)) => response,
         };
@@ -654,14 +634,17 @@ impl Inner {
         if content_type.starts_with("application/json") || content_type.starts_with("text/") {
             // An error (or something else) sent with a success status: do not play it.
             let body = self.read_error_body(response).await;
-            return Err(AttemptError::fatal(TtsError::Synthesis {
-                provider: OpenAiTts::NAME,
-                text: http::shorten(text),
-                reason: self.redact(&format!(
-                    "HTTP {status} with {content_type} instead of audio: {}",
-                    http::error_message(&body)
-                )),
-            }));
+            return Err(AttemptError::fatal(
+                FailureKind::Protocol,
+                TtsError::Synthesis {
+                    provider: OpenAiTts::NAME,
+                    text: http::shorten(text),
+                    reason: self.redact(&format!(
+                        "HTTP {status} with {content_type} instead of audio: {}",
+                        http::error_message(&body)
+                    )),
+                },
+            ));
         }
         let wav = content_type.contains("wav")
             || (cfg.response_format == OpenAiTtsFormat::Wav
@@ -688,18 +671,19 @@ impl Inner {
                 Ok(Some(Err(e))) => Err(format!("the audio broke off: {}", describe(&e))),
                 Ok(Some(Ok(bytes))) => Ok(bytes),
             };
-            let bytes = next.map_err(|message| AttemptError {
-                error: self.connection_error(message),
-                retryable: true,
-                retry_after: None,
+            let bytes = next.map_err(|message| {
+                AttemptError::transient(FailureKind::Connection, self.connection_error(message))
             })?;
             samples.clear();
             decoder.push(&bytes, &mut samples).map_err(|e| {
-                AttemptError::fatal(TtsError::Synthesis {
-                    provider: OpenAiTts::NAME,
-                    text: http::shorten(text),
-                    reason: format!("the answer is not usable audio: {e}"),
-                })
+                AttemptError::fatal(
+                    FailureKind::Protocol,
+                    TtsError::Synthesis {
+                        provider: OpenAiTts::NAME,
+                        text: http::shorten(text),
+                        reason: format!("the answer is not usable audio: {e}"),
+                    },
+                )
             })?;
             if samples.is_empty() {
                 continue;
@@ -714,11 +698,14 @@ impl Inner {
         if let Some(rate) = decoder.rate() {
             tracing::debug!(rate, "openai TTS: audio complete");
         } else if wav {
-            return Err(AttemptError::fatal(TtsError::Synthesis {
-                provider: OpenAiTts::NAME,
-                text: http::shorten(text),
-                reason: "the WAV answer ended before its audio data".to_string(),
-            }));
+            return Err(AttemptError::fatal(
+                FailureKind::Protocol,
+                TtsError::Synthesis {
+                    provider: OpenAiTts::NAME,
+                    text: http::shorten(text),
+                    reason: "the WAV answer ended before its audio data".to_string(),
+                },
+            ));
         }
         if decoder.leftover() > 0 {
             tracing::debug!(
@@ -756,11 +743,14 @@ impl Inner {
                 "openai TTS: resampling the server's audio"
             );
             let r = Resampler::new(rate, target).map_err(|e| {
-                AttemptError::fatal(TtsError::Synthesis {
-                    provider: OpenAiTts::NAME,
-                    text: http::shorten(text),
-                    reason: format!("cannot resample {rate} Hz audio: {e}"),
-                })
+                AttemptError::fatal(
+                    FailureKind::Protocol,
+                    TtsError::Synthesis {
+                        provider: OpenAiTts::NAME,
+                        text: http::shorten(text),
+                        reason: format!("cannot resample {rate} Hz audio: {e}"),
+                    },
+                )
             })?;
             *resampler = Some(r);
         }
@@ -777,13 +767,16 @@ impl Inner {
         let body = self.read_error_body(response).await;
         let message = self.redact(&http::error_message(&body));
         match status {
-            401 | 403 => AttemptError::fatal(TtsError::Auth {
-                provider: OpenAiTts::NAME,
-                message: format!(
-                    "HTTP {status}: {message} (check TTS_API_KEY and TTS_BASE_URL {})",
-                    self.config.base_url.trim()
-                ),
-            }),
+            401 | 403 => AttemptError::fatal(
+                FailureKind::AuthRejected,
+                TtsError::Auth {
+                    provider: OpenAiTts::NAME,
+                    message: format!(
+                        "HTTP {status}: {message} (check TTS_API_KEY and TTS_BASE_URL {})",
+                        self.config.base_url.trim()
+                    ),
+                },
+            ),
             _ => {
                 let message = if status == 404 {
                     format!(
@@ -793,15 +786,14 @@ impl Inner {
                 } else {
                     message
                 };
-                AttemptError {
-                    error: TtsError::Http {
-                        provider: OpenAiTts::NAME,
-                        status,
-                        message,
-                    },
-                    retryable: http::is_retryable_status(status),
-                    retry_after,
-                }
+                let error = TtsError::Http {
+                    provider: OpenAiTts::NAME,
+                    status,
+                    message,
+                };
+                let retryable = http::is_retryable_status(status);
+                AttemptError::new(FailureKind::from_status(status), error, retryable)
+                    .with_retry_after(retry_after)
             }
         }
     }
