@@ -227,6 +227,11 @@ impl WavReader {
                 }
                 State::Riff => {
                     if !self.fill(&mut bytes, 12) {
+                        // Say "not a WAV" as soon as the first bytes show it.
+                        let seen = &self.buf[..self.buf.len().min(4)];
+                        if !b"RIFF".starts_with(seen) {
+                            return Err(WavError::NotWav);
+                        }
                         return Ok(());
                     }
                     if &self.buf[0..4] != b"RIFF" || &self.buf[8..12] != b"WAVE" {
@@ -455,6 +460,14 @@ mod tests {
         assert_eq!(bytes.len(), 44 + 1000);
         assert_eq!(parse_wav(&bytes).unwrap(), (pcm, 16_000));
         assert_eq!(parse_wav(b"nope").unwrap_err(), WavError::NotWav);
+        assert_eq!(
+            parse_wav(b"RIF").unwrap_err(),
+            WavError::Truncated {
+                wanted: "RIFF header",
+                offset: 0,
+                len: 3
+            }
+        );
         assert_eq!(
             parse_wav(&bytes[..40]).unwrap_err(),
             WavError::Truncated {
