@@ -257,6 +257,8 @@ const handlers: Handlers = {
     ui.setInfo('Session', 'audio', s.audio_sample_rate ? `${s.audio_sample_rate} Hz` : undefined);
     ui.setInfo('Session', 'llm', m.llm);
     ui.setInfo('Session', 'tts', m.tts);
+    ui.setInfo('Session', 'video generator', m.video_generator);
+    ui.setInfo('Session', 'generator note', m.generator_note);
     ui.setInfo('Session', 'playlist', m.playlist);
     player.load(url);
     refresh();

@@ -1,5 +1,6 @@
 // Wire protocol between the page and the talkstream server (WebSocket /session).
 // Incoming JSON is validated here; everything else in the app works with typed messages.
+// The types mirror `crates/server/src/protocol.rs` field for field: change both together.
 
 export interface StreamInfo {
   width?: number;
@@ -17,6 +18,10 @@ export interface HelloMessage {
   stream?: StreamInfo;
   llm?: string;
   tts?: string;
+  /** `builtin`, `exec` or `worker`. */
+  video_generator?: string;
+  /** Why the configured external generator is not used, if so. */
+  generator_note?: string;
 }
 
 export const STAGES = ['idle', 'thinking', 'speaking', 'complete', 'error'] as const;
@@ -48,24 +53,38 @@ export interface TranscriptMessage {
   end_ms?: number;
   start_pdt_ms?: number;
   end_pdt_ms?: number;
-  final: boolean;
 }
 
 /** The per-turn timings the server sends (ms after the prompt arrived); absent = never reached. */
 export const TURN_TIMINGS = ['first_text_ms', 'first_audio_ms', 'first_frame_ms', 'first_segment_ms', 'complete_ms'] as const;
 export type TurnTiming = (typeof TURN_TIMINGS)[number];
 
+/** Every numeric field of `TurnMetrics` besides `turn`, in the order the server declares them. */
+const METRIC_NUMBERS = [
+  'first_token_ms',
+  ...TURN_TIMINGS,
+  'generator_windows',
+  'builtin_windows',
+] as const;
+
+/** The server's `TurnMetrics`, sent flat next to `"type":"metrics"`. */
 export interface MetricsMessage {
   type: 'metrics';
   turn?: number;
+  /** The language model's first text (absent without an LLM). */
+  first_token_ms?: number;
   first_text_ms?: number;
   first_audio_ms?: number;
   first_frame_ms?: number;
   first_segment_ms?: number;
   complete_ms?: number;
   interrupted?: boolean;
-  /** Every scalar field (including the ones above), flattened one level, for display. */
-  values: Record<string, string | number | boolean>;
+  /** With an external generator: windows whose frames it supplied. */
+  generator_windows?: number;
+  /** With an external generator: windows the built-in renderer filled. */
+  builtin_windows?: number;
+  /** The fields above that the message carried, for display. */
+  values: Record<string, number | boolean>;
 }
 
 /** A well-formed JSON object whose `type` this page does not know (yet). */
@@ -109,6 +128,10 @@ function parseHello(o: Obj): ParseResult {
   if (llm !== undefined) msg.llm = llm;
   const tts = optString(o, 'tts');
   if (tts !== undefined) msg.tts = tts;
+  const video_generator = optString(o, 'video_generator');
+  if (video_generator !== undefined) msg.video_generator = video_generator;
+  const generator_note = optString(o, 'generator_note');
+  if (generator_note !== undefined) msg.generator_note = generator_note;
   if (isObj(o.stream)) {
     const s = o.stream;
     const stream: StreamInfo = {};
@@ -145,7 +168,7 @@ function parseError(o: Obj): ParseResult {
 function parseTranscript(o: Obj): ParseResult {
   const text = optString(o, 'text');
   if (text === undefined) return fail('transcript: missing text');
-  const msg: TranscriptMessage = { type: 'transcript', text, final: o.final !== false };
+  const msg: TranscriptMessage = { type: 'transcript', text };
   for (const k of ['turn', 'start_ms', 'end_ms', 'start_pdt_ms', 'end_pdt_ms'] as const) {
     const n = optNumber(o, k);
     if (n !== undefined) msg[k] = n;
@@ -154,29 +177,16 @@ function parseTranscript(o: Obj): ParseResult {
 }
 
 function parseMetrics(o: Obj): ParseResult {
-  // Accept either {"type":"metrics","values":{...}} or flat fields next to "type".
-  const source = isObj(o.values) ? o.values : o;
+  // The server's one shape: the turn's fields flat next to "type"; anything else is ignored.
   const values: MetricsMessage['values'] = {};
-  for (const [k, v] of Object.entries(source)) {
-    if (source === o && k === 'type') continue;
-    if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') values[k] = v;
-    else if (isObj(v)) {
-      // one level of nesting, flattened as "outer.inner"
-      for (const [k2, v2] of Object.entries(v)) {
-        if (typeof v2 === 'number' || typeof v2 === 'string' || typeof v2 === 'boolean') {
-          values[`${k}.${k2}`] = v2;
-        }
-      }
-    }
-  }
   const msg: MetricsMessage = { type: 'metrics', values };
-  const turn = optNumber(source, 'turn');
-  if (turn !== undefined) msg.turn = turn;
-  for (const k of TURN_TIMINGS) {
-    const n = optNumber(source, k);
-    if (n !== undefined) msg[k] = n;
+  const turn = optNumber(o, 'turn');
+  if (turn !== undefined) msg.turn = values.turn = turn;
+  for (const k of METRIC_NUMBERS) {
+    const n = optNumber(o, k);
+    if (n !== undefined) msg[k] = values[k] = n;
   }
-  if (typeof source.interrupted === 'boolean') msg.interrupted = source.interrupted;
+  if (typeof o.interrupted === 'boolean') msg.interrupted = values.interrupted = o.interrupted;
   return { ok: true, message: msg };
 }
 

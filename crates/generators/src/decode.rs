@@ -10,7 +10,7 @@ use openh264::OpenH264API;
 use talkstream_media::I420Frame;
 
 use crate::fit::RawVideo;
-use crate::mp4::{parse_video_track, sample_bytes};
+use crate::mp4::{parse_video_track, sample_bytes, Mp4Error};
 use crate::GeneratorError;
 
 /// Largest MP4 accepted (a generated window is a few seconds of video).
@@ -19,14 +19,16 @@ pub const MAX_MP4_BYTES: usize = 1 << 30;
 /// Decodes the first video track of a regular MP4 file.
 pub fn decode_mp4(file: &[u8]) -> Result<RawVideo, GeneratorError> {
     if file.len() > MAX_MP4_BYTES {
-        return Err(GeneratorError::Mp4(format!(
-            "{} bytes is more than the {MAX_MP4_BYTES}-byte limit",
-            file.len()
-        )));
+        return Err(GeneratorError::Mp4(Mp4Error::TooLarge {
+            len: file.len() as u64,
+            limit: MAX_MP4_BYTES as u64,
+        }));
     }
-    let track = parse_video_track(file).map_err(GeneratorError::Mp4)?;
+    let track = parse_video_track(file)?;
     if track.samples.is_empty() {
-        return Err(GeneratorError::Mp4("the video track has no samples".into()));
+        return Err(GeneratorError::Mp4(Mp4Error::NoSamples {
+            track_id: track.track_id,
+        }));
     }
     let nal_len = track.avc.as_ref().map_or(4, |a| a.nal_length_size) as usize;
     let mut decoder = Decoder::with_api_config(
@@ -37,7 +39,7 @@ pub fn decode_mp4(file: &[u8]) -> Result<RawVideo, GeneratorError> {
     let mut frames = Vec::with_capacity(track.samples.len());
     let mut access_unit = Vec::new();
     for (i, s) in track.samples.iter().enumerate() {
-        let data = sample_bytes(file, s).map_err(GeneratorError::Mp4)?;
+        let data = sample_bytes(file, s)?;
         access_unit.clear();
         if i == 0 {
             if let Some(avc) = &track.avc {

@@ -83,7 +83,7 @@ pub enum GeneratorError {
 
     /// The MP4 container could not be parsed.
     #[error("cannot read the MP4: {0}")]
-    Mp4(String),
+    Mp4(#[from] crate::mp4::Mp4Error),
 
     /// The H.264 stream could not be decoded.
     #[error("cannot decode the H.264 video: {0}")]

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use crate::fit::{fit_frames, FitWarnings};
+use crate::fit::FitWarnings;
 use crate::process::{describe_status, kill_and_reap, piped_stderr, spawn_in_group, StderrTail};
+use crate::window::{self, Begin, Produced, Shape};
 use crate::{
     GenerateFuture, GeneratedWindow, GeneratorError, GeneratorKind, StreamFormat, VideoGenerator,
     WindowRequest,
@@ -139,20 +140,12 @@ impl ExecGenerator {
         req: WindowRequest,
         cancel: CancellationToken,
     ) -> Result<GeneratedWindow, GeneratorError> {
-        let t0 = Instant::now();
-        req.validate()?;
-        let (first, end) = req.frame_range(self.format.fps);
-        if first == end {
-            return fit_frames(
-                Default::default(),
-                0,
-                &req,
-                self.format,
-                GeneratorKind::Exec,
-                &self.warnings,
-            );
-        }
-        let budget = budget(self.cfg.timeout, req.deadline);
+        let shape = self.shape();
+        let job = match window::begin(shape, self.cfg.timeout, &req)? {
+            Begin::Done(empty) => return Ok(empty),
+            Begin::Run(job) => job,
+        };
+        let budget = job.budget;
         if budget.is_zero() {
             return Err(GeneratorError::Timeout {
                 what: "exec window (deadline already passed)",
@@ -170,7 +163,7 @@ impl ExecGenerator {
             path: wav.clone(),
             source,
         })?;
-        let prepare = t0.elapsed();
+        let prepare = job.elapsed();
 
         let t1 = Instant::now();
         let mut cmd = Command::new(&self.cfg.program);
@@ -267,25 +260,24 @@ impl ExecGenerator {
         let decode = t2.elapsed();
         drop(dir);
 
-        let t3 = Instant::now();
         let origin_us =
             i128::from(req.start_sample) * 1_000_000 / i128::from(req.sample_rate.max(1));
-        let mut out = fit_frames(
+        let produced = Produced {
             raw,
             origin_us,
-            &req,
-            self.format,
-            GeneratorKind::Exec,
-            &self.warnings,
-        )?;
-        out.timings = crate::WindowTimings {
             prepare,
             generator,
             decode,
-            fit: t3.elapsed(),
-            total: t0.elapsed(),
         };
-        Ok(out)
+        window::finish(shape, job, &req, produced)
+    }
+
+    fn shape(&self) -> Shape<'_> {
+        Shape {
+            kind: GeneratorKind::Exec,
+            format: self.format,
+            warnings: &self.warnings,
+        }
     }
 }
 
@@ -300,14 +292,6 @@ impl VideoGenerator for ExecGenerator {
 
     fn generate(&self, req: WindowRequest, cancel: CancellationToken) -> GenerateFuture<'_> {
         Box::pin(self.run(req, cancel))
-    }
-}
-
-/// The smaller of the generator's timeout and the time left until the deadline.
-pub(crate) fn budget(timeout: Duration, deadline: Option<Instant>) -> Duration {
-    match deadline {
-        Some(d) => timeout.min(d.saturating_duration_since(Instant::now())),
-        None => timeout,
     }
 }
 

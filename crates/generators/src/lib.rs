@@ -30,6 +30,7 @@ mod process;
 pub mod protocol;
 pub mod serve;
 pub mod wav;
+mod window;
 pub mod worker;
 
 use std::future::Future;

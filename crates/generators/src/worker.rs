@@ -27,17 +27,17 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::exec::budget;
-use crate::fit::{fit_frames, FitWarnings, RawVideo};
+use crate::fit::{FitWarnings, RawVideo};
 use crate::process::StderrTail;
 use crate::process::{describe_status, kill_and_reap, piped_stderr, spawn_in_group, GroupGuard};
 use crate::protocol::{
     i420_from_bytes, read_message_async, write_message_async, EndSession, Hello, Message,
     WindowHeader, PROTOCOL_VERSION,
 };
+use crate::window::{self, Begin, Produced, Shape};
 use crate::{
     GenerateFuture, GeneratedWindow, GeneratorError, GeneratorKind, StreamFormat, UnitFuture,
-    VideoGenerator, WindowRequest, WindowTimings,
+    VideoGenerator, WindowRequest,
 };
 
 /// How many workers run.
@@ -355,20 +355,16 @@ impl WorkerGenerator {
         req: WindowRequest,
         cancel: CancellationToken,
     ) -> Result<GeneratedWindow, GeneratorError> {
-        let t0 = Instant::now();
-        req.validate()?;
-        let (first, end) = req.frame_range(self.format.fps);
-        if first == end {
-            return fit_frames(
-                RawVideo::default(),
-                0,
-                &req,
-                self.format,
-                GeneratorKind::Worker,
-                &self.warnings,
-            );
-        }
-        let budget = budget(self.cfg.window_timeout, req.deadline);
+        let shape = Shape {
+            kind: GeneratorKind::Worker,
+            format: self.format,
+            warnings: &self.warnings,
+        };
+        let job = match window::begin(shape, self.cfg.window_timeout, &req)? {
+            Begin::Done(empty) => return Ok(empty),
+            Begin::Run(job) => job,
+        };
+        let (first, end, budget) = (job.first, job.end, job.budget);
         let until = tokio::time::Instant::now() + budget;
         let slot = self.slot(&req.session_id);
         let mut slot = tokio::select! {
@@ -410,7 +406,7 @@ impl WorkerGenerator {
             ref_image: req.ref_image.to_string_lossy().into_owned(),
         };
         let msg = Message::Window(header, req.pcm.clone());
-        let prepare = t0.elapsed();
+        let prepare = job.elapsed();
         let t1 = Instant::now();
         let outcome = tokio::select! {
             r = exchange(&mut proc, &msg, id) => Ok(r),
@@ -472,24 +468,15 @@ impl WorkerGenerator {
             }
         };
         drop(slot);
-        let t2 = Instant::now();
         let origin_us = i128::from(first) * 1_000_000 / i128::from(self.format.fps);
-        let mut out = fit_frames(
-            frames,
+        let produced = Produced {
+            raw: frames,
             origin_us,
-            &req,
-            self.format,
-            GeneratorKind::Worker,
-            &self.warnings,
-        )?;
-        out.timings = WindowTimings {
             prepare,
             generator,
             decode: Duration::ZERO,
-            fit: t2.elapsed(),
-            total: t0.elapsed(),
         };
-        Ok(out)
+        window::finish(shape, job, &req, produced)
     }
 
     async fn end(&self, session: &str) {

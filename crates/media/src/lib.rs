@@ -4,7 +4,7 @@
 //! stream: I420 frames ([`video`]), H.264 encoding ([`video::H264Encoder`]), AAC-LC encoding
 //! ([`audio::AacEncoder`]), fMP4/CMAF byte builders ([`fmp4`]), the HLS media playlist model with
 //! its retention rules ([`playlist`]), WebVTT captions ([`subtitles`]), the audio windowing for
-//! video generators ([`windows`]) and the header patch that turns a channel's output into a
+//! video generators ([`windows`]), WAV reading and writing ([`wav`]) and the header patch that turns a channel's output into a
 //! regular MP4 file ([`fmp4::offline_mp4`]).
 //!
 //! A live stream is three stages, composed by [`LiveChannel`]:
@@ -28,6 +28,7 @@ pub mod playlist;
 pub mod segmenter;
 pub mod subtitles;
 pub mod video;
+pub mod wav;
 pub mod windows;
 
 pub use channel::{ChannelConfig, ChunkInfo, LiveChannel, Output, PushedFrame, SegmentInfo};

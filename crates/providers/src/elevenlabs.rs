@@ -33,7 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunker::is_speakable;
 use crate::http::{self, RetryPolicy};
-use crate::tts::{TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming};
+use crate::retry::{Failure, FailureKind, Next, Retry};
+use crate::tts::{
+    CheckFuture, TtsChunk, TtsError, TtsInput, TtsProvider, TtsTurn, TurnWorker, WordTiming,
+};
 
 /// Output rates ElevenLabs offers as raw PCM (`pcm_<rate>`).
 pub const ELEVENLABS_PCM_RATES: &[u32] = &[8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000];
@@ -412,6 +415,15 @@ impl TtsProvider for ElevenLabsTts {
         self.inner.sample_rate
     }
 
+    fn describe(&self) -> String {
+        let cfg = &self.inner.config;
+        format!("ElevenLabs {} ({})", cfg.voice_id, cfg.model_id)
+    }
+
+    fn check(&self) -> CheckFuture<'_, TtsError> {
+        Box::pin(ElevenLabsTts::check(self))
+    }
+
     fn start_turn(&self, cancel: CancellationToken) -> TtsTurn {
         let inner = self.inner.clone();
         TtsTurn::spawn(Self::NAME, cancel, move |worker| run_turn(inner, worker))
@@ -427,12 +439,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 enum Outcome {
     /// The turn is over (finished, cancelled or nobody listens): nothing more to send.
     Done,
-    /// It failed; `retryable` failures may be retried while no audio was delivered.
-    Failed {
-        error: TtsError,
-        retryable: bool,
-        retry_after: Option<Duration>,
-    },
+    /// It failed; retryable failures may be retried while no audio was delivered.
+    Failed(Failure<TtsError>),
 }
 
 /// The state of one turn across (re)connections.
@@ -487,48 +495,30 @@ async fn run_turn(shared: Arc<Shared>, worker: TurnWorker) {
             ..AudioState::default()
         },
     };
-    let mut attempt = 0u32;
+    let cancel = turn.worker.cancel.clone();
+    let mut retry = Retry::new(turn.shared.config.retry, ElevenLabsTts::NAME).cancellable(&cancel);
     loop {
         let outcome = match connect(&turn.shared, &turn.worker.cancel).await {
             Ok(Some(socket)) => turn.stream(socket).await,
             Ok(None) => return,
             Err(outcome) => outcome,
         };
-        let Outcome::Failed {
-            error,
-            retryable,
-            retry_after,
-        } = outcome
-        else {
+        let Outcome::Failed(failure) = outcome else {
             return;
         };
-        let delay = if retryable && !turn.delivered {
-            turn.shared.config.retry.delay(attempt, retry_after)
-        } else {
-            None
-        };
-        let Some(delay) = delay else {
-            tracing::warn!(provider = ElevenLabsTts::NAME, error = %error, "TTS turn failed");
-            let cancel = turn.worker.cancel.clone();
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {}
-                _ = turn.worker.output.send(Err(error)) => {}
+        match retry.after(failure, turn.delivered).await {
+            Next::Again => {}
+            Next::Cancelled => return,
+            Next::Fail(failure) => {
+                let error = failure.error;
+                tracing::warn!(provider = ElevenLabsTts::NAME, error = %error, "TTS turn failed");
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {}
+                    _ = turn.worker.output.send(Err(error)) => {}
+                }
+                return;
             }
-            return;
-        };
-        attempt += 1;
-        tracing::warn!(
-            provider = ElevenLabsTts::NAME,
-            error = %error,
-            retry_in_ms = delay.as_millis() as u64,
-            attempt,
-            "TTS stream failed before any audio; retrying"
-        );
-        tokio::select! {
-            biased;
-            _ = turn.worker.cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
         }
         // Nothing of the failed attempt reached the caller: start its audio over.
         turn.audio = AudioState {
@@ -541,13 +531,12 @@ async fn run_turn(shared: Arc<Shared>, worker: TurnWorker) {
 /// Opens one stream. `Ok(None)`: cancelled while connecting.
 async fn connect(shared: &Shared, cancel: &CancellationToken) -> Result<Option<Socket>, Outcome> {
     let cfg = &shared.config;
-    let fail = |error: TtsError, retryable: bool| Outcome::Failed {
-        error,
-        retryable,
-        retry_after: None,
+    let fail = |kind: FailureKind, error: TtsError, retryable: bool| {
+        Outcome::Failed(Failure::new(kind, error, retryable))
     };
     let mut request = shared.url.as_str().into_client_request().map_err(|e| {
         fail(
+            FailureKind::Rejected,
             invalid(
                 "base_url",
                 redact(&format!("{} is not usable: {e}", cfg.base_url), cfg),
@@ -557,6 +546,7 @@ async fn connect(shared: &Shared, cancel: &CancellationToken) -> Result<Option<S
     })?;
     let mut key = HeaderValue::from_str(&cfg.api_key).map_err(|_| {
         fail(
+            FailureKind::Rejected,
             invalid(
                 "api_key",
                 "contains characters an API key cannot have; check ELEVENLABS_API_KEY".to_string(),
@@ -607,13 +597,14 @@ async fn connect(shared: &Shared, cancel: &CancellationToken) -> Result<Option<S
                 ),
                 _ => http_error(status, message),
             };
-            Err(Outcome::Failed {
-                error,
-                retryable: http::is_retryable_status(status),
-                retry_after: http::retry_after(response.headers()),
-            })
+            let retryable = http::is_retryable_status(status);
+            Err(Outcome::Failed(
+                Failure::new(FailureKind::from_status(status), error, retryable)
+                    .with_retry_after(http::retry_after(response.headers())),
+            ))
         }
         Ok(Err(e @ (tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_)))) => Err(fail(
+            FailureKind::Rejected,
             invalid(
                 "base_url",
                 redact(&format!("{} is not usable: {e}", cfg.base_url), cfg),
@@ -621,6 +612,7 @@ async fn connect(shared: &Shared, cancel: &CancellationToken) -> Result<Option<S
             false,
         )),
         Ok(Err(e)) => Err(fail(
+            FailureKind::Connection,
             connection_error(redact(
                 &format!("cannot open a stream at {}: {e}", cfg.base_url),
                 cfg,
@@ -628,6 +620,7 @@ async fn connect(shared: &Shared, cancel: &CancellationToken) -> Result<Option<S
             true,
         )),
         Err(_) => Err(fail(
+            FailureKind::Timeout,
             connection_error(format!(
                 "no WebSocket connection to {} within {} ms",
                 cfg.base_url,
@@ -842,15 +835,14 @@ impl Turn {
             Some(a) => match base64::engine::general_purpose::STANDARD.decode(a) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    return Some(Outcome::Failed {
-                        error: TtsError::Synthesis {
+                    return Some(Outcome::Failed(Failure::fatal(
+                        FailureKind::Protocol,
+                        TtsError::Synthesis {
                             provider: ElevenLabsTts::NAME,
                             text: http::shorten(&self.spoken),
                             reason: format!("the server sent audio that is not base64: {e}"),
                         },
-                        retryable: false,
-                        retry_after: None,
-                    })
+                    )))
                 }
             },
             None => Vec::new(),
@@ -881,14 +873,13 @@ impl Turn {
         } else {
             "before any audio"
         };
-        Outcome::Failed {
-            error: connection_error(redact(
+        Outcome::Failed(Failure::transient(
+            FailureKind::Connection,
+            connection_error(redact(
                 &format!("the ElevenLabs stream dropped {after}: {what}"),
                 &self.shared.config,
             )),
-            retryable: true,
-            retry_after: None,
-        }
+        ))
     }
 
     /// An error reported by the server (an error message or a close code other than 1000).
@@ -917,7 +908,7 @@ impl Turn {
         let detail = redact(&detail, cfg);
         let lower = format!("{} {}", error.unwrap_or(""), message.unwrap_or("")).to_lowercase();
         let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
-        let error = if has(&[
+        let auth = has(&[
             "api key",
             "api_key",
             "apikey",
@@ -926,7 +917,8 @@ impl Turn {
             "unauthenticated",
             "authentication",
             "permission",
-        ]) {
+        ]);
+        let error = if auth {
             TtsError::Auth {
                 provider: ElevenLabsTts::NAME,
                 message: format!("{detail}; check ELEVENLABS_API_KEY"),
@@ -952,12 +944,16 @@ impl Turn {
                 reason: format!("{detail}{hint}"),
             }
         };
-        Outcome::Failed {
-            error,
-            // An internal error before any audio is worth another try.
-            retryable: code == Some(1011),
-            retry_after: None,
-        }
+        // An internal error before any audio is worth another try.
+        let internal = code == Some(1011);
+        let kind = if auth {
+            FailureKind::AuthRejected
+        } else if internal {
+            FailureKind::ServerError
+        } else {
+            FailureKind::Rejected
+        };
+        Outcome::Failed(Failure::new(kind, error, internal))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Shared HTTP plumbing for the cloud providers: one TLS setup (rustls with ring, system and
-//! bundled roots), the retry rules (which failures are worth another try and how long to wait,
-//! honouring `Retry-After`), readable error messages from provider error bodies, and redaction
-//! of secrets from any text that may reach a log or a client.
+//! bundled roots), the retry policy (which statuses are worth another try and how long to wait,
+//! honouring `Retry-After`; [`crate::retry`] applies it), readable error messages from provider
+//! error bodies, and redaction of secrets from any text that may reach a log or a client.
 
 use std::sync::Once;
 use std::time::Duration;

@@ -12,6 +12,7 @@ mod openai_chat;
 mod openai_tts;
 mod output;
 mod resample;
+pub mod retry;
 mod tts;
 
 pub use chunker::{Chunker, ChunkerConfig};
@@ -28,6 +29,6 @@ pub use openai_tts::{OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat};
 pub use output::TurnOutput;
 pub use resample::{ResampleError, Resampler};
 pub use tts::{
-    TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn, TurnWorker, WordTiming,
-    TURN_INPUT_CAPACITY, TURN_OUTPUT_CAPACITY,
+    CheckFuture, TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn,
+    TurnWorker, WordTiming, TURN_INPUT_CAPACITY, TURN_OUTPUT_CAPACITY,
 };

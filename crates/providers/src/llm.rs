@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::TurnOutput;
+use crate::tts::CheckFuture;
 
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -167,6 +168,13 @@ pub trait LlmProvider: Send + Sync + 'static {
 
     /// The model answers come from.
     fn model(&self) -> &str;
+
+    /// The model and where it runs, for people (`talkstream check`): `<model> at <url>`.
+    fn describe(&self) -> String;
+
+    /// Proves the service is reachable and accepts the credentials. Returns a one-line
+    /// description of what was proven.
+    fn check(&self) -> CheckFuture<'_, LlmError>;
 
     /// Starts one answer to `messages` (usually from [`Conversation::messages_for`]). Text
     /// fragments come out of [`LlmTurn::output`] as they arrive; the output closes at the end of

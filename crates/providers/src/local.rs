@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunker::has_speakable;
 use crate::tts::{
-    TtsChunk, TtsError, TtsInput, TtsItem, TtsProvider, TtsTurn, TurnWorker, WordTiming,
+    CheckFuture, TtsChunk, TtsError, TtsInput, TtsItem, TtsProvider, TtsTurn, TurnWorker,
+    WordTiming,
 };
 
 /// Voices of the bundled English data: `(tag, description)`.
@@ -198,6 +199,27 @@ impl TtsProvider for LocalTts {
 
     fn sample_rate(&self) -> u32 {
         Self::SAMPLE_RATE
+    }
+
+    fn describe(&self) -> String {
+        format!("built-in ({})", self.inner.config.voice)
+    }
+
+    fn check(&self) -> CheckFuture<'_, TtsError> {
+        let tts = self.clone();
+        Box::pin(async move {
+            // eSpeak NG blocks its thread: synthesize on the blocking pool.
+            let chunk = tokio::task::spawn_blocking(move || tts.synthesize_blocking("ok"))
+                .await
+                .map_err(|e| TtsError::Worker {
+                    provider: Self::NAME,
+                    reason: format!("the check's synthesis task failed: {e}"),
+                })??;
+            Ok(format!(
+                "synthesized {} ms of audio offline",
+                chunk.duration_ms()
+            ))
+        })
     }
 
     fn start_turn(&self, cancel: CancellationToken) -> TtsTurn {

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, RetryPolicy};
 use crate::llm::{ChatMessage, LlmError, LlmItem, LlmProvider, LlmTurn};
+use crate::retry::{self, FailureKind, Next, Retry};
+use crate::tts::CheckFuture;
 
 const PROVIDER: &str = "openai";
 /// Time allowed to open the TCP/TLS connection.
@@ -224,6 +226,14 @@ impl LlmProvider for OpenAiChat {
         &self.inner.model
     }
 
+    fn describe(&self) -> String {
+        format!("{} at {}", self.inner.model, self.inner.base_url)
+    }
+
+    fn check(&self) -> CheckFuture<'_, LlmError> {
+        Box::pin(OpenAiChat::check(self))
+    }
+
     fn start_turn(&self, messages: Vec<ChatMessage>, cancel: CancellationToken) -> LlmTurn {
         if messages.is_empty() {
             return LlmTurn::failed(
@@ -248,29 +258,7 @@ impl LlmProvider for OpenAiChat {
 }
 
 /// Why an attempt failed, and whether another attempt may help.
-struct Failure {
-    error: LlmError,
-    retryable: bool,
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    fn fatal(error: LlmError) -> Self {
-        Self {
-            error,
-            retryable: false,
-            retry_after: None,
-        }
-    }
-
-    fn retryable(error: LlmError, retry_after: Option<Duration>) -> Self {
-        Self {
-            error,
-            retryable: true,
-            retry_after,
-        }
-    }
-}
+type Failure = retry::Failure<LlmError>;
 
 impl Inner {
     fn redact(&self, text: &str) -> String {
@@ -357,41 +345,25 @@ impl Inner {
         }
     }
 
-    /// Runs attempts until one succeeds, fails for good, or fails after text came out.
+    /// Runs attempts until one succeeds, fails for good, or fails after text came out (the
+    /// rule of [`Retry`]).
     async fn answer(&self, body: &[u8], tx: &mpsc::Sender<LlmItem>) -> Result<(), LlmError> {
-        let mut retry = 0;
+        let mut retry = Retry::new(self.retry, PROVIDER);
         loop {
             let mut emitted = false;
             let failure = match self.attempt(body, tx, &mut emitted).await {
                 Ok(()) => return Ok(()),
                 Err(failure) => failure,
             };
-            if emitted || !failure.retryable {
-                return Err(failure.error);
-            }
-            if tx.is_closed() {
+            if !emitted && failure.retryable && tx.is_closed() {
                 // Nobody reads the answer any more.
                 return Ok(());
             }
-            let Some(delay) = self.retry.delay(retry, failure.retry_after) else {
-                if let Some(asked) = failure.retry_after.filter(|d| *d > self.retry.max_delay) {
-                    tracing::warn!(
-                        provider = PROVIDER,
-                        "the server asked to wait {:.0} s before retrying; not waiting that long",
-                        asked.as_secs_f64()
-                    );
-                }
-                return Err(failure.error);
-            };
-            tracing::warn!(
-                provider = PROVIDER,
-                retry = retry + 1,
-                delay_ms = delay.as_millis() as u64,
-                "retrying: {}",
-                failure.error
-            );
-            tokio::time::sleep(delay).await;
-            retry += 1;
+            match retry.after(failure, emitted).await {
+                Next::Again => {}
+                Next::Fail(failure) => return Err(failure.error),
+                Next::Cancelled => return Ok(()),
+            }
         }
     }
 
@@ -405,14 +377,19 @@ impl Inner {
         let deadline = Instant::now() + self.first_token_timeout;
         let request = self.post(&self.chat_url, body.to_vec(), "text/event-stream");
         let mut resp = match tokio::time::timeout_at(deadline, request.send()).await {
-            Err(_) => return Err(Failure::fatal(self.first_token_timeout_error())),
+            Err(_) => {
+                return Err(Failure::fatal(
+                    FailureKind::Timeout,
+                    self.first_token_timeout_error(),
+                ))
+            }
             Ok(Err(e)) => {
-                return Err(Failure::retryable(
+                return Err(Failure::transient(
+                    FailureKind::Connection,
                     LlmError::Connection {
                         provider: PROVIDER,
                         message: self.describe(&e),
                     },
-                    None,
                 ))
             }
             Ok(Ok(resp)) => resp,
@@ -430,14 +407,17 @@ impl Inner {
             return self.non_streaming_answer(resp, deadline, tx, emitted).await;
         }
         if content_type.starts_with("text/html") {
-            return Err(Failure::fatal(LlmError::Protocol {
-                provider: PROVIDER,
-                message: format!(
+            return Err(Failure::fatal(
+                FailureKind::Protocol,
+                LlmError::Protocol {
+                    provider: PROVIDER,
+                    message: format!(
                     "{} answered with an HTML page, not an event stream (check OPENAI_BASE_URL; \
                      it usually ends in /v1)",
                     self.chat_url
                 ),
-            }));
+                },
+            ));
         }
 
         let mut parser = SseParser::new();
@@ -450,18 +430,27 @@ impl Inner {
             };
             let at_end = match next {
                 Err(_) if *emitted => {
-                    return Err(Failure::fatal(LlmError::Stream {
-                        provider: PROVIDER,
-                        message: format!(
-                            "no data for {:.0} s; the answer stream stalled",
-                            self.first_token_timeout.as_secs_f64()
-                        ),
-                    }))
+                    return Err(Failure::fatal(
+                        FailureKind::Timeout,
+                        LlmError::Stream {
+                            provider: PROVIDER,
+                            message: format!(
+                                "no data for {:.0} s; the answer stream stalled",
+                                self.first_token_timeout.as_secs_f64()
+                            ),
+                        },
+                    ))
                 }
-                Err(_) => return Err(Failure::fatal(self.first_token_timeout_error())),
+                Err(_) => {
+                    return Err(Failure::fatal(
+                        FailureKind::Timeout,
+                        self.first_token_timeout_error(),
+                    ))
+                }
                 Ok(Err(e)) => {
                     // Retried only when no text came out yet (see `answer`).
-                    return Err(Failure::retryable(
+                    return Err(Failure::transient(
+                        FailureKind::Connection,
                         LlmError::Stream {
                             provider: PROVIDER,
                             message: format!(
@@ -469,7 +458,6 @@ impl Inner {
                                 self.describe(&e)
                             ),
                         },
-                        None,
                     ));
                 }
                 Ok(Ok(Some(bytes))) => {
@@ -497,17 +485,16 @@ impl Inner {
                             provider: PROVIDER,
                             message: self.redact(&message),
                         };
-                        return Err(Failure {
-                            error,
-                            retryable,
-                            retry_after: None,
-                        });
+                        return Err(Failure::new(stream_error_kind(retryable), error, retryable));
                     }
                     Step::Invalid(message) => {
-                        return Err(Failure::fatal(LlmError::Protocol {
-                            provider: PROVIDER,
-                            message: self.redact(&message),
-                        }))
+                        return Err(Failure::fatal(
+                            FailureKind::Protocol,
+                            LlmError::Protocol {
+                                provider: PROVIDER,
+                                message: self.redact(&message),
+                            },
+                        ))
                     }
                 }
             }
@@ -530,30 +517,31 @@ impl Inner {
         let text = match read_body(resp, deadline).await {
             Ok(text) => text,
             Err(e) => {
-                return Err(Failure::retryable(
+                return Err(Failure::transient(
+                    FailureKind::Connection,
                     LlmError::Stream {
                         provider: PROVIDER,
                         message: format!("reading the answer failed: {}", self.describe(&e)),
                     },
-                    None,
                 ))
             }
         };
         let value: Value = serde_json::from_str(&text).map_err(|e| {
-            Failure::fatal(LlmError::Protocol {
-                provider: PROVIDER,
-                message: self.redact(&format!("invalid JSON answer ({e}): {}", shorten(&text))),
-            })
+            Failure::fatal(
+                FailureKind::Protocol,
+                LlmError::Protocol {
+                    provider: PROVIDER,
+                    message: self.redact(&format!("invalid JSON answer ({e}): {}", shorten(&text))),
+                },
+            )
         })?;
         if truthy(value.get("error")) {
-            return Err(Failure {
-                error: LlmError::Stream {
-                    provider: PROVIDER,
-                    message: self.redact(&http::error_message(&text)),
-                },
-                retryable: error_is_retryable(&value),
-                retry_after: None,
-            });
+            let retryable = error_is_retryable(&value);
+            let error = LlmError::Stream {
+                provider: PROVIDER,
+                message: self.redact(&http::error_message(&text)),
+            };
+            return Err(Failure::new(stream_error_kind(retryable), error, retryable));
         }
         let content = first_choice(&value)
             .and_then(|c| c.get("message"))
@@ -579,11 +567,11 @@ impl Inner {
             }
             _ => false,
         };
-        Failure {
-            error,
-            retryable,
-            retry_after: http::retry_after(&headers),
-        }
+        let kind = match error {
+            LlmError::Quota { .. } => FailureKind::Quota,
+            _ => FailureKind::from_status(status),
+        };
+        Failure::new(kind, error, retryable).with_retry_after(http::retry_after(&headers))
     }
 
     fn status_error(&self, status: u16, body: &str) -> LlmError {
@@ -714,6 +702,16 @@ impl Inner {
             }),
             Ok(Ok(resp)) => Ok(resp),
         }
+    }
+}
+
+/// The kind of an error object inside an answer: the service's trouble when it says a retry may
+/// help, else a refusal.
+fn stream_error_kind(retryable: bool) -> FailureKind {
+    if retryable {
+        FailureKind::ServerError
+    } else {
+        FailureKind::Rejected
     }
 }
 

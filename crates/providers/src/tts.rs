@@ -7,7 +7,9 @@
 //! the turn's [`CancellationToken`] is cancelled. [`TtsOutput`] checks the token itself, so no
 //! audio comes out of a cancelled turn even if some was already queued.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use tokio::sync::mpsc;
 
@@ -141,6 +143,9 @@ pub enum TtsError {
 /// One output item of a turn.
 pub type TtsItem = Result<TtsChunk, TtsError>;
 
+/// What a provider's `check` returns: a one-line description of what was proven, or the error.
+pub type CheckFuture<'a, E> = Pin<Box<dyn Future<Output = Result<String, E>> + Send + 'a>>;
+
 /// A streaming text-to-speech provider.
 ///
 /// Implementations spawn their work on the current tokio runtime (and its blocking pool); they
@@ -151,6 +156,15 @@ pub trait TtsProvider: Send + Sync + 'static {
 
     /// Sample rate of the PCM this provider produces, in Hz.
     fn sample_rate(&self) -> u32;
+
+    /// The voice in words, for people (`talkstream check`): `built-in (en-us)`,
+    /// `ElevenLabs <voice> (<model>)`, `<model> / <voice> at <url>`.
+    fn describe(&self) -> String;
+
+    /// Proves the voice works for real, the way each provider can (the built-in voice
+    /// synthesizes a word offline; cloud voices speak a word through the service). Returns a
+    /// one-line description of what was proven.
+    fn check(&self) -> CheckFuture<'_, TtsError>;
 
     /// Starts one turn. Feed text through [`TtsTurn::input`]; read audio from
     /// [`TtsTurn::output`] until it returns `None` (the turn ended) or an error item (after which

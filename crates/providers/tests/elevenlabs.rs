@@ -2,6 +2,8 @@
 //! sends (header, URL, message order, keepalives) and how it turns audio, alignment, errors,
 //! drops and cancellation into turn output.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -166,11 +168,7 @@ where
         }
     };
     let app = Router::new().route("/v1/text-to-speech/{voice}/stream-input", get(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::serve_router(app).await;
     Server {
         base: format!("ws://{addr}"),
         log,

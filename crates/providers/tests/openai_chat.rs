@@ -4,6 +4,8 @@
 //! HTTP/1.1) where byte-level control is needed (split reads, dropped connections, cancel).
 //! Every test also checks what the client sent.
 
+mod common;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,13 +13,13 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
+use common::{chunk, finish, head, read_request, requests_of, Captured, Recorded};
 use serde_json::{json, Value};
 use talkstream_providers::http::RetryPolicy;
 use talkstream_providers::{
     ChatMessage, Conversation, LlmError, LlmItem, LlmProvider, OpenAiChat, OpenAiChatConfig, Role,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -29,23 +31,7 @@ const HANG: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // What the client sent.
 
-#[derive(Debug, Clone)]
-struct Captured {
-    method: String,
-    path: String,
-    /// Lower-case names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 impl Captured {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     fn json(&self) -> Value {
         match serde_json::from_slice(&self.body) {
             Ok(v) => v,
@@ -175,7 +161,7 @@ type Script = Arc<dyn Fn(usize, &Captured) -> Reply + Send + Sync>;
 
 #[derive(Clone)]
 struct AxumState {
-    requests: Arc<Mutex<Vec<Captured>>>,
+    requests: Recorded,
     script: Script,
 }
 
@@ -186,10 +172,10 @@ async fn axum_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let captured = Captured {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        headers: headers
+    let captured = Captured::new(
+        method.to_string(),
+        uri.path().to_string(),
+        headers
             .iter()
             .map(|(n, v)| {
                 (
@@ -198,8 +184,8 @@ async fn axum_handler(
                 )
             })
             .collect(),
-        body: body.to_vec(),
-    };
+        body.to_vec(),
+    );
     let index = {
         let mut requests = state.requests.lock().unwrap_or_else(|e| e.into_inner());
         requests.push(captured.clone());
@@ -247,23 +233,15 @@ async fn axum_handler(
 /// Starts the server; returns its `/v1` base URL and the recorded requests.
 async fn axum_server(
     script: impl Fn(usize, &Captured) -> Reply + Send + Sync + 'static,
-) -> (String, Arc<Mutex<Vec<Captured>>>) {
+) -> (String, Recorded) {
     let requests = Arc::new(Mutex::new(Vec::new()));
     let state = AxumState {
         requests: Arc::clone(&requests),
         script: Arc::new(script),
     };
     let app = axum::Router::new().fallback(axum_handler).with_state(state);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::serve_router(app).await;
     (format!("http://{addr}/v1"), requests)
-}
-
-fn requests_of(requests: &Arc<Mutex<Vec<Captured>>>) -> Vec<Captured> {
-    requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,58 +260,14 @@ enum Raw {
 
 struct RawServer {
     base: String,
-    requests: Arc<Mutex<Vec<Captured>>>,
+    requests: Recorded,
     /// Receives a message when the client closed the connection during `AwaitClientClose`.
     closed: mpsc::UnboundedReceiver<()>,
 }
 
-async fn read_request(sock: &mut TcpStream) -> Option<Captured> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_string();
-    let path = request_line.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = sock.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&tmp[..n]);
-    }
-    Some(Captured {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
 /// Serves one scripted 200 event-stream response per connection, in order.
 async fn raw_server(scripts: Vec<Vec<Raw>>) -> RawServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = common::bind().await;
     let requests = Arc::new(Mutex::new(Vec::new()));
     let (closed_tx, closed) = mpsc::unbounded_channel();
     let recorded = Arc::clone(&requests);
@@ -347,26 +281,23 @@ async fn raw_server(scripts: Vec<Vec<Raw>>) -> RawServer {
                 continue;
             };
             recorded.lock().unwrap_or_else(|e| e.into_inner()).push(req);
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-                        cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\
-                        connection: close\r\n\r\n";
-            if sock.write_all(head.as_bytes()).await.is_err() {
+            let headers = [
+                ("content-type", "text/event-stream"),
+                ("cache-control", "no-cache"),
+            ];
+            if !head(&mut sock, "200 OK", &headers).await {
                 continue;
             }
             let mut terminate = true;
             for step in script {
                 match step {
                     Raw::Chunk(bytes) => {
-                        let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
-                        framed.extend_from_slice(&bytes);
-                        framed.extend_from_slice(b"\r\n");
-                        if sock.write_all(&framed).await.is_err() {
+                        if !chunk(&mut sock, &bytes).await {
                             // The client closed the connection.
                             let _ = closed_tx.send(());
                             terminate = false;
                             break;
                         }
-                        let _ = sock.flush().await;
                     }
                     Raw::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
                     Raw::Drop => {
@@ -391,10 +322,10 @@ async fn raw_server(scripts: Vec<Vec<Raw>>) -> RawServer {
                 }
             }
             if terminate {
-                let _ = sock.write_all(b"0\r\n\r\n").await;
-                let _ = sock.flush().await;
+                finish(&mut sock).await;
+            } else {
+                let _ = sock.shutdown().await;
             }
-            let _ = sock.shutdown().await;
         }
     });
     RawServer {
@@ -1007,8 +938,7 @@ async fn check_lists_models_or_falls_back_to_a_tiny_chat() {
 #[tokio::test]
 async fn unreachable_server_is_a_connection_error() {
     // Bind then drop a listener: nothing listens on that port any more.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = common::bind().await;
     drop(listener);
     let chat = chat(OpenAiChatConfig {
         retry: RetryPolicy {

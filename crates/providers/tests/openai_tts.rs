@@ -1,42 +1,29 @@
 //! Scenario tests for the OpenAI-style speech provider against loopback HTTP servers written
 //! here on raw TCP, so chunk boundaries, timing and broken connections are under test control.
 
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{chunk, finish, head, respond, Captured};
 use talkstream_providers::http::RetryPolicy;
 use talkstream_providers::{
     OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat, TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput,
     TtsProvider,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-test-0123456789abcdef";
 
 /// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    path: String,
-    /// Lower-case names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    arrived: Instant,
-}
+type Request = Captured;
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
+impl Captured {
     fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -56,95 +43,8 @@ where
     F: Fn(Request, TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handler = Arc::new(handler);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                let Some(request) = read_request(&mut stream).await else {
-                    return;
-                };
-                let _ = tx.send(request.clone());
-                handler(request, stream).await;
-            });
-        }
-    });
+    let (addr, rx) = common::serve_raw(handler).await;
     (format!("http://{addr}/v1"), rx)
-}
-
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let arrived = Instant::now();
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = stream.read(&mut tmp).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&tmp[..n]);
-    }
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-        arrived,
-    })
-}
-
-/// Writes a chunked 200 head.
-async fn head(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)]) -> bool {
-    let mut text = format!("HTTP/1.1 {status}\r\n");
-    for (n, v) in headers {
-        text.push_str(&format!("{n}: {v}\r\n"));
-    }
-    text.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-    stream.write_all(text.as_bytes()).await.is_ok() && stream.flush().await.is_ok()
-}
-
-/// Writes one HTTP chunk; false when the client is gone.
-async fn chunk(stream: &mut TcpStream, bytes: &[u8]) -> bool {
-    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
-    out.extend_from_slice(bytes);
-    out.extend_from_slice(b"\r\n");
-    stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok()
-}
-
-/// Ends a chunked body.
-async fn finish(stream: &mut TcpStream) {
-    let _ = stream.write_all(b"0\r\n\r\n").await;
-    let _ = stream.flush().await;
-    let _ = stream.shutdown().await;
 }
 
 /// Writes `bytes` as chunks of the given sizes (cycled), pausing between them.
@@ -161,22 +61,6 @@ async fn chunks(stream: &mut TcpStream, bytes: &[u8], sizes: &[usize], pause: Du
         tokio::time::sleep(pause).await;
     }
     true
-}
-
-/// A complete (Content-Length) answer.
-async fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &str) {
-    let mut text = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        text.push_str(&format!("{n}: {v}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    let _ = stream.write_all(text.as_bytes()).await;
-    let _ = stream.flush().await;
-    let _ = stream.shutdown().await;
 }
 
 /// Distinct, full-range samples.
@@ -818,8 +702,8 @@ async fn json_with_success_status_is_not_played() {
 async fn unreachable_server_is_a_connection_error() {
     // A port that was just free: nothing listens there.
     let port = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap().port()
+        let (_listener, addr) = common::bind().await;
+        addr.port()
     };
     let tts = tts(OpenAiTtsConfig {
         retry: RetryPolicy {

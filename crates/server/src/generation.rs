@@ -50,7 +50,7 @@ enum Slot {
 
 /// A window that reached its first frame: which renderer fills it.
 pub enum Decision {
-    /// The generator's frames, for frames `[first, first + frames.len())`.
+    /// The generator's frames fill the window.
     Generator,
     /// The built-in renderer fills the window; `why` says what went wrong with the generator.
     Builtin {
@@ -78,8 +78,6 @@ pub struct TurnGeneration {
     pub from_generator: u32,
     /// Windows the built-in renderer filled.
     pub from_builtin: u32,
-    /// The first failure of the turn, to report once.
-    pub first_failure: Option<String>,
     wall_start: Instant,
 }
 
@@ -114,7 +112,6 @@ impl TurnGeneration {
             playing: None,
             from_generator: 0,
             from_builtin: 0,
-            first_failure: None,
             wall_start,
         })
     }
@@ -201,22 +198,12 @@ impl TurnGeneration {
                     Decision::Builtin { why }
                 }
             });
-            if let Some(Decision::Builtin { why }) = &decision {
-                if self.first_failure.is_none() {
-                    self.first_failure = Some(why.clone());
-                }
-            }
         }
         let frame = match &self.playing {
             Some((first, frames)) if n >= *first => frames.get((n - first) as usize),
             _ => None,
         };
         (frame, decision)
-    }
-
-    /// Windows sent whose first frame has not been reached yet.
-    pub fn pending_windows(&self) -> usize {
-        self.slots.len()
     }
 }
 

@@ -73,13 +73,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// `talkstream check`: one line per provider, in plain words; fails if any check fails.
+/// `talkstream check`: one line per provider, in plain words; fails if any check fails. The
+/// providers are chosen exactly as `serve` chooses them (`build_llm`, `build_tts`), and each
+/// proves itself through its trait's `check`.
 fn check(config: &Config) -> anyhow::Result<()> {
-    use talkstream::config::{LlmChoice, TtsChoice};
-    use talkstream::server::{
-        build_local_tts, elevenlabs_config, openai_chat_config, openai_tts_config,
-    };
-    use talkstream_providers::{ElevenLabsTts, OpenAiChat, OpenAiTts};
+    use talkstream::server::{build_llm, build_tts};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,48 +91,25 @@ fn check(config: &Config) -> anyhow::Result<()> {
             println!("FAIL  {what}: {e}");
         }
     };
-    match config.llm_choice() {
-        LlmChoice::Openai => {
-            let cfg = openai_chat_config(config);
-            let what = format!("language model: {} at {}", cfg.model, cfg.base_url);
-            let result = runtime.block_on(async {
-                let llm = OpenAiChat::new(cfg).map_err(|e| e.to_string())?;
-                llm.check().await.map_err(|e| e.to_string())
-            });
-            report(what, result);
+    runtime.block_on(async {
+        match build_llm(config) {
+            Ok(Some(llm)) => {
+                let result = llm.check().await.map_err(|e| e.to_string());
+                report(format!("language model: {}", llm.describe()), result);
+            }
+            Ok(None) => println!(
+                "ok    language model: none (the avatar says what is typed; set OPENAI_API_KEY or OPENAI_BASE_URL for answers)"
+            ),
+            Err(e) => report("language model".to_string(), Err(e.to_string())),
         }
-        LlmChoice::None | LlmChoice::Auto => println!(
-            "ok    language model: none (the avatar says what is typed; set OPENAI_API_KEY or OPENAI_BASE_URL for answers)"
-        ),
-    }
-    match config.tts_choice() {
-        TtsChoice::Elevenlabs => {
-            let cfg = elevenlabs_config(config);
-            let what = format!("voice: ElevenLabs {} ({})", cfg.voice_id, cfg.model_id);
-            let result = runtime.block_on(async {
-                let tts = ElevenLabsTts::new(cfg).map_err(|e| e.to_string())?;
-                tts.check().await.map_err(|e| e.to_string())
-            });
-            report(what, result);
+        match build_tts(config) {
+            Ok(tts) => {
+                let result = tts.check().await.map_err(|e| e.to_string());
+                report(format!("voice: {}", tts.describe()), result);
+            }
+            Err(e) => report("voice".to_string(), Err(e.to_string())),
         }
-        TtsChoice::Openai => {
-            let cfg = openai_tts_config(config);
-            let what = format!("voice: {} / {} at {}", cfg.model, cfg.voice, cfg.base_url);
-            let result = runtime.block_on(async {
-                let tts = OpenAiTts::new(cfg).map_err(|e| e.to_string())?;
-                tts.check().await.map_err(|e| e.to_string())
-            });
-            report(what, result);
-        }
-        TtsChoice::Local | TtsChoice::Auto => {
-            let what = format!("voice: built-in ({})", config.local_tts_voice);
-            let result = build_local_tts(config)
-                .and_then(|t| t.synthesize_blocking("ok"))
-                .map(|c| format!("synthesized {} ms of audio offline", c.duration_ms()))
-                .map_err(|e| e.to_string());
-            report(what, result);
-        }
-    }
+    });
     if failed > 0 {
         anyhow::bail!("{failed} check(s) failed");
     }

@@ -36,6 +36,23 @@ describe('parseServerMessage', () => {
     });
   });
 
+  it('reads every field the server puts in hello, video generator and its note included', () => {
+    const m = ok(
+      '{"type":"hello","session_id":"s","playlist":"/hls/s/index.m3u8","version":"0.1.0","stream":{"width":512,"height":512,"fps":25,"segment_ms":1800,"audio_sample_rate":22050},"llm":"none","tts":"local","video_generator":"builtin","generator_note":"INFINITETALK_BIN not found"}',
+    );
+    expect(m).toEqual({
+      type: 'hello',
+      session_id: 's',
+      playlist: '/hls/s/index.m3u8',
+      version: '0.1.0',
+      stream: { width: 512, height: 512, fps: 25, segment_ms: 1800, audio_sample_rate: 22050 },
+      llm: 'none',
+      tts: 'local',
+      video_generator: 'builtin',
+      generator_note: 'INFINITETALK_BIN not found',
+    });
+  });
+
   it('ignores unknown fields', () => {
     const m = ok('{"type":"hello","session_id":"x","playlist":"/p.m3u8","future":{"a":1},"stream":{"fps":30,"codec":"avc1"}}');
     expect(m).toEqual({ type: 'hello', session_id: 'x', playlist: '/p.m3u8', stream: { fps: 30 } });
@@ -84,27 +101,44 @@ describe('parseServerMessage', () => {
     });
   });
 
-  it('parses transcripts (final defaults to true)', () => {
-    expect(ok('{"type":"transcript","text":"Hello there","start_ms":0,"end_ms":1200,"final":true}')).toEqual({
+  it('parses transcripts; the server sends no "final" and none is invented', () => {
+    expect(ok('{"type":"transcript","text":"Hello there","start_ms":0,"end_ms":1200}')).toEqual({
       type: 'transcript',
       text: 'Hello there',
       start_ms: 0,
       end_ms: 1200,
-      final: true,
     });
-    expect(ok('{"type":"transcript","text":"Hel","final":false}')).toMatchObject({ final: false });
-    expect(ok('{"type":"transcript","text":"Hi"}')).toMatchObject({ final: true });
+    expect(ok('{"type":"transcript","text":"Hel","final":false}')).toEqual({ type: 'transcript', text: 'Hel' });
+    expect(ok('{"type":"transcript","text":"Hi"}')).not.toHaveProperty('final');
     expect(bad('{"type":"transcript"}')).toMatch(/text/);
   });
 
-  it('parses metrics, flat or under "values", flattening one level', () => {
+  it('parses metrics in the server\'s one (flat) shape only', () => {
+    // fields the server's TurnMetrics does not have are not metrics
     expect(ok('{"type":"metrics","rtf":0.4,"queue":2,"gpu":{"util":93},"list":[1]}')).toEqual({
       type: 'metrics',
-      values: { rtf: 0.4, queue: 2, 'gpu.util': 93 },
+      values: {},
     });
-    expect(ok('{"type":"metrics","values":{"encode_ms":12,"ok":true}}')).toEqual({
+    // a "values" wrapper is not a second shape
+    expect(ok('{"type":"metrics","values":{"turn":2,"first_text_ms":12,"interrupted":true}}')).toEqual({
       type: 'metrics',
-      values: { encode_ms: 12, ok: true },
+      values: {},
+    });
+  });
+
+  it('reads the LLM and external-generator fields of metrics', () => {
+    const m = ok(
+      '{"type":"metrics","turn":2,"first_token_ms":80.5,"first_text_ms":90,"interrupted":false,"generator_windows":3,"builtin_windows":1}',
+    );
+    expect(m).toEqual({
+      type: 'metrics',
+      turn: 2,
+      first_token_ms: 80.5,
+      first_text_ms: 90,
+      interrupted: false,
+      generator_windows: 3,
+      builtin_windows: 1,
+      values: { turn: 2, first_token_ms: 80.5, first_text_ms: 90, interrupted: false, generator_windows: 3, builtin_windows: 1 },
     });
   });
 
@@ -121,13 +155,11 @@ describe('parseServerMessage', () => {
       end_ms: 53912,
       start_pdt_ms: 1795000851840,
       end_pdt_ms: 1795000853912,
-      final: true,
     });
     // wrong types are dropped, not trusted
     expect(ok('{"type":"transcript","text":"x","turn":"1","start_pdt_ms":"soon"}')).toEqual({
       type: 'transcript',
       text: 'x',
-      final: true,
     });
   });
 

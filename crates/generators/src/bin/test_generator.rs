@@ -33,8 +33,8 @@ use talkstream_avatar::{Avatar, LipSync};
 use talkstream_generators::mp4::{write_mp4, MuxSample, MuxTrack};
 use talkstream_generators::protocol::WindowHeader;
 use talkstream_generators::serve::{serve_worker, BuiltinRenderer, FrameProducer, RenderFailure};
-use talkstream_generators::wav::parse_wav_s16;
 use talkstream_media::video::H264Encoder;
+use talkstream_media::wav::parse_wav;
 use talkstream_media::I420Frame;
 
 fn env(name: &str) -> Option<String> {
@@ -173,7 +173,7 @@ fn run_exec(args: &ExecArgs) -> Result<(), String> {
     }
     let wav = std::fs::read(&args.input_audio)
         .map_err(|e| format!("cannot read {:?}: {e}", args.input_audio))?;
-    let (pcm, rate) = parse_wav_s16(&wav)?;
+    let (pcm, rate) = parse_wav(&wav).map_err(|e| format!("{:?}: {e}", args.input_audio))?;
     let (w, h) = parse_size(&env("TALKSTREAM_FAKE_SIZE").unwrap_or_else(|| "256x192".into()))?;
     let fps = env_num("TALKSTREAM_FAKE_FPS", 25u32)?;
     let delta = env_num("TALKSTREAM_FAKE_FRAMES_DELTA", 0i64)?;

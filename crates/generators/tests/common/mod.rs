@@ -142,3 +142,20 @@ pub async fn assert_group_gone(leader: u32, others: &[u32]) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Fails the test (never skips it) when ffmpeg with libx264 is not installed: a test that passes
+/// without its tool cannot fail, so it would prove nothing.
+pub fn require_ffmpeg_x264() {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-encoders"])
+        .output();
+    let ok = match &out {
+        Ok(o) => o.status.success() && String::from_utf8_lossy(&o.stdout).contains("libx264"),
+        Err(_) => false,
+    };
+    assert!(
+        ok,
+        "ffmpeg with libx264 is missing: install ffmpeg (apt-get install ffmpeg) or run \
+         scripts/test.sh, which installs it"
+    );
+}
