@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use talkstream_avatar::{AvatarError, Face, LipSync, Portrait};
 use talkstream_generators::mp4::{write_mp4, MuxSample, MuxTrack};
-use talkstream_generators::wav::parse_wav;
 use talkstream_media::video::H264Encoder;
+use talkstream_media::wav::{parse_wav, WavError};
 use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, MediaError, Output};
 use talkstream_providers::{LocalTts, Resampler, TtsError};
 
@@ -59,13 +59,24 @@ impl FaceRenderer {
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// The input audio file could not be read.
-    #[error("cannot read {path}: {why}")]
+    #[error("cannot read {path}: {source}")]
     Input {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
-        why: String,
+        /// The cause.
+        source: std::io::Error,
     },
+    /// The input audio file is not a WAV file this reads.
+    #[error("{path}: {source}")]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, and where in the file.
+        source: WavError,
+    },
+    /// The input audio's rate cannot be converted to the stream's.
+    #[error("audio: {0}")]
+    Resample(#[from] talkstream_providers::ResampleError),
     /// Speech synthesis failed.
     #[error("speech synthesis: {0}")]
     Tts(#[from] TtsError),
@@ -132,10 +143,7 @@ pub fn render_offline(
             48_000
         };
     }
-    let mut resampler = Resampler::new(rate, cfg.sample_rate).map_err(|e| RenderError::Input {
-        path: PathBuf::from("(audio)"),
-        why: e.to_string(),
-    })?;
+    let mut resampler = Resampler::new(rate, cfg.sample_rate)?;
     let mut pcm = resampler.process(&pcm);
     pcm.extend(resampler.finish());
     let sr = u64::from(cfg.sample_rate);
@@ -280,10 +288,12 @@ pub fn progress_bar(label: &'static str) -> impl FnMut(f64) {
 /// Read a WAV file as mono 16-bit samples and its sample rate. Accepts PCM 8/16/24/32-bit and
 /// 32-bit float, any number of channels (mixed down).
 pub fn read_wav(path: &Path) -> Result<(Vec<i16>, u32), RenderError> {
-    let bad = |why: String| RenderError::Input {
+    let data = std::fs::read(path).map_err(|source| RenderError::Input {
         path: path.to_path_buf(),
-        why,
-    };
-    let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    parse_wav(&data).map_err(bad)
+        source,
+    })?;
+    parse_wav(&data).map_err(|source| RenderError::Wav {
+        path: path.to_path_buf(),
+        source,
+    })
 }
