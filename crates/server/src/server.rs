@@ -83,6 +83,43 @@ impl Drop for SessionSlot {
 }
 
 impl AppState {
+    /// Everything the server shares, from the configuration: the HLS folder prepared (stale
+    /// session folders removed), the providers, the portrait and the generator set up.
+    pub fn build(config: Config, shutdown: CancellationToken) -> Result<Arc<Self>, ServerError> {
+        prepare_hls_dir(&config.hls_dir)?;
+        let tts = build_tts(&config)?;
+        let llm = build_llm(&config)?;
+        let portrait = load_portrait(&config)?.map(Arc::new);
+        let (generator, generator_note) = build_generator(&config);
+        let generator_kind = config.video_generator.as_str().to_string();
+        tracing::info!(
+            tts = tts.name(),
+            tts_rate = tts.sample_rate(),
+            stream_rate = config.stream_sample_rate(tts.sample_rate()),
+            llm = llm.as_ref().map_or("none", |l| l.name()),
+            model = llm.as_ref().map_or("", |l| l.model()),
+            "providers ready"
+        );
+        let policy = Policy::new(&config.access, config.host);
+        warn_if_exposed(&config, &policy);
+        Ok(Arc::new(AppState {
+            policy,
+            addresses: Arc::new(Addresses::default()),
+            streams: Arc::new(StreamRegistry::default()),
+            started: std::time::Instant::now(),
+            config,
+            shutdown,
+            tracker: TaskTracker::new(),
+            tts,
+            llm,
+            portrait,
+            generator_kind,
+            generator,
+            generator_note,
+            active: AtomicUsize::new(0),
+        }))
+    }
+
     /// The media channel settings of a new stream.
     pub fn channel_config(&self) -> talkstream_media::ChannelConfig {
         self.config.channel_config(self.tts.sample_rate())
@@ -146,38 +183,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    prepare_hls_dir(&config.hls_dir)?;
-    let tts = build_tts(&config)?;
-    let llm = build_llm(&config)?;
-    let portrait = load_portrait(&config)?.map(Arc::new);
-    let (generator, generator_note) = build_generator(&config);
-    let generator_kind = config.video_generator.as_str().to_string();
-    tracing::info!(
-        tts = tts.name(),
-        tts_rate = tts.sample_rate(),
-        stream_rate = config.stream_sample_rate(tts.sample_rate()),
-        llm = llm.as_ref().map_or("none", |l| l.name()),
-        model = llm.as_ref().map_or("", |l| l.model()),
-        "providers ready"
-    );
-    let policy = Policy::new(&config.access, config.host);
-    warn_if_exposed(&config, &policy);
-    let state = Arc::new(AppState {
-        policy,
-        addresses: Arc::new(Addresses::default()),
-        streams: Arc::new(StreamRegistry::default()),
-        started: std::time::Instant::now(),
-        config,
-        shutdown: shutdown.clone(),
-        tracker: TaskTracker::new(),
-        tts,
-        llm,
-        portrait,
-        generator_kind,
-        generator: generator.clone(),
-        generator_note,
-        active: AtomicUsize::new(0),
-    });
+    let state = AppState::build(config, shutdown.clone())?;
+    let generator = state.generator.clone();
     let app = crate::http::router(Arc::clone(&state));
     axum::serve(
         listener,

@@ -362,3 +362,114 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The driver over in-memory channels instead of a socket (no HTTP server): the real
+    //! session, media thread and voice behind it.
+
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use clap::Parser;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+    use super::*;
+    use crate::config::Cli;
+
+    /// One side of an in-memory WebSocket.
+    struct ChannelSocket {
+        incoming: UnboundedReceiver<Message>,
+        outgoing: UnboundedSender<Message>,
+    }
+
+    impl Stream for ChannelSocket {
+        type Item = Result<Message, Infallible>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx).map(|m| m.map(Ok))
+        }
+    }
+
+    impl Sink<Message> for ChannelSocket {
+        type Error = ();
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), ()> {
+            self.outgoing.send(item).map_err(|_| ())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn next_json(rx: &mut UnboundedReceiver<Message>) -> serde_json::Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("a message within 20 s")
+                .expect("the session is running");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(&t).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_over_channels_says_hello_speaks_and_ends_its_stream() {
+        let dir = std::env::temp_dir().join(format!("talkstream-driver-{}", new_id()));
+        let hls = dir.join("hls").display().to_string();
+        let cli =
+            Cli::try_parse_from(["talkstream", "--hls-dir", &hls, "--session-linger-ms", "0"])
+                .unwrap();
+        let state = AppState::build(cli.config, CancellationToken::new()).unwrap();
+        let (to_server, incoming) = unbounded_channel();
+        let (outgoing, mut from_server) = unbounded_channel();
+        let socket = ChannelSocket { incoming, outgoing };
+        let session = tokio::spawn(run(
+            socket,
+            Arc::clone(&state),
+            "127.0.0.1:9".parse().unwrap(),
+        ));
+
+        let hello = next_json(&mut from_server).await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        let id = hello["session_id"].as_str().unwrap().to_string();
+        let entry = state
+            .streams
+            .get(&id)
+            .expect("the stream is in the registry");
+        assert_eq!(hello["playlist"], entry.hls_playlist().unwrap());
+        assert_eq!(next_json(&mut from_server).await["stage"], "idle");
+
+        to_server
+            .send(Message::Text(r#"{"type":"prompt","text":"Hello."}"#.into()))
+            .unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let v = next_json(&mut from_server).await;
+            seen.push(v["type"].as_str().unwrap_or_default().to_string());
+            if v["type"] == "metrics" {
+                assert!(v["first_segment_ms"].as_f64().is_some(), "{v}");
+                break;
+            }
+        }
+        assert!(seen.contains(&"transcript".to_string()), "{seen:?}");
+        assert!(entry.published().segments > 0, "segments were published");
+
+        // The client goes away: the stream ends and leaves the registry.
+        drop(to_server);
+        tokio::time::timeout(Duration::from_secs(20), session)
+            .await
+            .expect("the session ends")
+            .unwrap();
+        assert!(state.streams.get(&id).is_none());
+        state.tracker.close();
+        state.tracker.wait().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
