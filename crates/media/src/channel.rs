@@ -863,16 +863,7 @@ mod tests {
         assert_eq!(ch.media_playlist_name(), "video.m3u8");
         ch.add_cue(100, 900, "Hi <there> & welcome");
         let out = push_n(&mut ch, 45);
-        let names: Vec<&str> = out
-            .iter()
-            .map(|o| match o {
-                Output::Init { name, .. }
-                | Output::Segment { name, .. }
-                | Output::File { name, .. }
-                | Output::Playlist { name, .. }
-                | Output::Delete { name } => name.as_str(),
-            })
-            .collect();
+        let names: Vec<&str> = out.iter().map(Output::name).collect();
         assert_eq!(
             names,
             [

@@ -88,6 +88,19 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// The name of the file this output writes or deletes.
+    pub fn name(&self) -> &str {
+        match self {
+            Output::Init { name, .. }
+            | Output::Segment { name, .. }
+            | Output::File { name, .. }
+            | Output::Playlist { name, .. }
+            | Output::Delete { name } => name,
+        }
+    }
+}
+
 /// Subtitles state: the WebVTT media playlist (kept in lockstep with the video one) and the cues.
 #[derive(Debug)]
 struct Subtitles {
@@ -380,15 +393,7 @@ mod tests {
     }
 
     fn names(out: &[Output]) -> Vec<&str> {
-        out.iter()
-            .map(|o| match o {
-                Output::Init { name, .. }
-                | Output::Segment { name, .. }
-                | Output::File { name, .. }
-                | Output::Playlist { name, .. }
-                | Output::Delete { name } => name.as_str(),
-            })
-            .collect()
+        out.iter().map(Output::name).collect()
     }
 
     #[test]

@@ -22,12 +22,7 @@ const PROMPTS: [&str; 5] = [
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let bin = args
-        .get(1)
-        .cloned()
-        .unwrap_or("target/release/talkstream".into());
-    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(25);
+    let (bin, n, _) = support::bin_and_count(25);
     let server = BenchServer::start(&bin, &[], &[])?;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -38,12 +38,7 @@ async fn speech(Json(body): Json<serde_json::Value>) -> impl IntoResponse {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let bin = args
-        .get(1)
-        .cloned()
-        .unwrap_or("target/release/talkstream".into());
-    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(25);
+    let (bin, n, _) = support::bin_and_count(25);
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/audio/speech", post(speech));

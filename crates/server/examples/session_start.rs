@@ -18,12 +18,7 @@ use support::{percentile, BenchServer};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let bin = args
-        .get(1)
-        .cloned()
-        .unwrap_or("target/release/talkstream".into());
-    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let (bin, n, args) = support::bin_and_count(50);
     let token = args
         .iter()
         .position(|a| a == "--token")

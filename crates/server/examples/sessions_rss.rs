@@ -30,12 +30,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let bin = args
-        .get(1)
-        .cloned()
-        .unwrap_or("target/release/talkstream".into());
-    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let (bin, n, args) = support::bin_and_count(1);
     let secs: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(20);
     let max = (n + 1).to_string();
     let server = BenchServer::start(&bin, &["--max-sessions", &max], &[])?;

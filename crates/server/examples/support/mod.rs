@@ -69,6 +69,20 @@ impl Drop for BenchServer {
     }
 }
 
+/// The server binary (first argument) and a count (second argument) from the command line.
+pub fn bin_and_count(default_count: usize) -> (String, usize, Vec<String>) {
+    let args: Vec<String> = std::env::args().collect();
+    let bin = args
+        .get(1)
+        .cloned()
+        .unwrap_or("target/release/talkstream".into());
+    let n = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default_count);
+    (bin, n, args)
+}
+
 /// Value at fraction `p` of a sorted list.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
