@@ -10,8 +10,10 @@ import {
   logMessage,
   promptMessage,
   sessionUrl,
+  shownMessage,
   type LogLevel,
   type MetricsMessage,
+  type OnScreenMessage,
   type ServerMessage,
   type Stage,
 } from './protocol';
@@ -20,6 +22,7 @@ import { RateLimiter } from './ratelimit';
 import { Session } from './session';
 import { badgeState, viewerStage, type BadgeState, type ConnectionFacts } from './state';
 import { Ui } from './ui';
+import { ViewerTiming } from './viewer';
 
 export interface TalkstreamDebug {
   state: BadgeState;
@@ -56,6 +59,8 @@ export interface TalkstreamDebug {
   timeWentBackwards: boolean;
   /** every metrics message (parsed), in order */
   metrics: MetricsMessage[];
+  /** every on_screen message (when the page showed each answer, as the server measured it) */
+  onScreen: OnScreenMessage[];
   /** the access step the page took last: connect, or asking for a (right) token */
   access: 'connect' | 'ask' | 'wrong' | null;
 }
@@ -108,6 +113,7 @@ const debug: TalkstreamDebug = {
   },
   timeWentBackwards: false,
   metrics: [],
+  onScreen: [],
   access: null,
 };
 window.__talkstream = debug;
@@ -243,6 +249,7 @@ const handlers: Handlers = {
     reconnectNote = '';
     streaming = true;
     resetCaptions();
+    viewer.reset();
     debug.sessionId = m.session_id;
     const url = new URL(m.playlist, window.location.href).href;
     debug.playlist = m.playlist;
@@ -279,8 +286,13 @@ const handlers: Handlers = {
       turnsSeen.add(m.turn);
       serverClockOffset = m.start_pdt_ms - Date.now();
     }
+    if (m.turn !== undefined && m.start_pdt_ms !== undefined) viewer.caption(m.turn, m.start_pdt_ms);
     captions.push(m);
     updateCaptions();
+  },
+  on_screen(m) {
+    debug.onScreen.push(m);
+    ui.setOnScreen(m.turn, m.on_screen_ms);
   },
   metrics(m) {
     debug.metrics.push(m);
@@ -413,6 +425,18 @@ function updateCaptions(): void {
   }
 }
 setInterval(updateCaptions, 100);
+
+// ---- viewer-side timing: tell the server when each answer's first frame is on screen ----
+
+const viewer = new ViewerTiming();
+if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
+  const onFrame = (): void => {
+    const date = debug.hls?.playingDate;
+    if (date) for (const turn of viewer.frame(date.getTime())) session.send(shownMessage(turn));
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
 
 // ---- page-level errors and live player stats ----
 

@@ -87,6 +87,13 @@ export interface MetricsMessage {
   values: Record<string, number | boolean>;
 }
 
+/** When the page showed a turn's answer: ms from the prompt reaching the server. */
+export interface OnScreenMessage {
+  type: 'on_screen';
+  turn: number;
+  on_screen_ms: number;
+}
+
 /** A well-formed JSON object whose `type` this page does not know (yet). */
 export interface UnknownMessage {
   type: 'unknown';
@@ -100,6 +107,7 @@ export type ServerMessage =
   | ErrorMessage
   | TranscriptMessage
   | MetricsMessage
+  | OnScreenMessage
   | UnknownMessage;
 
 export type ParseResult = { ok: true; message: ServerMessage } | { ok: false; error: string };
@@ -190,7 +198,15 @@ function parseMetrics(o: Obj): ParseResult {
   return { ok: true, message: msg };
 }
 
+function parseOnScreen(o: Obj): ParseResult {
+  const turn = optNumber(o, 'turn');
+  const ms = optNumber(o, 'on_screen_ms');
+  if (turn === undefined || ms === undefined) return fail('on_screen: missing turn or on_screen_ms');
+  return { ok: true, message: { type: 'on_screen', turn, on_screen_ms: ms } };
+}
+
 const parsers: Record<string, (o: Obj) => ParseResult> = {
+  on_screen: parseOnScreen,
   hello: parseHello,
   status: parseStatus,
   error: parseError,
@@ -222,7 +238,8 @@ export type ControlAction = 'start' | 'stop' | 'interrupt';
 export type ClientMessage =
   | { type: 'log'; level: LogLevel; message: string }
   | { type: 'prompt'; text: string }
-  | { type: 'control'; action: ControlAction };
+  | { type: 'control'; action: ControlAction }
+  | { type: 'shown'; turn: number };
 
 /** Longest log line we forward; the server should not be flooded by a runaway error string. */
 export const MAX_LOG_CHARS = 2000;
@@ -234,6 +251,11 @@ export function logMessage(level: LogLevel, message: string): ClientMessage {
 
 export function promptMessage(text: string): ClientMessage {
   return { type: 'prompt', text };
+}
+
+/** The first frame of `turn`'s answer is on screen. */
+export function shownMessage(turn: number): ClientMessage {
+  return { type: 'shown', turn };
 }
 
 export function controlMessage(action: ControlAction): ClientMessage {

@@ -130,10 +130,28 @@ export class Ui {
     this.caption.replaceChildren();
   }
 
+  /** on_screen_ms by turn (it may come before or after the turn's metrics) */
+  private readonly onScreen = new Map<number, number>();
+  private panelTurn: number | undefined;
+
+  /** When the page showed `turn`'s answer (ms from the prompt), in the panel if it shows that turn. */
+  setOnScreen(turn: number, ms: number): void {
+    this.onScreen.set(turn, ms);
+    if (this.onScreen.size > 32) this.onScreen.delete(Math.min(...this.onScreen.keys()));
+    if (this.panelTurn === turn) this.showOnScreen(ms);
+  }
+
+  private showOnScreen(ms: number | undefined): void {
+    const el = this.turnPanel.querySelector<HTMLElement>('[data-metric="on_screen_ms"]');
+    if (el) el.textContent = formatMs(ms);
+  }
+
   /** The last turn's timings; null empties the panel. */
   setTurnMetrics(m: MetricsMessage | null): void {
     this.turnPanel.hidden = m === null;
     if (!m) return;
+    this.panelTurn = m.turn;
+    this.showOnScreen(m.turn === undefined ? undefined : this.onScreen.get(m.turn));
     this.turnLabel.textContent = `Last turn${m.turn !== undefined ? ` · #${m.turn}` : ''}${m.interrupted ? ' · interrupted' : ''}`;
     this.turnPanel.classList.toggle('interrupted', m.interrupted === true);
     for (const k of TURN_TIMINGS) {

@@ -23,6 +23,11 @@ pub enum ClientMessage {
         /// `start`, `stop` or `interrupt`.
         action: ControlAction,
     },
+    /// The page showed the first frame of a turn's answer (viewer-side timing).
+    Shown {
+        /// The turn.
+        turn: u64,
+    },
     /// A log line from the page (for example an hls.js error), written to the server log.
     Log {
         /// `error`, `warn`, `info` or `debug`; anything else is logged as info.
@@ -110,6 +115,15 @@ pub enum ServerMessage {
     },
     /// Timing of one turn, milliseconds from the prompt arriving.
     Metrics(TurnMetrics),
+    /// When the viewer saw the turn's answer: ms from the prompt arriving at the server to the
+    /// page reporting the answer's first frame on screen (sent once per turn, when the page
+    /// reports it, which may be after that turn's `metrics`).
+    OnScreen {
+        /// The turn.
+        turn: u64,
+        /// Prompt received → first frame of the answer shown in the page.
+        on_screen_ms: f64,
+    },
     /// Something went wrong; the session goes on unless a `status` with stage `error` follows.
     Error {
         /// Stable machine-readable code.

@@ -179,6 +179,14 @@ describe('the avatar speaks', () => {
     const panel = await page.evaluate(() => document.querySelector('[data-metric="first_segment_ms"]').textContent);
     assert.match(panel, /\d+(\.\d)? ms/, `metrics panel shows ${panel}`);
 
+    // The page told the server when the answer's first frame was on screen; the server answered
+    // with the time from the prompt, later than the first segment's publication.
+    await h.waitInPage('on_screen for the turn', (turn) => window.__talkstream.onScreen.some((o) => o.turn === turn), m.turn, 10000);
+    const seen = (await state()).onScreen.find((o) => o.turn === m.turn);
+    assert.ok(seen.on_screen_ms > m.first_segment_ms, `on screen ${seen.on_screen_ms} ms, first segment ${m.first_segment_ms} ms`);
+    const cell = await page.evaluate(() => document.querySelector('[data-metric="on_screen_ms"]').textContent);
+    assert.match(cell, /\d[\d,]* ms/, `panel "on screen": ${cell}`);
+
     // Let the end of the speech play out, then check sound, clock and stalls.
     await page.waitForTimeout(1500);
     const audioAfter = await audioBytes();

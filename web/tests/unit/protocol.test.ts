@@ -7,6 +7,7 @@ import {
   parseServerMessage,
   promptMessage,
   sessionUrl,
+  shownMessage,
 } from '../../src/protocol';
 
 const ok = (raw: string) => {
@@ -78,6 +79,12 @@ describe('parseServerMessage', () => {
   it('rejects an unknown stage', () => {
     expect(bad('{"type":"status","stage":"dancing"}')).toMatch(/stage/);
     expect(bad('{"type":"status"}')).toMatch(/stage/);
+  });
+
+  it('parses on_screen messages and encodes shown', () => {
+    expect(ok('{"type":"on_screen","turn":3,"on_screen_ms":5850.5}')).toEqual({ type: 'on_screen', turn: 3, on_screen_ms: 5850.5 });
+    expect(bad('{"type":"on_screen","turn":3}')).toMatch(/on_screen_ms/);
+    expect(encode(shownMessage(3))).toBe('{"type":"shown","turn":3}');
   });
 
   it('parses error messages', () => {

@@ -86,6 +86,10 @@ struct Timing {
     metrics: TurnMetrics,
 }
 
+/// Turns whose viewer timing is still awaited, newest last (a page reports the first frame of
+/// an answer seconds after the turn may have ended).
+const SHOWN_TURNS_KEPT: usize = 8;
+
 /// One session's state.
 #[derive(Debug)]
 pub struct SessionCore {
@@ -98,6 +102,8 @@ pub struct SessionCore {
     next_turn: u64,
     timings: HashMap<u64, Timing>,
     conversation: Option<Conversation>,
+    /// Recent turns not yet reported on screen: (turn, when its prompt arrived).
+    awaiting_shown: std::collections::VecDeque<(u64, Instant)>,
     limits: SessionLimits,
     last_flood_notice_ms: Option<u64>,
     flood: Option<Refused>,
@@ -130,6 +136,7 @@ impl SessionCore {
             next_turn: 1,
             timings: HashMap::new(),
             conversation,
+            awaiting_shown: std::collections::VecDeque::new(),
             last_flood_notice_ms: None,
             flood: None,
         }
@@ -189,6 +196,7 @@ impl SessionCore {
                 Vec::new()
             }
             Ok(ClientMessage::Prompt { text }) => self.on_prompt(text, now),
+            Ok(ClientMessage::Shown { turn }) => self.on_shown(turn, now),
             Ok(ClientMessage::Control { action }) => self.on_control(action),
         }
     }
@@ -304,6 +312,10 @@ impl SessionCore {
         let turn = self.next_turn;
         self.next_turn += 1;
         self.turn = Some(turn);
+        if self.awaiting_shown.len() >= SHOWN_TURNS_KEPT {
+            self.awaiting_shown.pop_front();
+        }
+        self.awaiting_shown.push_back((turn, now));
         self.timings.insert(
             turn,
             Timing {
@@ -324,6 +336,21 @@ impl SessionCore {
         out.push(Action::StartTurn { turn, text });
         out.push(send(status(Stage::Thinking, Some(note))));
         out
+    }
+
+    /// The page showed the first frame of `turn`'s answer: say how long that took from the
+    /// prompt, once per turn (later or unknown reports are ignored).
+    fn on_shown(&mut self, turn: u64, now: Instant) -> Vec<Action> {
+        let Some(i) = self.awaiting_shown.iter().position(|(t, _)| *t == turn) else {
+            tracing::debug!(parent: &self.span, turn, "a viewer report for an unknown or reported turn");
+            return Vec::new();
+        };
+        let Some((_, prompt_at)) = self.awaiting_shown.remove(i) else {
+            return Vec::new();
+        };
+        let on_screen_ms = now.saturating_duration_since(prompt_at).as_secs_f64() * 1000.0;
+        tracing::info!(parent: &self.span, turn, on_screen_ms, "answer on screen in the page");
+        vec![send(ServerMessage::OnScreen { turn, on_screen_ms })]
     }
 
     fn is_current(&self, turn: u64) -> bool {

@@ -305,3 +305,38 @@ fn a_failed_stream_closes_the_session_and_closing_stops_everything() {
         vec![Action::CancelTurn { turn: 1 }, Action::StopStream]
     );
 }
+
+#[test]
+fn the_page_reports_when_an_answer_was_on_screen_once_per_turn() {
+    let (mut core, t0) = started(false);
+    core.on_text(&prompt("Hello."), at(t0, 1000));
+    core.on_event(complete(1, at(t0, 2500), false, "Hello."), at(t0, 2500));
+    // The viewer sees it after the turn ended (HLS delay).
+    let out = sent(&core.on_text(r#"{"type":"shown","turn":1}"#, at(t0, 6850)));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["type"], "on_screen");
+    assert_eq!(out[0]["turn"], 1);
+    assert_eq!(out[0]["on_screen_ms"], 5850.0);
+    // Once per turn; unknown turns are ignored.
+    assert!(core
+        .on_text(r#"{"type":"shown","turn":1}"#, at(t0, 7000))
+        .is_empty());
+    assert!(core
+        .on_text(r#"{"type":"shown","turn":9}"#, at(t0, 7000))
+        .is_empty());
+    // Only the recent turns are remembered.
+    for i in 0..(SHOWN_TURNS_KEPT as u64 + 2) {
+        core.on_text(&prompt("Again."), at(t0, 60_000 * (i + 1)));
+    }
+    assert!(core
+        .on_text(r#"{"type":"shown","turn":2}"#, at(t0, 900_000))
+        .is_empty());
+    let last = SHOWN_TURNS_KEPT as u64 + 3;
+    assert_eq!(
+        sent(&core.on_text(
+            &format!(r#"{{"type":"shown","turn":{last}}}"#),
+            at(t0, 900_000)
+        ))[0]["type"],
+        "on_screen"
+    );
+}
