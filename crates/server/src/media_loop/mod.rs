@@ -27,7 +27,7 @@
 //! ```
 
 mod commands;
-pub mod sink;
+mod sink;
 mod turn;
 
 #[cfg(test)]
@@ -170,11 +170,6 @@ impl MediaLoop {
             last_lag_warning: None,
             finishing: false,
         })
-    }
-
-    /// The channel (its configuration, timeline, files).
-    pub fn channel(&self) -> &LiveChannel {
-        &self.channel
     }
 
     /// Stream time at which the next frame is due: its real time, less [`SPEECH_LEAD_MS`] while
