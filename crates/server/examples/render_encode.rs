@@ -5,9 +5,16 @@
 //!
 //! `taskset -c 0 target/release/examples/render_encode 750 idle`
 //! `taskset -c 0 target/release/examples/render_encode 750 speaking`
+//!
+//! A third argument `loop` runs the same frames through the server's `MediaLoop` instead (commands
+//! in, virtual time, a sink that counts bytes): the whole per-frame path of a live stream except
+//! the clock and the file writes.
+//!
+//! `taskset -c 0 target/release/examples/render_encode 750 speaking loop`
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use talkstream::media_loop::{MediaCommand, MediaLoop, Step, StreamClock};
 use talkstream::render::FaceRenderer;
 use talkstream_avatar::analysis::synthetic_speech;
 use talkstream_media::{ChannelConfig, LiveChannel, Output};
@@ -20,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sample_rate: 22_050,
         ..ChannelConfig::default()
     };
+    if args.get(3).is_some_and(|m| m == "loop") {
+        return through_the_loop(cfg, frames, speaking);
+    }
     let (w, h, fps, sr) = (cfg.width, cfg.height, cfg.fps, cfg.sample_rate);
     let mut channel = LiveChannel::new(cfg.clone(), 0)?;
     let mut face = FaceRenderer::new(&cfg, 7, None)?;
@@ -62,6 +72,61 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "output: {:.0} kbit/s",
+        bytes as f64 * 8.0 / media_s / 1000.0
+    );
+    Ok(())
+}
+
+/// The same frames through `MediaLoop`: speech (if any) is one command at time 0, the clock
+/// jumps to each frame's due time.
+fn through_the_loop(
+    cfg: ChannelConfig,
+    frames: u64,
+    speaking: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (fps, sr) = (cfg.fps, cfg.sample_rate);
+    let clock = StreamClock {
+        start: Instant::now(),
+        start_unix_ms: 0,
+    };
+    let mut media = MediaLoop::new(cfg, 7, None, None, clock)?;
+    let media_ms = frames * 1000 / u64::from(fps);
+    if speaking {
+        let pcm = synthetic_speech(sr, media_ms as u32 + 1000, 3);
+        let cmd = MediaCommand::Audio {
+            turn: 1,
+            pcm,
+            text: String::new(),
+            words: Vec::new(),
+        };
+        let _ = media.handle_command(cmd, Duration::ZERO);
+    }
+    let mut now = Duration::ZERO;
+    let (mut bytes, mut produced) = (0usize, 0u64);
+    let start = Instant::now();
+    while produced < frames {
+        match media.poll(now) {
+            Step::Produce => {
+                let out = media.produce(now)?;
+                for o in &out.hls {
+                    if let Output::Segment { bytes: b, .. } = o {
+                        bytes += b.len();
+                    }
+                }
+                produced += 1;
+            }
+            Step::Wait(due) => now = due,
+            Step::Finish => break,
+        }
+    }
+    let total = start.elapsed().as_secs_f64();
+    let media_s = frames as f64 / f64::from(fps);
+    let mode = if speaking { "speaking" } else { "idle" };
+    println!("{mode} through MediaLoop: {frames} frames ({media_s:.1} s of video)");
+    println!(
+        "together: {:.0} fps = {:.1}x real time; output: {:.0} kbit/s",
+        frames as f64 / total,
+        media_s / total,
         bytes as f64 * 8.0 / media_s / 1000.0
     );
     Ok(())

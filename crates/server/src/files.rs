@@ -1,11 +1,14 @@
 //! Applies what the media core returns to one session's folder on disk: segments and playlists
 //! are written to a temporary name and renamed into place (so a reader never sees a half-written
-//! file), deletions tolerate files that are already gone.
+//! file), deletions tolerate files that are already gone. [`OutputWriter`] is the media loop's
+//! HLS [`MediaSink`].
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use talkstream_media::Output;
+
+use crate::media_loop::{FrameOutputs, MediaSink, SinkError};
 
 /// Writes one channel's outputs into its folder.
 #[derive(Debug)]
@@ -40,14 +43,14 @@ impl OutputWriter {
     }
 
     /// Apply outputs in order.
-    pub fn apply(&self, outputs: Vec<Output>) -> Result<(), FileError> {
+    pub fn apply(&self, outputs: &[Output]) -> Result<(), FileError> {
         for out in outputs {
             match out {
                 Output::Init { name, bytes }
                 | Output::Segment { name, bytes, .. }
-                | Output::File { name, bytes } => self.write_atomic(&name, &bytes)?,
-                Output::Playlist { name, text } => self.write_atomic(&name, text.as_bytes())?,
-                Output::Delete { name } => self.delete(&name)?,
+                | Output::File { name, bytes } => self.write_atomic(name, bytes)?,
+                Output::Playlist { name, text } => self.write_atomic(name, text.as_bytes())?,
+                Output::Delete { name } => self.delete(name)?,
             }
         }
         Ok(())
@@ -91,6 +94,17 @@ impl OutputWriter {
                 source,
             }),
         }
+    }
+}
+
+/// The HLS output: writes each frame's files, then the closing ones.
+impl MediaSink for OutputWriter {
+    fn on_frame(&mut self, out: &FrameOutputs) -> Result<(), SinkError> {
+        Ok(self.apply(&out.hls)?)
+    }
+
+    fn finish(&mut self, out: &FrameOutputs) -> Result<(), SinkError> {
+        Ok(self.apply(&out.hls)?)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod files;
 pub mod generation;
 pub mod http;
+pub mod media_loop;
 pub mod pipeline;
 pub mod producer;
 pub mod protocol;

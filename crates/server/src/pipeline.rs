@@ -1,10 +1,10 @@
 //! What flows between the stages of a session, and the turn stage that produces speech.
 //!
 //! A turn runs as one async task: prompt text (from the LLM, or typed when there is none) →
-//! the text chunker → the TTS provider → audio resampled to the stream rate → [`Frame::Audio`]
+//! the text chunker → the TTS provider → audio resampled to the stream rate → [`MediaCommand::Audio`]
 //! to the session's media thread. Everything the stages report back to the session travels as an
 //! [`Event`]. Interrupting a turn cancels its token (the TTS stops at once) and sends the urgent
-//! [`Frame::Interrupt`], which makes the media thread drop everything queued for that turn.
+//! [`MediaCommand::Interrupt`], which makes the media thread drop everything queued for that turn.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What flows into a session's media thread.
 #[derive(Debug)]
-pub enum Frame {
+pub enum MediaCommand {
     /// Speech audio of a turn at the stream's sample rate, in order.
     Audio {
         /// The turn it belongs to.
@@ -155,7 +155,7 @@ pub struct TurnContext {
     /// Chunker settings.
     pub chunker: ChunkerConfig,
     /// Where audio goes.
-    pub frames: std_mpsc::Sender<Frame>,
+    pub commands: std_mpsc::Sender<MediaCommand>,
     /// Where reports go.
     pub events: UnboundedSender<Event>,
     /// Cancelled on interrupt.
@@ -190,11 +190,11 @@ pub enum TextSource {
 
 /// Run one turn: text (typed, or streamed from the LLM) → chunker → TTS → the media thread.
 /// Failures are reported as [`Event::TurnFailed`]; the turn always ends with
-/// [`Frame::TurnEnd`] unless it was cancelled.
+/// [`MediaCommand::TurnEnd`] unless it was cancelled.
 pub async fn run_turn(ctx: TurnContext, source: TextSource) {
     let turn = ctx.turn;
     let events = ctx.events.clone();
-    let frames = ctx.frames.clone();
+    let commands = ctx.commands.clone();
     let cancel = ctx.cancel.clone();
     let result = speak(ctx, source).await;
     if cancel.is_cancelled() {
@@ -204,7 +204,7 @@ pub async fn run_turn(ctx: TurnContext, source: TextSource) {
         tracing::warn!(turn, "turn failed: {error}");
         let _ = events.send(Event::TurnFailed { turn, error });
     }
-    let _ = frames.send(Frame::TurnEnd { turn });
+    let _ = commands.send(MediaCommand::TurnEnd { turn });
 }
 
 async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), TurnError> {
@@ -213,7 +213,7 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), TurnError> {
         tts,
         stream_rate,
         chunker,
-        frames,
+        commands,
         events,
         cancel,
     } = ctx;
@@ -330,8 +330,8 @@ async fn speak(ctx: TurnContext, source: TextSource) -> Result<(), TurnError> {
             // Word timings are in milliseconds, so resampling leaves them as they are.
             let pcm = resampler.process(&chunk.pcm);
             let words = chunk.words;
-            if frames
-                .send(Frame::Audio {
+            if commands
+                .send(MediaCommand::Audio {
                     turn,
                     pcm,
                     text: chunk.text,

@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::pipeline::Frame;
+use crate::pipeline::MediaCommand;
 
 /// An output a stream is published to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +36,14 @@ pub struct StreamEntry {
     pub stream_id: String,
     /// The session that owns it.
     pub session_id: String,
-    commands: mpsc::Sender<Frame>,
+    commands: mpsc::Sender<MediaCommand>,
     outputs: Vec<StreamOutput>,
     published: watch::Sender<Published>,
 }
 
 impl StreamEntry {
     /// A sender of commands into the stream's media thread.
-    pub fn commands(&self) -> mpsc::Sender<Frame> {
+    pub fn commands(&self) -> mpsc::Sender<MediaCommand> {
         self.commands.clone()
     }
 
@@ -122,7 +122,7 @@ impl StreamRegistry {
         self: &Arc<Self>,
         stream_id: &str,
         session_id: &str,
-        commands: mpsc::Sender<Frame>,
+        commands: mpsc::Sender<MediaCommand>,
     ) -> Registration {
         let entry = Arc::new(StreamEntry {
             stream_id: stream_id.to_string(),
@@ -186,8 +186,8 @@ mod tests {
             }
         );
 
-        entry.commands().send(Frame::Finish).unwrap();
-        assert!(matches!(rx.try_recv(), Ok(Frame::Finish)));
+        entry.commands().send(MediaCommand::Finish).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(MediaCommand::Finish)));
 
         drop(reg);
         assert!(registry.get("00000000000000aa").is_none());

@@ -17,7 +17,7 @@ use super::core::{Action, CoreConfig, SessionCore, TurnText};
 use super::new_id;
 use crate::files::remove_session_dir;
 use crate::generation::GeneratorLink;
-use crate::pipeline::{run_turn, Event, Frame, TextSource, TurnContext};
+use crate::pipeline::{run_turn, Event, MediaCommand, TextSource, TurnContext};
 use crate::producer::Producer;
 use crate::protocol::{ErrorCode, ServerMessage, StreamInfo};
 use crate::registry::Registration;
@@ -333,7 +333,7 @@ impl Driver {
             tts: Arc::clone(&self.state.tts),
             stream_rate: self.state.channel_config().sample_rate,
             chunker: self.state.config.chunker_config(),
-            frames: stream.producer.sender(),
+            commands: stream.producer.sender(),
             events: self.events_tx.clone(),
             cancel,
         };
@@ -358,7 +358,10 @@ impl Driver {
             token.cancel();
         }
         if let Some(stream) = &self.stream {
-            let _ = stream.producer.sender().send(Frame::Interrupt { turn });
+            let _ = stream
+                .producer
+                .sender()
+                .send(MediaCommand::Interrupt { turn });
         }
     }
 }
