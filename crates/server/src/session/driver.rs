@@ -261,9 +261,17 @@ impl Driver {
         .map_err(|e| {
             tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
         })?;
-        let registration = state
-            .streams
-            .register(&stream_id, &self.id, producer.sender());
+        let webrtc = state.webrtc.as_ref().and_then(|hub| {
+            hub.open_stream(&stream_id, sample_rate)
+                .inspect_err(|e| {
+                    tracing::error!(parent: &self.span, error = %e, "no WebRTC output for this stream");
+                })
+                .ok()
+        });
+        let registration =
+            state
+                .streams
+                .register_with_webrtc(&stream_id, &self.id, producer.sender(), webrtc);
         let playlist = registration
             .entry()
             .hls_playlist()

@@ -1,0 +1,565 @@
+//! The WebRTC output against a real receiving peer: WHEP signalling through the server's router
+//! (answer, `Location`, one MediaStream, 404/400/405, `DELETE` frees the viewer), and a second
+//! str0m instance that receives H.264 and Opus from a [`WebRtcOutput`] fed by a real
+//! `LiveChannel`, driven in virtual time (datagrams passed in memory, time passed in).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+use talkstream::config::Cli;
+use talkstream::server::AppState;
+use talkstream::webrtc::h264::nal_types;
+use talkstream::webrtc::peer::rtc_config;
+use talkstream::webrtc::{OutputConfig, WebRtcOutput};
+use talkstream_media::{ChannelConfig, I420Frame, LiveChannel};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// A receiving peer like a browser's: two recvonly transceivers, video first.
+/// Returns the peer, its offer, the pending offer and the video mid.
+fn receiver_with_mid(
+    cfg: RtcConfig,
+    at: SocketAddr,
+    now: Instant,
+) -> (Rtc, String, SdpPendingOffer, Mid) {
+    let mut rtc = cfg.build(now);
+    rtc.add_local_candidate(Candidate::host(at, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    let video = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    (rtc, offer.to_sdp_string(), pending, video)
+}
+
+fn receiver(cfg: RtcConfig, at: SocketAddr, now: Instant) -> (Rtc, String, SdpPendingOffer) {
+    let (rtc, offer, pending, _) = receiver_with_mid(cfg, at, now);
+    (rtc, offer, pending)
+}
+
+fn browser_like(now: Instant) -> (Rtc, String, SdpPendingOffer) {
+    receiver(rtc_config(), "127.0.0.1:40000".parse().unwrap(), now)
+}
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: &str,
+) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ctype = ctype
+        .map(|c| format!("Content-Type: {c}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_signalling_answers_locates_refuses_and_frees() {
+    let dir = std::env::temp_dir().join(format!("talkstream-whep-{}", std::process::id()));
+    let hls = dir.join("hls").display().to_string();
+    let cli = Cli::try_parse_from([
+        "talkstream",
+        "--hls-dir",
+        &hls,
+        "--port",
+        "0",
+        "--webrtc",
+        "on",
+        "--webrtc-max-viewers",
+        "2",
+    ])
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let state = AppState::build(cli.config, shutdown.clone()).unwrap();
+    let hub = state.webrtc.clone().expect("WebRTC is on");
+    let stream = hub.open_stream("00000000000000ab", 22_050).unwrap();
+    let (tx, _rx) = mpsc::channel();
+    let registration = state.streams.register_with_webrtc(
+        "00000000000000ab",
+        "00000000000000ab",
+        tx,
+        Some(stream.clone()),
+    );
+    assert_eq!(registration.entry().whep(), Some("/whep/00000000000000ab"));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = talkstream::http::router(Arc::clone(&state));
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    });
+
+    // A browser-like offer: 201, Location, an SDP answer with H.264 and Opus in one stream.
+    let (_rtc, offer, _pending) = browser_like(Instant::now());
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        &offer,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/sdp");
+    let location = r.headers["location"].clone();
+    assert!(
+        location.starts_with("/whep/00000000000000ab/"),
+        "{location}"
+    );
+    let answer = &r.body;
+    assert!(SdpAnswer::from_sdp_string(answer).is_ok(), "{answer}");
+    assert!(
+        answer.contains("H264/90000") && answer.contains("packetization-mode=1"),
+        "{answer}"
+    );
+    assert!(answer.contains("profile-level-id=42e01f"), "{answer}");
+    assert!(answer.contains("opus/48000"), "{answer}");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(
+        answer.contains(&hub.candidate().port().to_string()),
+        "{answer}"
+    );
+    let stream_ids: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=msid:"))
+        .map(|v| v.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(stream_ids.len(), 2, "{answer}");
+    assert_eq!(
+        stream_ids[0], stream_ids[1],
+        "both tracks in one MediaStream"
+    );
+    assert_eq!(stream.viewer_count(), 1);
+
+    // Unknown stream, garbage, an offer without H.264, the wrong content type.
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ff",
+        Some("application/sdp"),
+        &offer,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        "hello",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("not an SDP offer"), "{}", r.body);
+    let vp8_only = rtc_config()
+        .clear_codecs()
+        .enable_vp8(true)
+        .enable_opus(true, false);
+    let (_rtc, no_h264, _pending) =
+        receiver(vp8_only, "127.0.0.1:40001".parse().unwrap(), Instant::now());
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        &no_h264,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("H.264"), "{}", r.body);
+    let no_opus = rtc_config()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_pcmu(true, false);
+    let (_rtc, no_opus, _pending) =
+        receiver(no_opus, "127.0.0.1:40002".parse().unwrap(), Instant::now());
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        &no_opus,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("Opus"), "{}", r.body);
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("text/plain"),
+        &offer,
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    assert_eq!(stream.viewer_count(), 1);
+
+    // The cap (2 here): a second viewer fits, a third is refused.
+    let (_rtc2, offer2, _p2) = browser_like(Instant::now());
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        &offer2,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let second = r.headers["location"].clone();
+    let (_rtc3, offer3, _p3) = browser_like(Instant::now());
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        &offer3,
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    // PATCH is not supported; DELETE frees the viewer, a second DELETE finds nothing.
+    let r = request(
+        addr,
+        "PATCH",
+        &location,
+        Some("application/trickle-ice-sdpfrag"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 405);
+    let r = request(addr, "DELETE", &location, None, "").await;
+    assert_eq!(r.status, 204);
+    assert_eq!(stream.viewer_count(), 1);
+    let viewer = location.rsplit('/').next().unwrap();
+    assert!(!stream.has_viewer(viewer));
+    let r = request(addr, "DELETE", &location, None, "").await;
+    assert_eq!(r.status, 404);
+    let r = request(addr, "DELETE", &second, None, "").await;
+    assert_eq!(r.status, 204);
+    assert_eq!(stream.viewer_count(), 0);
+
+    // The stream ends: its WHEP endpoint is gone.
+    drop(registration);
+    let r = request(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        &offer,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the receiving peer got.
+#[derive(Default)]
+struct Received {
+    /// (RTP time 90 kHz, NAL types) per video frame.
+    video: Vec<(u64, Vec<u8>)>,
+    /// RTP times (48 kHz) of Opus packets, with their sizes.
+    audio: Vec<(u64, usize)>,
+    /// (RTP time in seconds, virtual arrival time) of every frame and packet.
+    arrivals: Vec<(f64, Duration)>,
+    t0: Option<Instant>,
+    connected: bool,
+}
+
+/// Drains the receiver: its datagrams go to the output, its media is recorded.
+fn drain(
+    rtc: &mut Rtc,
+    output: &mut WebRtcOutput,
+    server: SocketAddr,
+    client: SocketAddr,
+    now: Instant,
+    got: &mut Received,
+) {
+    loop {
+        match rtc.poll_output().unwrap() {
+            Output::Timeout(_) => return,
+            Output::Transmit(t) => {
+                assert_eq!(t.destination, server);
+                assert!(output.receive(now, client, server, &t.contents));
+            }
+            Output::Event(e) => match e {
+                Event::Connected => got.connected = true,
+                Event::MediaData(d) => {
+                    let t0 = got.t0.unwrap();
+                    got.arrivals.push((d.time.as_seconds(), now - t0));
+                    match d.params.spec().codec {
+                        str0m::format::Codec::H264 => {
+                            got.video.push((d.time.numer(), nal_types(&d.data)))
+                        }
+                        str0m::format::Codec::Opus => {
+                            got.audio.push((d.time.numer(), d.data.len()))
+                        }
+                        other => panic!("unexpected codec {other:?}"),
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Moves datagrams between the output and the receiver until both are idle at `now`.
+fn exchange(
+    output: &mut WebRtcOutput,
+    rtc: &mut Rtc,
+    server: SocketAddr,
+    client: SocketAddr,
+    now: Instant,
+    got: &mut Received,
+) {
+    rtc.handle_input(Input::Timeout(now)).unwrap();
+    drain(rtc, output, server, client, now, got);
+    for _ in 0..100 {
+        output.poll(now);
+        let transmits = output.take_transmits();
+        if transmits.is_empty() {
+            return;
+        }
+        for d in transmits {
+            assert_eq!(d.destination, client);
+            let input = Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source: server,
+                    destination: client,
+                    contents: d.data.as_slice().try_into().unwrap(),
+                },
+            );
+            rtc.handle_input(input).unwrap();
+            drain(rtc, output, server, client, now, got);
+        }
+    }
+}
+
+#[test]
+fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
+    let rate = 22_050;
+    let cfg = ChannelConfig {
+        width: 160,
+        height: 120,
+        fps: 25,
+        sample_rate: rate,
+        ..ChannelConfig::default()
+    };
+    let mut channel = LiveChannel::new(cfg.clone(), 0).unwrap();
+    let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
+    let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+    let mut output = WebRtcOutput::new(OutputConfig {
+        max_viewers: 4,
+        candidates: vec![server],
+        sample_rate: rate,
+    })
+    .unwrap();
+
+    let t0 = Instant::now();
+    let media_start = t0;
+    let (mut rtc, offer, pending, video_mid) = receiver_with_mid(rtc_config(), client, t0);
+    let (_viewer, answer) = output.add_viewer(&offer, t0).unwrap();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+
+    let mut got = Received {
+        t0: Some(t0),
+        ..Received::default()
+    };
+    let mut keyframe_requests = Vec::new();
+    let mut idr_frames = Vec::new();
+    let mut frame = I420Frame::new(160, 120);
+    let lead = Duration::from_millis(120); // the media side renders a little ahead
+    let mut pli_sent_at = None;
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(4) {
+        // Produce every frame whose time (minus the lead) has come.
+        loop {
+            let n = channel.next_frame_index();
+            let due = media_start + Duration::from_millis(channel.frame_time_ms(n));
+            if due > now + lead {
+                break;
+            }
+            if output.take_keyframe_request(now) {
+                keyframe_requests.push(now - t0);
+                channel.request_keyframe();
+            }
+            // Moving picture, a tone for audio.
+            for (i, y) in frame.y.iter_mut().enumerate() {
+                *y = ((i as u64 + n * 7) % 200 + 16) as u8;
+            }
+            let start = cfg.encoder().frame_start_sample(n);
+            let pcm: Vec<i16> = (0..channel.samples_for_frame(n))
+                .map(|i| {
+                    let t = (start + i as u64) as f64 / f64::from(rate);
+                    ((t * 330.0 * std::f64::consts::TAU).sin() * 6000.0) as i16
+                })
+                .collect();
+            let pushed = channel.push_frame_with_unit(&frame, &pcm, 0).unwrap();
+            if pushed.unit.video.idr {
+                idr_frames.push(n);
+            }
+            output
+                .push(&pushed.unit, channel.encoder(), media_start)
+                .unwrap();
+        }
+        exchange(&mut output, &mut rtc, server, client, now, &mut got);
+        // After two seconds, the viewer asks for a keyframe (PLI).
+        if pli_sent_at.is_none() && now >= t0 + Duration::from_secs(2) {
+            let mut writer = rtc.writer(video_mid).unwrap();
+            if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+                writer
+                    .request_keyframe(None, KeyframeRequestKind::Pli)
+                    .unwrap();
+                pli_sent_at = Some(now - t0);
+            }
+        }
+        now += Duration::from_millis(5);
+    }
+
+    assert!(got.connected, "ICE + DTLS connected in virtual time");
+    // Video: 25 fps for most of 4 s, starting at an IDR with SPS and PPS in front.
+    assert!(got.video.len() >= 80, "video frames: {}", got.video.len());
+    let first = &got.video[0].1;
+    assert_eq!(
+        &first[..3],
+        &[7, 8, 5],
+        "first frame is SPS+PPS+IDR: {first:?}"
+    );
+    for pair in got.video.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, 3600, "continuous 90 kHz timestamps");
+    }
+    // Audio: 20 ms Opus packets with continuous 48 kHz timestamps.
+    assert!(got.audio.len() >= 150, "audio packets: {}", got.audio.len());
+    for pair in got.audio.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, 960, "continuous 48 kHz timestamps");
+    }
+    assert!(
+        got.audio.iter().all(|(_, len)| *len > 10),
+        "tone, not silence"
+    );
+    // One clock, frames leave when due: every frame and packet arrives at its media time
+    // (media time 0 = t0 here) although the media side produced it 120 ms early.
+    for (media_s, arrived) in &got.arrivals {
+        let late = arrived.as_secs_f64() - media_s;
+        assert!(
+            (-1e-6..0.011).contains(&late),
+            "media time {media_s} s arrived at {arrived:?}"
+        );
+    }
+    // The new viewer's IDR request and the PLI both reached the encoder (throttled).
+    assert!(
+        !keyframe_requests.is_empty(),
+        "a new viewer asks for an IDR"
+    );
+    let pli = pli_sent_at.expect("a PLI was sent");
+    assert!(
+        keyframe_requests
+            .iter()
+            .any(|t| *t >= pli && *t <= pli + Duration::from_millis(600)),
+        "PLI at {pli:?} → keyframe requests {keyframe_requests:?}"
+    );
+    let later_idr = got.video.iter().skip(1).any(|(_, nals)| nals.contains(&5));
+    assert!(later_idr, "an IDR follows the PLI");
+    for pair in keyframe_requests.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(500),
+            "throttled: {keyframe_requests:?}"
+        );
+    }
+}
+
+#[test]
+fn clear_pending_drops_queued_media_and_restarts_video_at_an_idr() {
+    let rate = 22_050;
+    let cfg = ChannelConfig {
+        width: 160,
+        height: 120,
+        fps: 25,
+        sample_rate: rate,
+        ..ChannelConfig::default()
+    };
+    let mut channel = LiveChannel::new(cfg, 0).unwrap();
+    let mut output = WebRtcOutput::new(OutputConfig {
+        max_viewers: 1,
+        candidates: vec!["10.0.0.1:7860".parse().unwrap()],
+        sample_rate: rate,
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let (_rtc, offer, _pending) = browser_like(t0);
+    output.add_viewer(&offer, t0).unwrap();
+    let frame = I420Frame::new(160, 120);
+    for n in 0..10 {
+        let pcm = vec![0i16; channel.samples_for_frame(n)];
+        let pushed = channel.push_frame_with_unit(&frame, &pcm, 0).unwrap();
+        output.push(&pushed.unit, channel.encoder(), t0).unwrap();
+    }
+    assert!(output.pending() >= 10, "{}", output.pending());
+    // The first frame is due at t0; the rest wait for their time.
+    output.poll(t0);
+    let waiting = output.pending();
+    assert!(waiting >= 9);
+    output.clear_pending();
+    assert_eq!(output.pending(), 0);
+    assert!(output.take_keyframe_request(t0), "video restarts at an IDR");
+    let (_rtc2, offer2, _p2) = browser_like(t0);
+    assert!(
+        output.add_viewer(&offer2, t0).is_err(),
+        "capped at one viewer"
+    );
+}
