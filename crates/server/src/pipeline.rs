@@ -43,6 +43,9 @@ pub enum Frame {
     },
     /// End the stream (`EXT-X-ENDLIST`) and stop the thread.
     Finish,
+    /// Feed every encoded frame to this WebRTC output too (sent once, right after the thread
+    /// starts; a stopgap until the media loop has sinks).
+    WebRtc(crate::webrtc::WebRtcStream),
 }
 
 /// What the stages report to the session.

@@ -152,6 +152,9 @@ struct Speech {
     generator: Option<GeneratorLink>,
     /// Its side of the current turn.
     gen_turn: Option<TurnGeneration>,
+    /// WEBRTC SINK HOOK (issue 9, until the media loop has sinks): the stream's WebRTC output,
+    /// fed with every encoded frame; cleared on barge-in.
+    webrtc: Option<crate::webrtc::WebRtcStream>,
     /// Wall-clock instant of media time 0.
     wall_start: Instant,
     fps: u32,
@@ -185,6 +188,7 @@ fn run(
         face: FaceRenderer::new(&cfg, seed, portrait.as_deref())?,
         generator,
         gen_turn: None,
+        webrtc: None,
         wall_start: start,
         fps: cfg.fps,
         stream_rate: cfg.sample_rate,
@@ -281,16 +285,29 @@ fn run(
             }
             None => None,
         };
-        let outputs = match &generated {
+        // WEBRTC SINK HOOK: a viewer's keyframe request makes this frame an IDR (throttled).
+        if let Some(webrtc) = &speech.webrtc {
+            if webrtc.take_keyframe_request(Instant::now()) {
+                channel.request_keyframe();
+            }
+        }
+        let pushed = match &generated {
             Some(frame) => {
                 speech.face.skip(n);
-                channel.push_frame(frame, &pcm, now_ms())?
+                channel.push_frame_with_unit(frame, &pcm, now_ms())?
             }
             None => {
                 let frame = speech.face.render(n, t_ms)?;
-                channel.push_frame(frame, &pcm, now_ms())?
+                channel.push_frame_with_unit(frame, &pcm, now_ms())?
             }
         };
+        // WEBRTC SINK HOOK: the same unit goes to the WebRTC output, which sends it when due.
+        if let Some(webrtc) = &speech.webrtc {
+            if let Err(e) = webrtc.push(&pushed.unit, channel.encoder(), start) {
+                tracing::warn!(frame = n, error = %e, "WebRTC output refused a frame");
+            }
+        }
+        let outputs = pushed.outputs;
 
         if let Some(turn) = speech.turn.as_mut() {
             if speaking_frame && !turn.first_frame_reported {
@@ -351,10 +368,16 @@ fn handle_frame(
 ) -> bool {
     match frame {
         Frame::Finish => return false,
+        // WEBRTC SINK HOOK: attach the output.
+        Frame::WebRtc(stream) => speech.webrtc = Some(stream),
         Frame::Interrupt { turn } => {
             speech.interrupted_upto = Some(speech.interrupted_upto.map_or(turn, |u| u.max(turn)));
             if speech.turn.as_ref().is_some_and(|t| t.id <= turn) {
                 speech.queue.clear();
+                // WEBRTC SINK HOOK: nothing of the interrupted answer not yet sent may go out.
+                if let Some(webrtc) = &speech.webrtc {
+                    webrtc.clear_pending();
+                }
                 speech.face.lipsync().clear_from(stream_samples);
                 channel.clear_cues_from(stream_samples * 1000 / rate);
                 // Dropping the turn's generation cancels its windows (processes are killed).

@@ -1,7 +1,11 @@
 //! The WebRTC output against a real receiving peer: WHEP signalling through the server's router
 //! (answer, `Location`, one MediaStream, 404/400/405, `DELETE` frees the viewer), and a second
 //! str0m instance that receives H.264 and Opus from a [`WebRtcOutput`] fed by a real
-//! `LiveChannel`, driven in virtual time (datagrams passed in memory, time passed in).
+//! `LiveChannel`, driven in virtual time (datagrams passed in memory, time passed in); and the
+//! whole path in the real binary: a session's media thread feeds its WebRTC output, a receiving
+//! peer on a loopback UDP socket plays it.
+
+mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -562,4 +566,118 @@ fn clear_pending_drops_queued_media_and_restarts_video_at_an_idr() {
         output.add_viewer(&offer2, t0).is_err(),
         "capped at one viewer"
     );
+}
+
+/// The real binary: open a session, play it over WHEP on loopback UDP, hang up with DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_plays_over_whep_on_loopback_udp() {
+    use futures_util::StreamExt;
+
+    let server = common::Server::start("webrtc", &[], &[]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let hello = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            break serde_json::from_str::<serde_json::Value>(&t).unwrap();
+        }
+    };
+    let session = hello["session_id"].as_str().unwrap().to_string();
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = socket.local_addr().unwrap();
+    let (mut rtc, offer, pending) = receiver(rtc_config(), client, Instant::now());
+    let r = request(
+        server.addr,
+        "POST",
+        &format!("/whep/{session}"),
+        Some("application/sdp"),
+        &offer,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}\n{}", r.body, server.log());
+    let location = r.headers["location"].clone();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&r.body).unwrap())
+        .unwrap();
+
+    let got = tokio::task::spawn_blocking(move || {
+        let mut got = Received {
+            t0: Some(Instant::now()),
+            ..Received::default()
+        };
+        let until = Instant::now() + Duration::from_secs(4);
+        let mut buf = vec![0u8; 2048];
+        while Instant::now() < until {
+            let timeout = loop {
+                match rtc.poll_output().unwrap() {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        socket.send_to(&t.contents, t.destination).unwrap();
+                    }
+                    Output::Event(Event::Connected) => got.connected = true,
+                    Output::Event(Event::MediaData(d)) => match d.params.spec().codec {
+                        str0m::format::Codec::H264 => {
+                            got.video.push((d.time.numer(), nal_types(&d.data)))
+                        }
+                        _ => got.audio.push((d.time.numer(), d.data.len())),
+                    },
+                    Output::Event(_) => {}
+                }
+            };
+            let wait = timeout
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(50));
+            socket.set_read_timeout(Some(wait)).unwrap();
+            let input_now = Instant::now();
+            match socket.recv_from(&mut buf) {
+                Ok((n, source)) => {
+                    let input = Input::Receive(
+                        input_now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination: client,
+                            contents: buf[..n].try_into().unwrap(),
+                        },
+                    );
+                    rtc.handle_input(input).unwrap();
+                }
+                Err(_) => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
+            }
+        }
+        got
+    })
+    .await
+    .unwrap();
+
+    assert!(got.connected, "connected; log:\n{}", server.log());
+    assert!(
+        got.video.len() >= 40,
+        "video frames in 4 s: {}",
+        got.video.len()
+    );
+    assert!(
+        got.video[0].1.contains(&5),
+        "starts at an IDR: {:?}",
+        got.video[0].1
+    );
+    for pair in got.video.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, 3600, "continuous 90 kHz timestamps");
+    }
+    assert!(
+        got.audio.len() >= 100,
+        "Opus packets in 4 s: {}",
+        got.audio.len()
+    );
+    for pair in got.audio.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, 960, "continuous 48 kHz timestamps");
+    }
+    let r = request(server.addr, "DELETE", &location, None, "").await;
+    assert_eq!(r.status, 204);
 }

@@ -268,6 +268,10 @@ impl Driver {
                 })
                 .ok()
         });
+        if let Some(webrtc) = &webrtc {
+            // The media thread feeds the output (see the hook in producer.rs).
+            let _ = producer.sender().send(Frame::WebRtc(webrtc.clone()));
+        }
         let registration =
             state
                 .streams
