@@ -681,3 +681,120 @@ async fn a_session_plays_over_whep_on_loopback_udp() {
     let r = request(server.addr, "DELETE", &location, None, "").await;
     assert_eq!(r.status, 204);
 }
+
+/// An Ogg page (RFC 3533) holding one packet.
+fn ogg_page(out: &mut Vec<u8>, packet: &[u8], granule: u64, seq: u32, flags: u8) {
+    let mut page = b"OggS".to_vec();
+    page.push(0);
+    page.push(flags);
+    page.extend_from_slice(&granule.to_le_bytes());
+    page.extend_from_slice(&0x7a6c_6b31_u32.to_le_bytes());
+    page.extend_from_slice(&seq.to_le_bytes());
+    page.extend_from_slice(&[0; 4]);
+    let mut lacing = vec![255u8; packet.len() / 255];
+    lacing.push((packet.len() % 255) as u8);
+    page.push(lacing.len() as u8);
+    page.extend_from_slice(&lacing);
+    page.extend_from_slice(packet);
+    let mut crc = 0u32;
+    for &b in &page {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    page[22..26].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&page);
+}
+
+/// The Opus stage's packets, put in an Ogg file (RFC 7845) and decoded by ffmpeg (a decoder
+/// nobody here wrote), sound like the voice that went in.
+#[test]
+fn opus_packets_decode_in_ffmpeg_to_the_voice() {
+    use talkstream::webrtc::opus::OpusStage;
+    let (pcm, rate) = common::expected_tts_audio("Hello there, this is the voice over WebRTC.");
+    let mut stage = OpusStage::new(rate).unwrap();
+    let per_frame = (rate / 25) as usize;
+    let mut packets = Vec::new();
+    for (i, chunk) in pcm.chunks(per_frame).enumerate() {
+        packets.extend(stage.push((i * per_frame) as u64, chunk).unwrap());
+    }
+    for (k, p) in packets.iter().enumerate() {
+        assert_eq!(p.rtp_time, k as u64 * 960);
+    }
+    let mut ogg = Vec::new();
+    let mut head = b"OpusHead".to_vec();
+    head.extend_from_slice(&[1, 1]);
+    head.extend_from_slice(&312u16.to_le_bytes()); // pre-skip: the encoder's look-ahead
+    head.extend_from_slice(&48_000u32.to_le_bytes());
+    head.extend_from_slice(&[0, 0, 0]);
+    ogg_page(&mut ogg, &head, 0, 0, 2);
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend_from_slice(&4u32.to_le_bytes());
+    tags.extend_from_slice(b"test");
+    tags.extend_from_slice(&0u32.to_le_bytes());
+    ogg_page(&mut ogg, &tags, 0, 1, 0);
+    for (k, p) in packets.iter().enumerate() {
+        let last = k + 1 == packets.len();
+        let granule = (k as u64 + 1) * 960;
+        ogg_page(
+            &mut ogg,
+            &p.data,
+            granule,
+            k as u32 + 2,
+            if last { 4 } else { 0 },
+        );
+    }
+    let dir = common::temp_dir("opus");
+    let file = dir.join("voice.opus");
+    std::fs::write(&file, &ogg).unwrap();
+    let decoded = common::decode_audio(&file, 48_000);
+    let reference = talkstream_providers::Resampler::new(rate, 48_000)
+        .unwrap()
+        .process(&pcm);
+    assert!(
+        decoded.len() + 2000 >= reference.len(),
+        "{} decoded samples for {}",
+        decoded.len(),
+        reference.len()
+    );
+    let best = (0..600)
+        .map(|off| common::ncc(&decoded, &reference[..reference.len() - 2000], off))
+        .fold(0.0, f64::max);
+    assert!(
+        best > 0.9,
+        "decoded Opus correlates with the voice: {best:.3}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `WEBRTC=off`: no UDP socket, no WebRTC output on streams.
+#[tokio::test]
+async fn webrtc_off_leaves_hls_only() {
+    let dir = common::temp_dir("webrtc-off");
+    let hls = dir.join("hls").display().to_string();
+    let cli = Cli::try_parse_from([
+        "talkstream",
+        "--hls-dir",
+        &hls,
+        "--port",
+        "0",
+        "--webrtc",
+        "off",
+    ])
+    .unwrap();
+    assert!(!cli.config.webrtc.enabled());
+    let state = AppState::build(cli.config, CancellationToken::new()).unwrap();
+    assert!(state.webrtc.is_none());
+    let (tx, _rx) = mpsc::channel();
+    let reg = state
+        .streams
+        .register_with_webrtc("00000000000000cd", "00000000000000cd", tx, None);
+    assert_eq!(reg.entry().whep(), None);
+    assert!(reg.entry().hls_playlist().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
