@@ -798,3 +798,55 @@ async fn webrtc_off_leaves_hls_only() {
     assert!(reg.entry().hls_playlist().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A viewer that never connects, and one that goes silent (a closed tab), are ended.
+#[test]
+fn viewers_that_never_connect_or_go_silent_are_ended() {
+    let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
+    let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+    let mut output = WebRtcOutput::new(OutputConfig {
+        max_viewers: 4,
+        candidates: vec![server],
+        sample_rate: 22_050,
+    })
+    .unwrap();
+    let t0 = Instant::now();
+
+    // Never connects: gone after the connect timeout.
+    let (_rtc, offer, _pending) = browser_like(t0);
+    output.add_viewer(&offer, t0).unwrap();
+    output.poll(t0 + Duration::from_secs(10));
+    assert_eq!(output.viewer_count(), 1);
+    output.poll(t0 + Duration::from_secs(21));
+    assert_eq!(output.viewer_count(), 0);
+
+    // Connects, then nothing more arrives from it.
+    let (mut rtc, offer, pending) = receiver(rtc_config(), client, t0);
+    let (_id, answer) = output.add_viewer(&offer, t0).unwrap();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let mut got = Received {
+        t0: Some(t0),
+        ..Received::default()
+    };
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(1) {
+        exchange(&mut output, &mut rtc, server, client, now, &mut got);
+        now += Duration::from_millis(10);
+    }
+    assert!(got.connected);
+    assert_eq!(output.viewer_count(), 1);
+    let silent_from = now;
+    while output.viewer_count() > 0 && now < silent_from + Duration::from_secs(30) {
+        output.poll(now);
+        output.take_transmits();
+        now += Duration::from_millis(100);
+    }
+    assert_eq!(output.viewer_count(), 0, "the silent viewer is ended");
+    assert!(
+        now - silent_from <= Duration::from_secs(16),
+        "within {:?}",
+        now - silent_from
+    );
+}
