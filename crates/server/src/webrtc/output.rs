@@ -142,8 +142,8 @@ impl WebRtcOutput {
 
     /// Takes one encoded frame of the stream: its H.264 access unit and its PCM (as Opus).
     /// `encoder` gives the SPS/PPS (put in front of IDRs); `media_start` is the wall time of media
-    /// time 0 (the first call's value is kept). Without viewers the unit is only used to keep
-    /// the Opus stage's timeline.
+    /// time 0 (the first call's value is kept). Without viewers nothing is done (no Opus encode
+    /// for streams nobody watches over WebRTC; the packet grid restarts with the first viewer).
     pub fn push(
         &mut self,
         unit: &EncodedUnit,
@@ -151,10 +151,10 @@ impl WebRtcOutput {
         media_start: Instant,
     ) -> Result<(), WebRtcError> {
         let start = *self.media_start.get_or_insert(media_start);
-        let packets = self.opus.push(unit.pcm_start, &unit.pcm)?;
         if self.viewers.is_empty() {
             return Ok(());
         }
+        let packets = self.opus.push(unit.pcm_start, &unit.pcm)?;
         let video = &unit.video;
         let params = if video.idr {
             match (encoder.sps(), encoder.pps()) {
