@@ -149,26 +149,43 @@ pub fn unify_msid(answer: &str) -> String {
     out
 }
 
-/// The m-lines an answer accepts (port not 0): their kind and mid.
+/// The m-lines an answer accepts (port not 0) and sends on (`sendonly`/`sendrecv`): their
+/// kind and mid.
 fn answered_media(answer: &str) -> Vec<(MediaKind, Mid)> {
-    let mut found = Vec::new();
-    let mut current: Option<MediaKind> = None;
+    struct Section {
+        kind: Option<MediaKind>,
+        mid: Option<Mid>,
+        sending: bool,
+    }
+    let mut sections: Vec<Section> = Vec::new();
     for line in answer.lines() {
         let line = line.trim();
         if let Some(m) = line.strip_prefix("m=") {
             let mut parts = m.split(' ');
             let kind = parts.next();
             let accepted = parts.next().is_some_and(|port| port != "0");
-            current = match kind {
-                Some("video") if accepted => Some(MediaKind::Video),
-                Some("audio") if accepted => Some(MediaKind::Audio),
-                _ => None,
-            };
-        } else if let (Some(kind), Some(mid)) = (current, line.strip_prefix("a=mid:")) {
-            found.push((kind, Mid::from(mid)));
+            sections.push(Section {
+                kind: match kind {
+                    Some("video") if accepted => Some(MediaKind::Video),
+                    Some("audio") if accepted => Some(MediaKind::Audio),
+                    _ => None,
+                },
+                mid: None,
+                sending: false,
+            });
+        } else if let Some(section) = sections.last_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                section.mid = Some(Mid::from(mid));
+            } else if line == "a=sendonly" || line == "a=sendrecv" {
+                section.sending = true;
+            }
         }
     }
-    found
+    sections
+        .into_iter()
+        .filter(|s| s.sending)
+        .filter_map(|s| Some((s.kind?, s.mid?)))
+        .collect()
 }
 
 /// One viewer. See the module docs.
@@ -500,6 +517,21 @@ impl Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answered_media_lists_the_sending_m_lines() {
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendonly\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=sendrecv\r\n\
+                      m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=inactive\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=recvonly\r\n";
+        assert_eq!(
+            answered_media(answer),
+            [
+                (MediaKind::Video, Mid::from("0")),
+                (MediaKind::Audio, Mid::from("1"))
+            ]
+        );
+    }
 
     #[test]
     fn msids_and_cnames_are_unified() {
