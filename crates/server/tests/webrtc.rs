@@ -64,10 +64,23 @@ async fn request(
     ctype: Option<&str>,
     body: &str,
 ) -> Reply {
+    request_with(addr, method, path, ctype, "", body).await
+}
+
+/// [`request`] with extra header lines (each ending in `\r\n`).
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let ctype = ctype
         .map(|c| format!("Content-Type: {c}\r\n"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + extra;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -182,6 +195,19 @@ async fn whep_signalling_answers_locates_refuses_and_frees() {
         stream_ids[0], stream_ids[1],
         "both tracks in one MediaStream"
     );
+    assert_eq!(stream.viewer_count(), 1);
+
+    // The same origin checks as /session: another web page may not open a viewer.
+    let r = request_with(
+        addr,
+        "POST",
+        "/whep/00000000000000ab",
+        Some("application/sdp"),
+        "Origin: http://evil.example\r\n",
+        &offer,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(stream.viewer_count(), 1);
 
     // Unknown stream, garbage, an offer without H.264, the wrong content type.
