@@ -594,25 +594,27 @@ fn clear_pending_drops_queued_media_and_restarts_video_at_an_idr() {
     );
 }
 
-/// The real binary: open a session, play it over WHEP on loopback UDP, hang up with DELETE.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_plays_over_whep_on_loopback_udp() {
-    use futures_util::StreamExt;
+/// A packet the loopback receiver got.
+#[derive(Debug, Clone)]
+struct Arrival {
+    at: Instant,
+    video: bool,
+    rtp_time: u64,
+    nals: Vec<u8>,
+    len: usize,
+}
 
-    let server = common::Server::start("webrtc", &[], &[]);
+/// Opens a session on the real binary and a WHEP viewer on a loopback UDP socket, which runs in
+/// a thread until `run_for` has passed; arrivals come through the channel (a `None` once
+/// connected). Returns the WebSocket, the viewer's location and the arrivals.
+async fn session_with_viewer(
+    server: &common::Server,
+    run_for: Duration,
+) -> (Ws, String, std::sync::mpsc::Receiver<Option<Arrival>>) {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .unwrap();
-    let hello = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            break serde_json::from_str::<serde_json::Value>(&t).unwrap();
-        }
-    };
+    let hello = next_of_type(&mut ws, "hello").await;
     let session = hello["session_id"].as_str().unwrap().to_string();
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -627,17 +629,12 @@ async fn a_session_plays_over_whep_on_loopback_udp() {
     )
     .await;
     assert_eq!(r.status, 201, "{}\n{}", r.body, server.log());
-    let location = r.headers["location"].clone();
     rtc.sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(&r.body).unwrap())
         .unwrap();
-
-    let got = tokio::task::spawn_blocking(move || {
-        let mut got = Received {
-            t0: Some(Instant::now()),
-            ..Received::default()
-        };
-        let until = Instant::now() + Duration::from_secs(4);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let until = Instant::now() + run_for;
         let mut buf = vec![0u8; 2048];
         while Instant::now() < until {
             let timeout = loop {
@@ -646,13 +643,23 @@ async fn a_session_plays_over_whep_on_loopback_udp() {
                     Output::Transmit(t) => {
                         socket.send_to(&t.contents, t.destination).unwrap();
                     }
-                    Output::Event(Event::Connected) => got.connected = true,
-                    Output::Event(Event::MediaData(d)) => match d.params.spec().codec {
-                        str0m::format::Codec::H264 => {
-                            got.video.push((d.time.numer(), nal_types(&d.data)))
-                        }
-                        _ => got.audio.push((d.time.numer(), d.data.len())),
-                    },
+                    Output::Event(Event::Connected) => {
+                        let _ = tx.send(None);
+                    }
+                    Output::Event(Event::MediaData(d)) => {
+                        let video = d.params.spec().codec == str0m::format::Codec::H264;
+                        let _ = tx.send(Some(Arrival {
+                            at: Instant::now(),
+                            video,
+                            rtp_time: d.time.numer(),
+                            nals: if video {
+                                nal_types(&d.data)
+                            } else {
+                                Vec::new()
+                            },
+                            len: d.data.len(),
+                        }));
+                    }
                     Output::Event(_) => {}
                 }
             };
@@ -660,11 +667,10 @@ async fn a_session_plays_over_whep_on_loopback_udp() {
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), Duration::from_millis(50));
             socket.set_read_timeout(Some(wait)).unwrap();
-            let input_now = Instant::now();
             match socket.recv_from(&mut buf) {
                 Ok((n, source)) => {
                     let input = Input::Receive(
-                        input_now,
+                        Instant::now(),
                         Receive {
                             proto: Protocol::Udp,
                             source,
@@ -677,35 +683,146 @@ async fn a_session_plays_over_whep_on_loopback_udp() {
                 Err(_) => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
             }
         }
-        got
-    })
-    .await
-    .unwrap();
+    });
+    (ws, r.headers["location"].clone(), rx)
+}
 
-    assert!(got.connected, "connected; log:\n{}", server.log());
-    assert!(
-        got.video.len() >= 40,
-        "video frames in 4 s: {}",
-        got.video.len()
-    );
-    assert!(
-        got.video[0].1.contains(&5),
-        "starts at an IDR: {:?}",
-        got.video[0].1
-    );
-    for pair in got.video.windows(2) {
-        assert_eq!(pair[1].0 - pair[0].0, 3600, "continuous 90 kHz timestamps");
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_of_type(ws: &mut Ws, ty: &str) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+        }
     }
+}
+
+async fn send_json(ws: &mut Ws, text: &str) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+        .await
+        .unwrap();
+}
+
+/// The real binary: open a session, play it over WHEP on loopback UDP, hang up with DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_plays_over_whep_on_loopback_udp() {
+    let server = common::Server::start("webrtc", &[], &[]);
+    let (_ws, location, rx) = session_with_viewer(&server, Duration::from_secs(4)).await;
+    let got = tokio::task::spawn_blocking(move || rx.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
     assert!(
-        got.audio.len() >= 100,
-        "Opus packets in 4 s: {}",
-        got.audio.len()
+        matches!(got.first(), Some(None)),
+        "connected first; log:\n{}",
+        server.log()
     );
-    for pair in got.audio.windows(2) {
-        assert_eq!(pair[1].0 - pair[0].0, 960, "continuous 48 kHz timestamps");
+    let video: Vec<&Arrival> = got.iter().flatten().filter(|a| a.video).collect();
+    let audio: Vec<&Arrival> = got.iter().flatten().filter(|a| !a.video).collect();
+    assert!(video.len() >= 40, "video frames in 4 s: {}", video.len());
+    assert!(
+        video[0].nals.contains(&5),
+        "starts at an IDR: {:?}",
+        video[0].nals
+    );
+    for pair in video.windows(2) {
+        assert_eq!(
+            pair[1].rtp_time - pair[0].rtp_time,
+            3600,
+            "continuous 90 kHz timestamps"
+        );
+    }
+    assert!(audio.len() >= 100, "Opus packets in 4 s: {}", audio.len());
+    for pair in audio.windows(2) {
+        assert_eq!(
+            pair[1].rtp_time - pair[0].rtp_time,
+            960,
+            "continuous 48 kHz timestamps"
+        );
     }
     let r = request(server.addr, "DELETE", &location, None, "").await;
     assert_eq!(r.status, 204);
+}
+
+/// Barge-in over WebRTC: speech rendered ahead of the clock is dropped, so the viewer hears
+/// nothing of the interrupted answer 200 ms after the interrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_silences_a_webrtc_viewer_within_200_ms() {
+    let server = common::Server::start("webrtc-barge-in", &[], &[]);
+    let (mut ws, _location, rx) = session_with_viewer(&server, Duration::from_secs(8)).await;
+    let next = |rx: &std::sync::mpsc::Receiver<Option<Arrival>>| {
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("media keeps arriving")
+    };
+    // One second of the idle stream: the size of a silent Opus packet.
+    let start = Instant::now();
+    let mut silent = 0;
+    while start.elapsed() < Duration::from_secs(1) {
+        if let Some(a) = next(&rx) {
+            if !a.video {
+                silent = silent.max(a.len);
+            }
+        }
+    }
+    assert!(silent > 0, "audio arrives while idle");
+    let speech = |a: &Arrival| !a.video && a.len > silent * 2 + 10;
+
+    send_json(
+        &mut ws,
+        r#"{"type":"prompt","text":"I am going to keep talking for quite a while now, so that you can interrupt me in the middle of this very long sentence about nothing at all."}"#,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let first_speech = loop {
+        assert!(
+            Instant::now() < deadline,
+            "speech arrives; log:\n{}",
+            server.log()
+        );
+        if let Some(a) = next(&rx) {
+            if speech(&a) {
+                break a.at;
+            }
+        }
+    };
+    // Half a second into the answer, interrupt it.
+    while first_speech.elapsed() < Duration::from_millis(500) {
+        next(&rx);
+    }
+    let interrupted = Instant::now();
+    send_json(&mut ws, r#"{"type":"control","action":"interrupt"}"#).await;
+    let mut late_speech = Vec::new();
+    let mut after = 0;
+    while interrupted.elapsed() < Duration::from_millis(1500) {
+        if let Some(a) = next(&rx) {
+            if !a.video && a.at > interrupted {
+                after += 1;
+                if speech(&a) && a.at > interrupted + Duration::from_millis(200) {
+                    late_speech.push((a.at - interrupted, a.len));
+                }
+            }
+        }
+    }
+    // The media thread renders speech up to SPEECH_LEAD_MS ahead; that much is dropped, so
+    // audio resumes (silent) after a gap of up to a second.
+    assert!(
+        after >= 10,
+        "audio goes on after the interrupt: {after} packets"
+    );
+    assert!(
+        late_speech.is_empty(),
+        "speech after the interrupt (silent packets are <= {silent} bytes): {late_speech:?}"
+    );
 }
 
 /// An Ogg page (RFC 3533) holding one packet.
