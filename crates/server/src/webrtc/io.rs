@@ -206,6 +206,7 @@ fn lock(output: &Mutex<WebRtcOutput>) -> MutexGuard<'_, WebRtcOutput> {
 /// The I/O task: datagrams in, timers, due frames, datagrams out.
 async fn run(socket: UdpSocket, hub: Arc<WebRtcHub>, shutdown: CancellationToken) {
     let mut buf = vec![0u8; RECV_BUF];
+    let v6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
     loop {
         let now = Instant::now();
         let outputs = hub.live();
@@ -219,6 +220,8 @@ async fn run(socket: UdpSocket, hub: Arc<WebRtcHub>, shutdown: CancellationToken
             () = shutdown.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, source)) => {
+                    // On a dual-stack socket IPv4 peers arrive as ::ffff:a.b.c.d.
+                    let source = SocketAddr::new(source.ip().to_canonical(), source.port());
                     let data = &buf[..n];
                     let now = Instant::now();
                     let handled = outputs
@@ -229,7 +232,11 @@ async fn run(socket: UdpSocket, hub: Arc<WebRtcHub>, shutdown: CancellationToken
                     }
                 }
                 // ICMP errors (a viewer went away) surface here on some systems; not fatal.
-                Err(e) => tracing::debug!(error = %e, "WebRTC UDP receive"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebRTC UDP receive");
+                    // Never spin on an error that repeats.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             },
             () = tokio::time::sleep_until(next.into()) => {}
             () = hub.wake.notified() => {}
@@ -242,7 +249,13 @@ async fn run(socket: UdpSocket, hub: Arc<WebRtcHub>, shutdown: CancellationToken
                 o.take_transmits()
             };
             for d in transmits {
-                if let Err(e) = socket.send_to(&d.data, d.destination).await {
+                let destination = match (v6_socket, d.destination) {
+                    (true, SocketAddr::V4(v4)) => {
+                        SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+                    }
+                    (_, other) => other,
+                };
+                if let Err(e) = socket.send_to(&d.data, destination).await {
                     tracing::debug!(error = %e, destination = %d.destination, "WebRTC UDP send");
                 }
             }
