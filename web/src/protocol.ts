@@ -14,6 +14,8 @@ export interface HelloMessage {
   type: 'hello';
   session_id: string;
   playlist: string;
+  /** The stream's WHEP endpoint (WebRTC playback), when the server has WebRTC on. */
+  whep?: string;
   version?: string;
   stream?: StreamInfo;
   llm?: string;
@@ -130,6 +132,8 @@ function parseHello(o: Obj): ParseResult {
   if (!session_id) return fail('hello: missing session_id');
   if (!playlist) return fail('hello: missing playlist');
   const msg: HelloMessage = { type: 'hello', session_id, playlist };
+  const whep = optString(o, 'whep');
+  if (whep !== undefined) msg.whep = whep;
   const version = optString(o, 'version');
   if (version !== undefined) msg.version = version;
   const llm = optString(o, 'llm');

@@ -351,6 +351,10 @@ pub struct Config {
     /// Who may use the server and how much (origins, access token, rate and spend limits).
     #[command(flatten)]
     pub access: crate::access::AccessConfig,
+
+    /// WebRTC (WHEP) playback: on/off, UDP port, advertised address, viewers per stream.
+    #[command(flatten)]
+    pub webrtc: crate::webrtc::WebRtcConfig,
 }
 
 /// The default persona: short, speakable answers.

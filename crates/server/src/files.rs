@@ -99,7 +99,11 @@ impl OutputWriter {
 
 /// The HLS output: writes each frame's files, then the closing ones.
 impl MediaSink for OutputWriter {
-    fn on_frame(&mut self, out: &FrameOutputs) -> Result<(), SinkError> {
+    fn on_frame(
+        &mut self,
+        out: &FrameOutputs,
+        _encoder: &talkstream_media::encoder::FrameEncoder,
+    ) -> Result<(), SinkError> {
         Ok(self.apply(&out.hls)?)
     }
 

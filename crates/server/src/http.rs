@@ -1,7 +1,7 @@
 //! HTTP routes: the web page (`/` and its assets from `STATIC_DIR`), the live HLS files
 //! (`/hls/<session>/<file>`, nothing else under `/hls/`), `/healthz`, `/api/access` (what the
-//! page needs to know about the access token), and the `/session` WebSocket (handled in
-//! [`crate::session`]). Every response gets the headers of [`crate::access::headers`].
+//! page needs to know about the access token), the `/session` WebSocket (handled in
+//! [`crate::session`]) and WHEP playback (`/whep/<stream>[/<viewer>]`, [`crate::webrtc::whep`]). Every response gets the headers of [`crate::access::headers`].
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::services::ServeDir;
 
@@ -25,6 +25,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/access", get(access_info))
         .route("/session", get(crate::session::upgrade))
+        .route("/whep/{stream}", post(crate::webrtc::whep::post))
+        .route(
+            "/whep/{stream}/{viewer}",
+            axum::routing::delete(crate::webrtc::whep::delete).patch(crate::webrtc::whep::patch),
+        )
         .route("/hls", get(not_found))
         .nest(
             "/hls",

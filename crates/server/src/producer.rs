@@ -21,6 +21,7 @@ use crate::files::{FileError, OutputWriter};
 use crate::generation::GeneratorLink;
 use crate::media_loop::{MediaLoop, MediaLoopError, MediaSink, SinkError, Step, StreamClock};
 pub use crate::media_loop::{FIRST_SPEECH_SEGMENT_MS, SPEECH_LEAD_MS};
+use crate::webrtc::{WebRtcSink, WebRtcStream};
 use crate::pipeline::{Event, MediaCommand};
 
 /// Why the media thread stopped early.
@@ -53,13 +54,14 @@ impl Producer {
         seed: u64,
         portrait: Option<Arc<Portrait>>,
         generator: Option<GeneratorLink>,
+        webrtc: Option<WebRtcStream>,
         events: UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("media-{stream_id}"))
             .spawn(
-                move || match run(dir, channel, seed, portrait, generator, &rx, &events) {
+                move || match run(dir, channel, seed, portrait, generator, webrtc, &rx, &events) {
                     Ok(()) => {
                         let _ = events.send(Event::StreamFinished);
                     }
@@ -112,17 +114,31 @@ fn run(
     seed: u64,
     portrait: Option<Arc<Portrait>>,
     generator: Option<GeneratorLink>,
+    webrtc: Option<WebRtcStream>,
     commands: &mpsc::Receiver<MediaCommand>,
     events: &UnboundedSender<Event>,
 ) -> Result<(), ProducerError> {
-    let mut sinks: Vec<Box<dyn MediaSink>> = vec![Box::new(OutputWriter::create(dir)?)];
     // Stream time comes from a monotonic clock so a wall-clock step cannot upset deletion.
     let clock = StreamClock {
         start: Instant::now(),
         start_unix_ms: unix_ms_now(),
     };
+    let mut sinks: Vec<Box<dyn MediaSink>> = vec![Box::new(OutputWriter::create(dir)?)];
+    if let Some(stream) = webrtc {
+        sinks.push(Box::new(WebRtcSink::new(stream, clock.start)));
+    }
     let now = || clock.start.elapsed();
-    let report = |list: Vec<Event>| {
+    let report = |list: Vec<Event>, sinks: &mut Vec<Box<dyn MediaSink>>| {
+        // Queued speech was dropped (barge-in, or a new turn took over): sinks that hold frames
+        // until their time drop them too.
+        if list
+            .iter()
+            .any(|e| matches!(e, Event::TurnComplete { interrupted: true, .. }))
+        {
+            for sink in sinks.iter_mut() {
+                sink.interrupted();
+            }
+        }
         for e in list {
             let _ = events.send(e);
         }
@@ -133,10 +149,10 @@ fn run(
         // Take everything that is waiting, urgent or not, before deciding what to render.
         loop {
             match commands.try_recv() {
-                Ok(cmd) => report(media.handle_command(cmd, now())),
+                Ok(cmd) => report(media.handle_command(cmd, now()), &mut sinks),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    report(media.handle_command(MediaCommand::Finish, now()));
+                    report(media.handle_command(MediaCommand::Finish, now()), &mut sinks);
                     break;
                 }
             }
@@ -145,18 +161,25 @@ fn run(
         match media.poll(at) {
             Step::Finish => break,
             Step::Wait(until) => match commands.recv_timeout(until.saturating_sub(at)) {
-                Ok(cmd) => report(media.handle_command(cmd, now())),
+                Ok(cmd) => report(media.handle_command(cmd, now()), &mut sinks),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    report(media.handle_command(MediaCommand::Finish, now()));
+                    report(media.handle_command(MediaCommand::Finish, now()), &mut sinks);
                 }
             },
             Step::Produce => {
+                // Every sink is asked (each throttles its own requests).
+                let keyframe = sinks
+                    .iter_mut()
+                    .fold(false, |any, sink| sink.wants_keyframe() || any);
+                if keyframe {
+                    media.request_keyframe();
+                }
                 let mut out = media.produce(at)?;
                 for sink in &mut sinks {
-                    sink.on_frame(&out)?;
+                    sink.on_frame(&out, media.encoder())?;
                 }
-                report(std::mem::take(&mut out.events));
+                report(std::mem::take(&mut out.events), &mut sinks);
             }
         }
     }
@@ -164,6 +187,6 @@ fn run(
     for sink in &mut sinks {
         sink.finish(&out)?;
     }
-    report(std::mem::take(&mut out.events));
+    report(std::mem::take(&mut out.events), &mut sinks);
     Ok(())
 }

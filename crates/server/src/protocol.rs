@@ -75,6 +75,9 @@ pub enum ServerMessage {
         session_id: String,
         /// Path of the session's playlist on this server.
         playlist: String,
+        /// Path of the stream's WHEP endpoint (WebRTC playback), when WebRTC is on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        whep: Option<String>,
         /// Server version.
         version: &'static str,
         /// Stream parameters.
@@ -373,6 +376,7 @@ mod tests {
         let hello = ServerMessage::Hello {
             session_id: "abc".into(),
             playlist: "/hls/abc/index.m3u8".into(),
+            whep: None,
             version: "0",
             stream: StreamInfo {
                 width: 512,

@@ -1,7 +1,7 @@
 //! The live streams of this server, by stream id: what a route needs to find a stream (its
 //! session, the command sender into its media thread, its outputs and their URLs, the latest
-//! published segment as a watch, counters). A stream is listed from the moment its media thread
-//! runs until it ends; dropping the [`Registration`] removes it.
+//! published segment as a watch, counters, its WebRTC output if it has one). A stream is listed
+//! from the moment its media thread runs until it ends; dropping the [`Registration`] removes it.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
@@ -9,6 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::pipeline::MediaCommand;
+use crate::webrtc::WebRtcStream;
 
 /// An output a stream is published to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,11 @@ pub enum StreamOutput {
     Hls {
         /// Path of the multivariant playlist on this server.
         playlist: String,
+    },
+    /// WebRTC playback: WHEP endpoint `/whep/<stream>`.
+    WebRtc {
+        /// Path of the WHEP endpoint on this server.
+        whep: String,
     },
 }
 
@@ -39,6 +45,7 @@ pub struct StreamEntry {
     commands: mpsc::Sender<MediaCommand>,
     outputs: Vec<StreamOutput>,
     published: watch::Sender<Published>,
+    webrtc: Option<WebRtcStream>,
 }
 
 impl StreamEntry {
@@ -53,14 +60,24 @@ impl StreamEntry {
     }
 
     /// The HLS playlist path, if the stream has an HLS output.
-    #[allow(
-        clippy::unnecessary_find_map,
-        reason = "one kind of output today; WebRTC and RTMP outputs join it"
-    )]
     pub fn hls_playlist(&self) -> Option<&str> {
         self.outputs.iter().find_map(|o| match o {
             StreamOutput::Hls { playlist } => Some(playlist.as_str()),
+            StreamOutput::WebRtc { .. } => None,
         })
+    }
+
+    /// The WHEP endpoint path, if the stream has a WebRTC output.
+    pub fn whep(&self) -> Option<&str> {
+        self.outputs.iter().find_map(|o| match o {
+            StreamOutput::WebRtc { whep } => Some(whep.as_str()),
+            StreamOutput::Hls { .. } => None,
+        })
+    }
+
+    /// The stream's WebRTC output (viewers are added to it by the WHEP routes).
+    pub fn webrtc(&self) -> Option<&WebRtcStream> {
+        self.webrtc.as_ref()
     }
 
     /// Watch what is published (the latest segment); wakes on every new one.
@@ -124,14 +141,32 @@ impl StreamRegistry {
         session_id: &str,
         commands: mpsc::Sender<MediaCommand>,
     ) -> Registration {
+        self.register_with_webrtc(stream_id, session_id, commands, None)
+    }
+
+    /// [`StreamRegistry::register`], plus a WebRTC output (WHEP at `/whep/<stream_id>`) if given.
+    pub fn register_with_webrtc(
+        self: &Arc<Self>,
+        stream_id: &str,
+        session_id: &str,
+        commands: mpsc::Sender<MediaCommand>,
+        webrtc: Option<WebRtcStream>,
+    ) -> Registration {
+        let mut outputs = vec![StreamOutput::Hls {
+            playlist: format!("/hls/{stream_id}/index.m3u8"),
+        }];
+        if webrtc.is_some() {
+            outputs.push(StreamOutput::WebRtc {
+                whep: format!("/whep/{stream_id}"),
+            });
+        }
         let entry = Arc::new(StreamEntry {
             stream_id: stream_id.to_string(),
             session_id: session_id.to_string(),
             commands,
-            outputs: vec![StreamOutput::Hls {
-                playlist: format!("/hls/{stream_id}/index.m3u8"),
-            }],
+            outputs,
             published: watch::channel(Published::default()).0,
+            webrtc,
         });
         if let Ok(mut streams) = self.streams.lock() {
             streams.insert(stream_id.to_string(), Arc::clone(&entry));

@@ -56,6 +56,9 @@ pub struct AppState {
     pub streams: Arc<StreamRegistry>,
     /// The server's start, the zero of the millisecond clock the limits use.
     pub started: std::time::Instant,
+    /// WebRTC playback (the shared UDP socket and its task), unless `WEBRTC=off` or it could not
+    /// start.
+    pub webrtc: Option<Arc<crate::webrtc::WebRtcHub>>,
     active: AtomicUsize,
 }
 
@@ -102,7 +105,9 @@ impl AppState {
         );
         let policy = Policy::new(&config.access, config.host);
         warn_if_exposed(&config, &policy);
+        let webrtc = start_webrtc(&config, &shutdown);
         Ok(Arc::new(AppState {
+            webrtc,
             policy,
             addresses: Arc::new(Addresses::default()),
             streams: Arc::new(StreamRegistry::default()),
@@ -208,6 +213,21 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The WebRTC hub, unless disabled. A failure to start it (the UDP port is taken) is logged and
+/// leaves HLS playback only: the page falls back to HLS by itself.
+fn start_webrtc(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Option<Arc<crate::webrtc::WebRtcHub>> {
+    if !config.webrtc.enabled() {
+        tracing::info!("WebRTC playback is off (WEBRTC=off): HLS only");
+        return None;
+    }
+    crate::webrtc::WebRtcHub::start(&config.webrtc, config.host, config.port, shutdown.clone())
+        .inspect_err(|e| tracing::error!(error = %e, "WebRTC playback unavailable: HLS only"))
+        .ok()
 }
 
 /// A server that listens on a network address without an access token lets anyone who can

@@ -145,6 +145,17 @@ pub struct MediaLoop {
 }
 
 impl MediaLoop {
+    /// The stream's encoder: its codec parameters (H.264 SPS/PPS, AAC config) for sinks.
+    pub fn encoder(&self) -> &talkstream_media::encoder::FrameEncoder {
+        self.channel.encoder()
+    }
+
+    /// Make the next produced frame an IDR (a sink's viewer asked for one), without cutting a
+    /// segment.
+    pub fn request_keyframe(&mut self) {
+        self.channel.request_keyframe();
+    }
+
     /// A loop for one stream; `clock` says when its time 0 is.
     pub fn new(
         cfg: ChannelConfig,

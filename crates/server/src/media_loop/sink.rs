@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use talkstream_media::encoder::FrameEncoder;
 use talkstream_media::{EncodedUnit, Output};
 
 use crate::files::FileError;
@@ -41,11 +42,22 @@ pub enum SinkError {
 /// A consumer of the media loop's output.
 pub trait MediaSink: Send {
     /// A frame was produced (called in frame order, possibly ahead of `out.media_time`).
-    fn on_frame(&mut self, out: &FrameOutputs) -> Result<(), SinkError>;
+    /// `encoder` gives the stream's codec parameters (H.264 SPS/PPS, AAC config).
+    fn on_frame(&mut self, out: &FrameOutputs, encoder: &FrameEncoder) -> Result<(), SinkError>;
 
     /// The stream ended: the last outputs (the closing segment, `EXT-X-ENDLIST`); no more calls
     /// follow.
     fn finish(&mut self, out: &FrameOutputs) -> Result<(), SinkError>;
+
+    /// Asked before every frame: should the next frame be an IDR (for example a WebRTC viewer
+    /// sent a PLI)? The sink throttles its own requests.
+    fn wants_keyframe(&mut self) -> bool {
+        false
+    }
+
+    /// Speech that had been produced ahead was dropped (barge-in): a sink that holds frames
+    /// until their time drops what it holds, so nothing of the interrupted answer goes out.
+    fn interrupted(&mut self) {}
 }
 
 /// A sink that keeps everything it receives (tests, and a model for new sinks).
@@ -58,7 +70,7 @@ pub struct MemorySink {
 }
 
 impl MediaSink for MemorySink {
-    fn on_frame(&mut self, out: &FrameOutputs) -> Result<(), SinkError> {
+    fn on_frame(&mut self, out: &FrameOutputs, _encoder: &FrameEncoder) -> Result<(), SinkError> {
         self.frames.push(out.clone());
         Ok(())
     }

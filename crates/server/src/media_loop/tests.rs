@@ -103,7 +103,7 @@ impl Harness {
             match self.media.poll(self.now) {
                 Step::Produce => {
                     let out = self.media.produce(self.now).unwrap();
-                    self.sink.on_frame(&out).unwrap();
+                    self.sink.on_frame(&out, self.media.encoder()).unwrap();
                     self.events
                         .extend(out.events.iter().cloned().map(|e| (self.now, e)));
                 }

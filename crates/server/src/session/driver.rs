@@ -241,6 +241,13 @@ impl Driver {
         let seed = u64::from_str_radix(&stream_id, 16).unwrap_or(0);
         let channel = state.channel_config();
         let sample_rate = channel.sample_rate;
+        let webrtc = state.webrtc.as_ref().and_then(|hub| {
+            hub.open_stream(&stream_id, sample_rate)
+                .inspect_err(|e| {
+                    tracing::error!(parent: &self.span, error = %e, "no WebRTC output for this stream");
+                })
+                .ok()
+        });
         let producer = Producer::spawn(
             &stream_id,
             dir,
@@ -256,19 +263,22 @@ impl Driver {
                 overlap_ms: cfg.seg_overlap_ms,
                 buffer_ms: cfg.generator_buffer_ms,
             }),
+            webrtc.clone(),
             self.events_tx.clone(),
         )
         .map_err(|e| {
             tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
         })?;
-        let registration = state
-            .streams
-            .register(&stream_id, &self.id, producer.sender());
+        let registration =
+            state
+                .streams
+                .register_with_webrtc(&stream_id, &self.id, producer.sender(), webrtc);
         let playlist = registration
             .entry()
             .hls_playlist()
             .unwrap_or_default()
             .to_string();
+        let whep = registration.entry().whep().map(str::to_string);
         self.stream = Some(LiveStream {
             registration,
             producer,
@@ -276,6 +286,7 @@ impl Driver {
         Ok(ServerMessage::Hello {
             session_id: self.id.clone(),
             playlist,
+            whep,
             version: env!("CARGO_PKG_VERSION"),
             stream: StreamInfo {
                 width: cfg.width,

@@ -1,0 +1,52 @@
+//! The media sink that feeds a stream's WebRTC output: every encoded frame goes to the output,
+//! which sends it to the viewers when it is due (speech may be produced ahead); a viewer's
+//! keyframe request becomes an IDR; a barge-in drops what was queued and not yet sent.
+
+use std::time::Instant;
+
+use talkstream_media::encoder::FrameEncoder;
+
+use super::WebRtcStream;
+use crate::media_loop::{FrameOutputs, MediaSink, SinkError};
+
+/// [`MediaSink`] for a stream's [`WebRtcStream`].
+#[derive(Debug)]
+pub struct WebRtcSink {
+    stream: WebRtcStream,
+    /// Wall time of media time 0 (RTP times and sender reports derive from it).
+    media_start: Instant,
+}
+
+impl WebRtcSink {
+    /// A sink feeding `stream`, whose media time 0 is `media_start`.
+    pub fn new(stream: WebRtcStream, media_start: Instant) -> Self {
+        WebRtcSink {
+            stream,
+            media_start,
+        }
+    }
+}
+
+impl MediaSink for WebRtcSink {
+    fn on_frame(&mut self, out: &FrameOutputs, encoder: &FrameEncoder) -> Result<(), SinkError> {
+        if let Some(unit) = &out.unit {
+            // A frame WebRTC cannot take must not stop the stream (HLS goes on): log it.
+            if let Err(e) = self.stream.push(unit, encoder, self.media_start) {
+                tracing::warn!(frame = unit.video.frame_index, error = %e, "WebRTC output refused a frame");
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &FrameOutputs) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn wants_keyframe(&mut self) -> bool {
+        self.stream.take_keyframe_request(Instant::now())
+    }
+
+    fn interrupted(&mut self) {
+        self.stream.clear_pending();
+    }
+}
