@@ -21,8 +21,8 @@ use crate::files::{FileError, OutputWriter};
 use crate::generation::GeneratorLink;
 use crate::media_loop::{MediaLoop, MediaLoopError, MediaSink, SinkError, Step, StreamClock};
 pub use crate::media_loop::{FIRST_SPEECH_SEGMENT_MS, SPEECH_LEAD_MS};
-use crate::webrtc::{WebRtcSink, WebRtcStream};
 use crate::pipeline::{Event, MediaCommand};
+use crate::webrtc::{WebRtcSink, WebRtcStream};
 
 /// Why the media thread stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -45,32 +45,41 @@ pub struct Producer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What a stream's media thread is made of.
+pub struct StreamSetup {
+    /// Folder of the HLS files.
+    pub dir: PathBuf,
+    /// Picture, audio and segmenting settings.
+    pub channel: ChannelConfig,
+    /// Seed of the avatar's idle motion.
+    pub seed: u64,
+    /// The user's portrait, else the drawn avatar.
+    pub portrait: Option<Arc<Portrait>>,
+    /// The external video generator, if any.
+    pub generator: Option<GeneratorLink>,
+    /// The stream's WebRTC output, fed by a sink beside the HLS files, if WebRTC is on.
+    pub webrtc: Option<WebRtcStream>,
+}
+
 impl Producer {
-    /// Start the media thread of one stream, writing into `dir`.
+    /// Start the media thread of one stream.
     pub fn spawn(
         stream_id: &str,
-        dir: PathBuf,
-        channel: ChannelConfig,
-        seed: u64,
-        portrait: Option<Arc<Portrait>>,
-        generator: Option<GeneratorLink>,
-        webrtc: Option<WebRtcStream>,
+        setup: StreamSetup,
         events: UnboundedSender<Event>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("media-{stream_id}"))
-            .spawn(
-                move || match run(dir, channel, seed, portrait, generator, webrtc, &rx, &events) {
-                    Ok(()) => {
-                        let _ = events.send(Event::StreamFinished);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "stream stopped");
-                        let _ = events.send(Event::StreamFailed(e.to_string()));
-                    }
-                },
-            )?;
+            .spawn(move || match run(setup, &rx, &events) {
+                Ok(()) => {
+                    let _ = events.send(Event::StreamFinished);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "stream stopped");
+                    let _ = events.send(Event::StreamFailed(e.to_string()));
+                }
+            })?;
         Ok(Self {
             commands: tx,
             thread: Some(thread),
@@ -109,15 +118,18 @@ fn unix_ms_now() -> i64 {
 
 /// The thread's body: the clock, the command channel, the media loop and its sinks.
 fn run(
-    dir: PathBuf,
-    cfg: ChannelConfig,
-    seed: u64,
-    portrait: Option<Arc<Portrait>>,
-    generator: Option<GeneratorLink>,
-    webrtc: Option<WebRtcStream>,
+    setup: StreamSetup,
     commands: &mpsc::Receiver<MediaCommand>,
     events: &UnboundedSender<Event>,
 ) -> Result<(), ProducerError> {
+    let StreamSetup {
+        dir,
+        channel: cfg,
+        seed,
+        portrait,
+        generator,
+        webrtc,
+    } = setup;
     // Stream time comes from a monotonic clock so a wall-clock step cannot upset deletion.
     let clock = StreamClock {
         start: Instant::now(),
@@ -131,10 +143,15 @@ fn run(
     let report = |list: Vec<Event>, sinks: &mut Vec<Box<dyn MediaSink>>| {
         // Queued speech was dropped (barge-in, or a new turn took over): sinks that hold frames
         // until their time drop them too.
-        if list
-            .iter()
-            .any(|e| matches!(e, Event::TurnComplete { interrupted: true, .. }))
-        {
+        if list.iter().any(|e| {
+            matches!(
+                e,
+                Event::TurnComplete {
+                    interrupted: true,
+                    ..
+                }
+            )
+        }) {
             for sink in sinks.iter_mut() {
                 sink.interrupted();
             }
@@ -152,7 +169,10 @@ fn run(
                 Ok(cmd) => report(media.handle_command(cmd, now()), &mut sinks),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    report(media.handle_command(MediaCommand::Finish, now()), &mut sinks);
+                    report(
+                        media.handle_command(MediaCommand::Finish, now()),
+                        &mut sinks,
+                    );
                     break;
                 }
             }
@@ -164,14 +184,18 @@ fn run(
                 Ok(cmd) => report(media.handle_command(cmd, now()), &mut sinks),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    report(media.handle_command(MediaCommand::Finish, now()), &mut sinks);
+                    report(
+                        media.handle_command(MediaCommand::Finish, now()),
+                        &mut sinks,
+                    );
                 }
             },
             Step::Produce => {
                 // Every sink is asked (each throttles its own requests).
-                let keyframe = sinks
-                    .iter_mut()
-                    .fold(false, |any, sink| sink.wants_keyframe() || any);
+                let mut keyframe = false;
+                for sink in &mut sinks {
+                    keyframe |= sink.wants_keyframe();
+                }
                 if keyframe {
                     media.request_keyframe();
                 }

@@ -18,7 +18,7 @@ use super::new_id;
 use crate::files::remove_session_dir;
 use crate::generation::GeneratorLink;
 use crate::pipeline::{run_turn, Event, MediaCommand, TextSource, TurnContext};
-use crate::producer::Producer;
+use crate::producer::{Producer, StreamSetup};
 use crate::protocol::{ErrorCode, ServerMessage, StreamInfo};
 use crate::registry::Registration;
 use crate::server::AppState;
@@ -248,13 +248,12 @@ impl Driver {
                 })
                 .ok()
         });
-        let producer = Producer::spawn(
-            &stream_id,
+        let setup = StreamSetup {
             dir,
             channel,
             seed,
-            state.portrait.clone(),
-            state.generator.as_ref().map(|g| GeneratorLink {
+            portrait: state.portrait.clone(),
+            generator: state.generator.as_ref().map(|g| GeneratorLink {
                 generator: Arc::clone(g),
                 runtime: tokio::runtime::Handle::current(),
                 ref_image: cfg.avatar_ref_image.clone().unwrap_or_default(),
@@ -263,10 +262,9 @@ impl Driver {
                 overlap_ms: cfg.seg_overlap_ms,
                 buffer_ms: cfg.generator_buffer_ms,
             }),
-            webrtc.clone(),
-            self.events_tx.clone(),
-        )
-        .map_err(|e| {
+            webrtc: webrtc.clone(),
+        };
+        let producer = Producer::spawn(&stream_id, setup, self.events_tx.clone()).map_err(|e| {
             tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
         })?;
         let registration =
