@@ -15,6 +15,7 @@ use crate::hls::HlsPackager;
 pub use crate::hls::{
     Output, SegmentInfo, PLAYLIST_NAME, SUBTITLES_PLAYLIST_NAME, VIDEO_PLAYLIST_NAME,
 };
+pub use crate::playlist::PlaylistEdge;
 pub use crate::segmenter::ChunkInfo;
 use crate::segmenter::{CmafSegment, CmafSegmenter};
 use crate::video::I420Frame;
@@ -227,8 +228,37 @@ impl LiveChannel {
             outputs.extend(self.publish(segment, now_unix_ms)?);
             outputs.extend(self.hls.playlists(self.encoder.codecs()));
         }
+        if self.hls.low_latency() {
+            let parts = self.publish_open_parts()?;
+            if !parts.is_empty() {
+                outputs.extend(parts);
+                outputs.extend(self.hls.playlists(self.encoder.codecs()));
+            }
+        }
         outputs.extend(self.hls.poll_expired(now_unix_ms));
         Ok(PushedFrame { unit, outputs })
+    }
+
+    /// LL-HLS: the chunks of the open segment completed since the last call, as parts.
+    fn publish_open_parts(&mut self) -> Result<Vec<Output>, MediaError> {
+        let (Some((bytes, chunks)), Some(start_tick)) = (
+            self.segmenter.open_chunks(),
+            self.segmenter.open_start_tick(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let init = if self.hls.needs_init() && !chunks.is_empty() {
+            Some(self.encoder.init_segment()?)
+        } else {
+            None
+        };
+        self.hls
+            .publish_parts(bytes, chunks, start_tick as f64 / 90.0, init)
+    }
+
+    /// Where the video and captions playlists end (see [`HlsPackager::edges`]).
+    pub fn playlist_edges(&self) -> (PlaylistEdge, Option<PlaylistEdge>) {
+        self.hls.edges()
     }
 
     /// Hands a closed segment to the packager (with the init segment the first time).

@@ -30,6 +30,12 @@ pub struct ChannelConfig {
     /// `None` = one chunk per segment; `Some(ms)` = a moof+mdat every ~ms (cut at the first frame
     /// boundary at or after it), recorded for LL-HLS parts.
     pub chunk_ms: Option<u32>,
+    /// Low-Latency HLS: `Some(PART-TARGET in ms)` publishes every chunk as a part while its
+    /// segment is open. Chunks then hold the most whole frames that fit in it
+    /// ([`ChannelConfig::effective_chunk_ms`], overriding `chunk_ms`).
+    pub part_target_ms: Option<u32>,
+    /// Advertise `CAN-BLOCK-RELOAD=YES` (LL-HLS): only when the server holds `_HLS_msn` requests.
+    pub can_block_reload: bool,
     /// Playlist window in segments.
     pub window: usize,
     /// H.264 target bitrate.
@@ -55,6 +61,8 @@ impl Default for ChannelConfig {
             sample_rate: 48_000,
             segment_ms: 1800,
             chunk_ms: None,
+            part_target_ms: None,
+            can_block_reload: false,
             window: 8,
             video_bitrate_kbps: 1000,
             audio_bitrate_kbps: 64,
@@ -152,6 +160,19 @@ impl ChannelConfig {
     pub fn validate(&self) -> Result<(), MediaError> {
         validate_format(self.width, self.height, self.fps, self.sample_rate)?;
         validate_cutting(self.fps, self.segment_ms, self.chunk_ms)?;
+        if let Some(p) = self.part_target_ms {
+            let frame_ms = 1000u32.div_ceil(self.fps.max(1));
+            if p < frame_ms || p > self.segment_ms {
+                return bad(
+                    "part_target_ms",
+                    p.to_string(),
+                    format!(
+                        "must be between one frame ({frame_ms} ms) and segment_ms ({})",
+                        self.segment_ms
+                    ),
+                );
+            }
+        }
         if self.window == 0 {
             return bad("window", "0".into(), "must be at least 1 segment".into());
         }
@@ -194,8 +215,20 @@ impl ChannelConfig {
             fps: self.fps,
             sample_rate: self.sample_rate,
             segment_ms: self.segment_ms,
-            chunk_ms: self.chunk_ms,
+            chunk_ms: self.effective_chunk_ms(),
         }
+    }
+
+    /// The chunk length the segmenter uses: with `part_target_ms`, the whole number of frames
+    /// that fits in it (at least one) in ms rounded down, so that a chunk (closed at the first
+    /// frame boundary at or after it) never exceeds `PART-TARGET`; else `chunk_ms`.
+    pub fn effective_chunk_ms(&self) -> Option<u32> {
+        let Some(p) = self.part_target_ms else {
+            return self.chunk_ms;
+        };
+        let fps = u64::from(self.fps.max(1));
+        let frames = (u64::from(p) * fps / 1000).max(1);
+        Some(u32::try_from(frames * 1000 / fps).unwrap_or(p).max(1))
     }
 
     /// The fixed `EXT-X-TARGETDURATION`: ceil of the longest segment the cutting rule can make.

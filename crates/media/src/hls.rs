@@ -10,10 +10,19 @@
 //! is `video.m3u8` and the WebVTT one `subs.m3u8`, which lists a `subs-<msn>.vtt` for every
 //! `seg-<msn>.m4s` with the same sequence number, duration and date, slides with it and is
 //! deleted with it.
+//!
+//! Low-Latency HLS ([`ChannelConfig::part_target_ms`]): every CMAF chunk of the open segment is
+//! published as a part file `part-<msn>-<i>.m4s` ([`HlsPackager::publish_parts`]) as soon as it
+//! exists, and the media playlists are re-rendered with it; the segment itself follows when it
+//! closes. The video playlist reports the captions rendition (`EXT-X-RENDITION-REPORT`) and the
+//! other way round; captions advance per segment, in step with the video.
 
 use crate::config::ChannelConfig;
 use crate::fmp4::VIDEO_TIMESCALE;
-use crate::playlist::{MediaPlaylist, MultivariantPlaylist, PlaylistSegment, SubtitlesRendition};
+use crate::playlist::{
+    LowLatency, MediaPlaylist, MultivariantPlaylist, PlaylistEdge, PlaylistSegment,
+    SubtitlesRendition,
+};
 use crate::segmenter::{ChunkInfo, CmafSegment};
 use crate::subtitles::CueTrack;
 use crate::MediaError;
@@ -66,6 +75,19 @@ pub enum Output {
         /// What is in it.
         info: SegmentInfo,
     },
+    /// Write an LL-HLS part (before the playlist that lists it). It never changes afterwards.
+    Part {
+        /// File name, `part-<msn>-<index>.m4s`.
+        name: String,
+        /// The chunk's bytes (one `moof` + `mdat`).
+        bytes: Vec<u8>,
+        /// Media sequence number of its segment.
+        msn: u64,
+        /// Index of the part in its segment, from 0.
+        index: u64,
+        /// Media time of the part's end in ms (when a real-time client could have it).
+        end_ms: u64,
+    },
     /// Replace the playlist (write to a temporary name, then rename).
     Playlist {
         /// File name: [`PLAYLIST_NAME`].
@@ -94,6 +116,7 @@ impl Output {
         match self {
             Output::Init { name, .. }
             | Output::Segment { name, .. }
+            | Output::Part { name, .. }
             | Output::File { name, .. }
             | Output::Playlist { name, .. }
             | Output::Delete { name } => name,
@@ -121,6 +144,8 @@ pub struct HlsPackager {
     playlist_emitted: bool,
     /// Bit rate of the first segment (bits/s), for the multivariant `BANDWIDTH`.
     first_segment_bps: Option<u64>,
+    /// Chunks of the open segment already published as parts (LL-HLS).
+    parts_published: usize,
 }
 
 impl HlsPackager {
@@ -129,10 +154,23 @@ impl HlsPackager {
     /// start).
     pub fn new(cfg: &ChannelConfig, start_unix_ms: i64) -> Result<Self, MediaError> {
         cfg.validate()?;
-        let playlist =
+        let mut playlist =
             MediaPlaylist::new(cfg.target_duration_s(), cfg.window, cfg.deletion_slack_ms)?;
+        let mut subs_playlist = playlist.clone();
+        if let Some(part_target_ms) = cfg.part_target_ms {
+            let ll = LowLatency {
+                part_target_ms,
+                lists_parts: true,
+                can_block_reload: cfg.can_block_reload,
+            };
+            playlist = playlist.with_low_latency(ll)?;
+            subs_playlist = subs_playlist.with_low_latency(LowLatency {
+                lists_parts: false,
+                ..ll
+            })?;
+        }
         let subs = cfg.subtitles.then(|| Subtitles {
-            playlist: playlist.clone(),
+            playlist: subs_playlist,
             cues: CueTrack::new(),
             multivariant_emitted: false,
         });
@@ -145,7 +183,85 @@ impl HlsPackager {
             init_emitted: false,
             playlist_emitted: false,
             first_segment_bps: None,
+            parts_published: 0,
         })
+    }
+
+    /// True if chunks are published as LL-HLS parts.
+    pub fn low_latency(&self) -> bool {
+        self.cfg.part_target_ms.is_some()
+    }
+
+    /// Where the video (`.0`) and captions (`.1`, if any) playlists end: what blocking playlist
+    /// requests wait for.
+    pub fn edges(&self) -> (PlaylistEdge, Option<PlaylistEdge>) {
+        (
+            self.playlist.edge(),
+            self.subs.as_ref().map(|s| s.playlist.edge()),
+        )
+    }
+
+    /// LL-HLS: publishes the chunks of the open segment not published yet (`bytes` and `chunks`
+    /// as [`crate::segmenter::CmafSegmenter::open_chunks`] gives them; `start_ms` = the open
+    /// segment's media start) as `[Init,] Part…` and lists them. Nothing when LL-HLS is off or no
+    /// chunk is new. `init` as for [`HlsPackager::publish_segment`].
+    pub fn publish_parts(
+        &mut self,
+        bytes: &[u8],
+        chunks: &[ChunkInfo],
+        start_ms: f64,
+        init: Option<Vec<u8>>,
+    ) -> Result<Vec<Output>, MediaError> {
+        let mut out = Vec::new();
+        if !self.low_latency() || chunks.len() <= self.parts_published {
+            return Ok(out);
+        }
+        self.emit_init(init, &mut out)?;
+        let msn = self.playlist.next_msn();
+        let mut end_ms = start_ms
+            + chunks[..self.parts_published]
+                .iter()
+                .map(|c| c.duration_ms)
+                .sum::<f64>();
+        for (index, c) in chunks.iter().enumerate().skip(self.parts_published) {
+            let Some(part) = bytes.get(c.offset..c.offset.saturating_add(c.len)) else {
+                return Err(MediaError::Playlist {
+                    message: format!("chunk {index} of segment {msn} lies outside its bytes"),
+                });
+            };
+            let name = self.playlist.push_part(c.duration_ms, c.independent)?;
+            end_ms += c.duration_ms;
+            out.push(Output::Part {
+                name,
+                bytes: part.to_vec(),
+                msn,
+                index: index as u64,
+                end_ms: end_ms.floor() as u64,
+            });
+        }
+        self.parts_published = chunks.len();
+        Ok(out)
+    }
+
+    fn emit_init(
+        &mut self,
+        init: Option<Vec<u8>>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), MediaError> {
+        if self.init_emitted {
+            return Ok(());
+        }
+        let Some(bytes) = init else {
+            return Err(MediaError::Playlist {
+                message: "the first segment needs its init segment".into(),
+            });
+        };
+        out.push(Output::Init {
+            name: self.init_name.clone(),
+            bytes,
+        });
+        self.init_emitted = true;
+        Ok(())
     }
 
     /// The playlist's fixed `EXT-X-TARGETDURATION` in seconds.
@@ -203,18 +319,15 @@ impl HlsPackager {
         now_unix_ms: i64,
     ) -> Result<Vec<Output>, MediaError> {
         let mut out = Vec::new();
-        if !self.init_emitted {
-            let Some(bytes) = init else {
-                return Err(MediaError::Playlist {
-                    message: "the first segment needs its init segment".into(),
-                });
-            };
-            out.push(Output::Init {
-                name: self.init_name.clone(),
-                bytes,
-            });
-            self.init_emitted = true;
-        }
+        self.emit_init(init, &mut out)?;
+        // The chunks not yet published as parts (at least the closing one) go first.
+        out.extend(self.publish_parts(
+            &seg.bytes,
+            &seg.chunks,
+            seg.start_tick as f64 / 90.0,
+            None,
+        )?);
+        self.parts_published = 0;
         let msn = self.playlist.next_msn();
         let name = format!("seg-{msn}.m4s");
         let start_ms = seg.start_ms();
@@ -275,9 +388,14 @@ impl HlsPackager {
     /// The current media playlist(s), and the multivariant playlist the first time. `codecs` is
     /// the RFC 6381 `CODECS` value for the multivariant playlist, if known.
     pub fn playlists(&mut self, codecs: Option<String>) -> Vec<Output> {
+        let subs_report = self
+            .subs
+            .as_ref()
+            .and_then(|s| s.playlist.rendition_report(SUBTITLES_PLAYLIST_NAME));
+        let video_report = self.playlist.rendition_report(VIDEO_PLAYLIST_NAME);
         let mut out = vec![Output::Playlist {
             name: self.media_playlist_name().into(),
-            text: self.playlist.render(),
+            text: self.playlist.render_with(subs_report.as_ref()),
         }];
         self.playlist_emitted = true;
         let multivariant = match &self.subs {
@@ -287,7 +405,7 @@ impl HlsPackager {
         if let Some(subs) = &mut self.subs {
             out.push(Output::Playlist {
                 name: SUBTITLES_PLAYLIST_NAME.into(),
-                text: subs.playlist.render(),
+                text: subs.playlist.render_with(video_report.as_ref()),
             });
             if let Some(m) = multivariant {
                 out.push(Output::Playlist {

@@ -31,7 +31,9 @@ pub mod video;
 pub mod wav;
 pub mod windows;
 
-pub use channel::{ChannelConfig, ChunkInfo, LiveChannel, Output, PushedFrame, SegmentInfo};
+pub use channel::{
+    ChannelConfig, ChunkInfo, LiveChannel, Output, PlaylistEdge, PushedFrame, SegmentInfo,
+};
 pub use encoder::{AudioUnit, EncodedUnit, VideoUnit};
 pub use error::MediaError;
 pub use fmp4::offline_mp4;

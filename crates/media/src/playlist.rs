@@ -2,6 +2,12 @@
 //! playlist text (RFC 8216, version 7, fMP4), slides the window, and decides when removed
 //! segments and unused init sections may be deleted (RFC 8216 §6.2.2 grace). It knows nothing
 //! about fMP4 bytes and never reads the clock: wall-clock milliseconds are passed in.
+//!
+//! Low-Latency HLS (RFC 8216bis, [`LowLatency`]): the playlist also lists the parts
+//! (`part-<msn>-<i>.m4s`) of its last [`PART_SEGMENTS`] segments and of the open one, with
+//! `EXT-X-SERVER-CONTROL`, `EXT-X-PART-INF`, an `EXT-X-PRELOAD-HINT` for the next part and an
+//! optional `EXT-X-RENDITION-REPORT`; media sequence numbers then start at 1 (hls.js 1.7 turns
+//! blocking reload off while the last MSN is 0). Part files are deleted with their segment.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -25,10 +31,71 @@ pub struct PlaylistSegment {
     pub discontinuity: bool,
 }
 
+/// Complete segments (besides the open one) whose parts are listed: parts more than about three
+/// target durations from the end must go (RFC 8216bis §6.2.2); two ~2 s segments stay well
+/// inside that and cover any `PART-HOLD-BACK` we advertise.
+pub const PART_SEGMENTS: usize = 2;
+
+/// Low-Latency HLS settings of a [`MediaPlaylist`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowLatency {
+    /// `PART-TARGET` in ms: every part lasts at most this long.
+    pub part_target_ms: u32,
+    /// True if this playlist lists parts (the WebVTT rendition has none but still carries the
+    /// same `EXT-X-SERVER-CONTROL`, RFC 8216bis §6.2.4).
+    pub lists_parts: bool,
+    /// Advertise `CAN-BLOCK-RELOAD=YES`: only when the server really holds `_HLS_msn` requests.
+    pub can_block_reload: bool,
+}
+
+impl LowLatency {
+    /// `PART-HOLD-BACK` in ms: 3 x `PART-TARGET` (RFC 8216bis SHOULD, Apple MUST).
+    pub fn part_hold_back_ms(&self) -> u32 {
+        self.part_target_ms.saturating_mul(3)
+    }
+}
+
+/// One LL-HLS part of a segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaylistPart {
+    /// URI, `part-<msn>-<index>.m4s`.
+    pub uri: String,
+    /// Duration in ms.
+    pub duration_ms: f64,
+    /// True if the part starts with an IDR (`INDEPENDENT=YES`).
+    pub independent: bool,
+}
+
+/// The state of another rendition, for `EXT-X-RENDITION-REPORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionReport {
+    /// URI of the other media playlist, relative to this one.
+    pub uri: String,
+    /// Its last media sequence number.
+    pub last_msn: u64,
+    /// Its last part index, if it lists parts.
+    pub last_part: Option<u64>,
+}
+
+/// Where the newest media of a playlist ends: the last complete segment and the parts of the
+/// open one. What a blocking request (`_HLS_msn`, `_HLS_part`) waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlaylistEdge {
+    /// MSN of the last complete segment (`None`: none yet).
+    pub last_msn: Option<u64>,
+    /// MSN of the segment whose parts are being published (the next complete one).
+    pub open_msn: u64,
+    /// Parts of the open segment published so far.
+    pub open_parts: u64,
+    /// True once the playlist has `EXT-X-ENDLIST`.
+    pub ended: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Listed {
     msn: u64,
     seg: PlaylistSegment,
+    parts: Vec<PlaylistPart>,
     /// Duration of the longest playlist version that listed this segment.
     longest_playlist_ms: f64,
 }
@@ -53,6 +120,9 @@ pub struct MediaPlaylist {
     /// Init URI -> number of listed or not-yet-deleted segments that use it.
     map_refs: BTreeMap<String, usize>,
     ended: bool,
+    ll: Option<LowLatency>,
+    /// Parts of the open segment (MSN `next_msn`), LL-HLS only.
+    open_parts: Vec<PlaylistPart>,
 }
 
 impl MediaPlaylist {
@@ -89,6 +159,95 @@ impl MediaPlaylist {
             removed: Vec::new(),
             map_refs: BTreeMap::new(),
             ended: false,
+            ll: None,
+            open_parts: Vec::new(),
+        })
+    }
+
+    /// Turns Low-Latency HLS on (before any segment is pushed): parts, server control, preload
+    /// hints; media sequence numbers start at 1.
+    pub fn with_low_latency(mut self, ll: LowLatency) -> Result<Self, MediaError> {
+        let frame_floor = 10;
+        if ll.part_target_ms < frame_floor
+            || ll.part_target_ms > self.target_duration_s.saturating_mul(1000)
+        {
+            return Err(MediaError::InvalidConfig {
+                field: "part_target_ms",
+                value: ll.part_target_ms.to_string(),
+                reason: "must be between 10 ms and the target duration".into(),
+            });
+        }
+        if self.next_msn == 0 && self.segments.is_empty() {
+            self.next_msn = 1;
+        }
+        self.ll = Some(ll);
+        Ok(self)
+    }
+
+    /// The Low-Latency settings, if on.
+    pub fn low_latency(&self) -> Option<LowLatency> {
+        self.ll
+    }
+
+    /// Appends a part of the open segment (MSN [`MediaPlaylist::next_msn`]) and returns its URI.
+    /// Its segment's [`MediaPlaylist::push_segment`] then takes over the parts pushed so far.
+    pub fn push_part(&mut self, duration_ms: f64, independent: bool) -> Result<String, MediaError> {
+        let Some(ll) = self.ll.filter(|ll| ll.lists_parts) else {
+            return Err(MediaError::Playlist {
+                message: "parts need a low-latency playlist".into(),
+            });
+        };
+        if self.ended {
+            return Err(MediaError::Finished { what: "playlist" });
+        }
+        if !(duration_ms.is_finite() && duration_ms > 0.0)
+            || duration_ms > f64::from(ll.part_target_ms) + 0.5
+        {
+            return Err(MediaError::Playlist {
+                message: format!(
+                    "part {} of segment {} lasts {duration_ms} ms (PART-TARGET {} ms)",
+                    self.open_parts.len(),
+                    self.next_msn,
+                    ll.part_target_ms
+                ),
+            });
+        }
+        let uri = part_uri(self.next_msn, self.open_parts.len() as u64);
+        self.open_parts.push(PlaylistPart {
+            uri: uri.clone(),
+            duration_ms,
+            independent,
+        });
+        Ok(uri)
+    }
+
+    /// Where the newest media ends (see [`PlaylistEdge`]).
+    pub fn edge(&self) -> PlaylistEdge {
+        PlaylistEdge {
+            last_msn: self.segments.back().map(|l| l.msn),
+            open_msn: self.next_msn,
+            open_parts: self.open_parts.len() as u64,
+            ended: self.ended,
+        }
+    }
+
+    /// The state of this playlist for another rendition's `EXT-X-RENDITION-REPORT`: the last
+    /// complete segment, or the last part of the open one when parts are listed (`None` before
+    /// anything is published).
+    pub fn rendition_report(&self, uri: &str) -> Option<RenditionReport> {
+        let lists_parts = self.ll.is_some_and(|ll| ll.lists_parts);
+        if lists_parts && !self.open_parts.is_empty() {
+            return Some(RenditionReport {
+                uri: uri.into(),
+                last_msn: self.next_msn,
+                last_part: Some(self.open_parts.len() as u64 - 1),
+            });
+        }
+        let last = self.segments.back()?;
+        Some(RenditionReport {
+            uri: uri.into(),
+            last_msn: last.msn,
+            last_part: lists_parts.then(|| (last.parts.len() as u64).saturating_sub(1)),
         })
     }
 
@@ -133,9 +292,11 @@ impl MediaPlaylist {
         if !seg.map_uri.is_empty() {
             *self.map_refs.entry(seg.map_uri.clone()).or_insert(0) += 1;
         }
+        let parts = std::mem::take(&mut self.open_parts);
         self.segments.push_back(Listed {
             msn,
             seg,
+            parts,
             longest_playlist_ms: 0.0,
         });
         self.slide(now_unix_ms);
@@ -167,6 +328,14 @@ impl MediaPlaylist {
             let delete_at_ms = now_unix_ms
                 .saturating_add(grace.ceil() as i64)
                 .saturating_add(i64::from(self.deletion_slack_ms));
+            // Part files go with their segment, under the same grace.
+            for part in gone.parts {
+                self.removed.push(Removed {
+                    uri: part.uri,
+                    map_uri: String::new(),
+                    delete_at_ms,
+                });
+            }
             self.removed.push(Removed {
                 uri: gone.seg.uri,
                 map_uri: gone.seg.map_uri,
@@ -217,7 +386,11 @@ impl MediaPlaylist {
     pub fn live_files(&self) -> Vec<String> {
         let mut files: Vec<String> = self.map_refs.keys().cloned().collect();
         files.extend(self.removed.iter().map(|r| r.uri.clone()));
-        files.extend(self.segments.iter().map(|l| l.seg.uri.clone()));
+        for l in &self.segments {
+            files.extend(l.parts.iter().map(|p| p.uri.clone()));
+            files.push(l.seg.uri.clone());
+        }
+        files.extend(self.open_parts.iter().map(|p| p.uri.clone()));
         files
     }
 
@@ -258,9 +431,34 @@ impl MediaPlaylist {
 
     /// Renders the playlist text.
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(256 + self.segments.len() * 120);
+        self.render_with(None)
+    }
+
+    /// Renders the playlist text with an `EXT-X-RENDITION-REPORT` (LL-HLS only). The version
+    /// stays 7: nothing here needs more (`EXT-X-SKIP`, the first tag that does, is not used).
+    pub fn render_with(&self, report: Option<&RenditionReport>) -> String {
+        let mut s = String::with_capacity(512 + self.segments.len() * 300);
         s.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
         let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration_s);
+        if let Some(ll) = self.ll {
+            s.push_str("#EXT-X-SERVER-CONTROL:");
+            if ll.can_block_reload {
+                s.push_str("CAN-BLOCK-RELOAD=YES,");
+            }
+            let _ = writeln!(
+                s,
+                "PART-HOLD-BACK={:.3},HOLD-BACK={:.3}",
+                f64::from(ll.part_hold_back_ms()) / 1000.0,
+                3.0 * f64::from(self.target_duration_s)
+            );
+            if ll.lists_parts {
+                let _ = writeln!(
+                    s,
+                    "#EXT-X-PART-INF:PART-TARGET={:.3}",
+                    f64::from(ll.part_target_ms) / 1000.0
+                );
+            }
+        }
         let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence());
         let _ = writeln!(
             s,
@@ -269,7 +467,7 @@ impl MediaPlaylist {
         );
         s.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         let mut current_map: Option<&str> = None;
-        for l in &self.segments {
+        for (i, l) in self.segments.iter().enumerate() {
             if l.seg.discontinuity {
                 s.push_str("#EXT-X-DISCONTINUITY\n");
             }
@@ -284,12 +482,31 @@ impl MediaPlaylist {
                     format_program_date_time(pdt)
                 );
             }
+            if self.segments.len() - i <= PART_SEGMENTS {
+                render_parts(&mut s, &l.parts);
+            }
             let _ = writeln!(s, "#EXTINF:{:.3},", l.seg.duration_ms / 1000.0);
             s.push_str(&l.seg.uri);
             s.push('\n');
         }
+        render_parts(&mut s, &self.open_parts);
         if self.ended {
             s.push_str("#EXT-X-ENDLIST\n");
+        } else if self.ll.is_some_and(|ll| ll.lists_parts) {
+            let next = part_uri(self.next_msn, self.open_parts.len() as u64);
+            let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{next}\"");
+        }
+        if let (Some(_), Some(r)) = (self.ll, report) {
+            let _ = write!(
+                s,
+                "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}",
+                quoted(&r.uri),
+                r.last_msn
+            );
+            if let Some(p) = r.last_part {
+                let _ = write!(s, ",LAST-PART={p}");
+            }
+            s.push('\n');
         }
         s
     }
@@ -366,6 +583,26 @@ impl MultivariantPlaylist {
         s.push_str(&quoted(&self.uri));
         s.push('\n');
         s
+    }
+}
+
+/// The URI of part `index` of segment `msn`.
+pub fn part_uri(msn: u64, index: u64) -> String {
+    format!("part-{msn}-{index}.m4s")
+}
+
+fn render_parts(s: &mut String, parts: &[PlaylistPart]) {
+    for p in parts {
+        let _ = write!(
+            s,
+            "#EXT-X-PART:DURATION={:.3},URI=\"{}\"",
+            p.duration_ms / 1000.0,
+            p.uri
+        );
+        if p.independent {
+            s.push_str(",INDEPENDENT=YES");
+        }
+        s.push('\n');
     }
 }
 
@@ -687,6 +924,127 @@ mod tests {
             ["subs-0.vtt", "subs-1.vtt", "subs-2.vtt"],
             "no init file to delete"
         );
+    }
+
+    fn ll(can_block_reload: bool) -> LowLatency {
+        LowLatency {
+            part_target_ms: 330,
+            lists_parts: true,
+            can_block_reload,
+        }
+    }
+
+    #[test]
+    fn low_latency_lists_parts_hint_and_report() {
+        let mut p = MediaPlaylist::new(2, 8, 0)
+            .unwrap()
+            .with_low_latency(ll(true))
+            .unwrap();
+        assert_eq!(p.next_msn(), 1, "MSNs start at 1");
+        assert_eq!(p.push_part(320.0, true).unwrap(), "part-1-0.m4s");
+        assert!(
+            p.push_part(331.0, false).is_err(),
+            "longer than PART-TARGET"
+        );
+        assert_eq!(
+            p.edge(),
+            PlaylistEdge {
+                last_msn: None,
+                open_msn: 1,
+                open_parts: 1,
+                ended: false
+            }
+        );
+        let report = RenditionReport {
+            uri: "subs.m3u8".into(),
+            last_msn: 0,
+            last_part: None,
+        };
+        assert_eq!(
+            p.render_with(Some(&report)),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.990,HOLD-BACK=6.000\n\
+             #EXT-X-PART-INF:PART-TARGET=0.330\n#EXT-X-MEDIA-SEQUENCE:1\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-PART:DURATION=0.320,URI=\"part-1-0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-1-1.m4s\"\n\
+             #EXT-X-RENDITION-REPORT:URI=\"subs.m3u8\",LAST-MSN=0\n"
+        );
+        // Segments 1..=5 with 5 + 1 parts each, then 2 parts of segment 6.
+        for n in 1..=5u64 {
+            let parts = if n == 1 { 5 } else { 6 };
+            for i in 0..parts {
+                p.push_part(if i == 5 { 200.0 } else { 320.0 }, i == 0)
+                    .unwrap();
+            }
+            p.push_segment(seg(n, 1800.0, "init-0.mp4", false), 0)
+                .unwrap();
+        }
+        p.push_part(320.0, true).unwrap();
+        p.push_part(320.0, false).unwrap();
+        let l = lines(&p);
+        let listed: Vec<&str> = l
+            .iter()
+            .filter_map(|s| s.strip_prefix("#EXT-X-PART:DURATION="))
+            .collect();
+        // Parts of the last two segments (4, 5) and the open one (6) only.
+        assert_eq!(listed.len(), 6 + 6 + 2, "{l:?}");
+        assert!(listed[0].starts_with("0.320,URI=\"part-4-0.m4s\",INDEPENDENT=YES"));
+        assert_eq!(listed[5], "0.200,URI=\"part-4-5.m4s\"");
+        assert_eq!(
+            l.iter().filter(|s| s.contains("INDEPENDENT=YES")).count(),
+            3,
+            "exactly the parts that start a segment"
+        );
+        // Parts sit between the segment's date and its EXTINF.
+        let i = l.iter().position(|s| s == "seg-5.m4s").unwrap();
+        assert_eq!(l[i - 1], "#EXTINF:1.800,");
+        assert_eq!(l[i - 2], "#EXT-X-PART:DURATION=0.200,URI=\"part-5-5.m4s\"");
+        assert!(l[i - 8].starts_with("#EXT-X-PROGRAM-DATE-TIME:"));
+        assert_eq!(
+            l.last().unwrap(),
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-6-2.m4s\""
+        );
+        assert_eq!(
+            p.rendition_report("video.m3u8"),
+            Some(RenditionReport {
+                uri: "video.m3u8".into(),
+                last_msn: 6,
+                last_part: Some(1)
+            })
+        );
+        p.end();
+        assert!(!p.render().contains("PRELOAD-HINT"), "never with ENDLIST");
+    }
+
+    #[test]
+    fn part_files_are_deleted_with_their_segment() {
+        let mut p = MediaPlaylist::new(2, 3, 0)
+            .unwrap()
+            .with_low_latency(ll(false))
+            .unwrap();
+        assert!(!p.render().contains("CAN-BLOCK-RELOAD"));
+        for n in 1..=4u64 {
+            p.push_part(320.0, true).unwrap();
+            p.push_part(320.0, false).unwrap();
+            p.push_segment(seg(n, 2000.0, "init-0.mp4", false), 1000)
+                .unwrap();
+        }
+        assert!(p.live_files().contains(&"part-1-1.m4s".to_string()));
+        // Segment 1 slid out at 1000: deletable after 2 + 6 s of grace.
+        assert!(p.poll_expired(8999).is_empty());
+        assert_eq!(
+            p.poll_expired(9000),
+            ["part-1-0.m4s", "part-1-1.m4s", "seg-1.m4s"]
+        );
+        assert!(!p.live_files().iter().any(|f| f.starts_with("part-1-")));
+    }
+
+    #[test]
+    fn parts_need_a_low_latency_playlist() {
+        let mut p = MediaPlaylist::new(2, 3, 0).unwrap();
+        assert!(p.push_part(320.0, true).is_err());
+        assert_eq!(p.next_msn(), 0, "plain playlists keep starting at 0");
     }
 
     #[test]

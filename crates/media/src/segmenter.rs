@@ -180,6 +180,11 @@ impl CmafSegmenter {
         self.open.as_ref().map(|o| (&o.bytes[..], &o.chunks[..]))
     }
 
+    /// Media time of the open segment's first frame, 90 kHz ticks.
+    pub fn open_start_tick(&self) -> Option<u64> {
+        self.open.as_ref().map(|o| o.start_tick)
+    }
+
     /// End of the closed segments' video, 90 kHz ticks.
     pub fn closed_video_ticks(&self) -> u64 {
         self.closed_ticks

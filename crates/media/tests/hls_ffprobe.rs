@@ -52,9 +52,9 @@ impl Drop for TempDir {
 fn apply(dir: &Path, outputs: Vec<Output>, segments: &mut Vec<(String, SegmentInfo)>) {
     for o in outputs {
         match o {
-            Output::Init { name, bytes } | Output::File { name, bytes } => {
-                std::fs::write(dir.join(name), bytes).unwrap()
-            }
+            Output::Init { name, bytes }
+            | Output::File { name, bytes }
+            | Output::Part { name, bytes, .. } => std::fs::write(dir.join(name), bytes).unwrap(),
             Output::Segment { name, bytes, info } => {
                 std::fs::write(dir.join(&name), bytes).unwrap();
                 segments.push((name, info));
@@ -422,6 +422,168 @@ fn chunked_and_early_cut_segments_play_cleanly() {
         .map(|p| num(p, "dts"))
         .collect();
     assert_eq!(video, (0..150).map(|n| n * 3600).collect::<Vec<_>>());
+    let (_, stderr) = run(Command::new(FFMPEG).current_dir(&dir.0).args([
+        "-v",
+        "error",
+        "-i",
+        "index.m3u8",
+        "-f",
+        "null",
+        "-",
+    ]));
+    assert!(stderr.trim().is_empty(), "ffmpeg reported: {stderr}");
+}
+
+#[test]
+fn low_latency_parts_are_the_segments_chunks_and_decode_with_whole_frames() {
+    require_tools();
+    let dir = TempDir::new("llhls");
+    let cfg = ChannelConfig {
+        width: 128,
+        height: 96,
+        sample_rate: 22_050,
+        part_target_ms: Some(330),
+        video_bitrate_kbps: 300,
+        ..ChannelConfig::default()
+    };
+    let (w, h) = (cfg.width, cfg.height);
+    let mut ch = LiveChannel::new(cfg, START_UNIX_MS).unwrap();
+    let mut frame = I420Frame::new(w, h);
+    let mut rgba = Vec::new();
+    // Everything written, in order; parts and segments kept in memory (the window deletes).
+    let mut parts: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    let mut segments: Vec<(u64, Vec<u8>, SegmentInfo)> = Vec::new();
+    let mut playlists = Vec::new();
+    let mut sample = 0u64;
+    let frames = 200u64;
+    let mut outputs = Vec::new();
+    for n in 0..frames {
+        moving_gradient(w, h, n, &mut rgba);
+        frame.fill_from_rgba(&rgba);
+        let count = ch.samples_for_frame(n) as u64;
+        let pcm: Vec<i16> = (sample..sample + count)
+            .map(|i| ((i as f64 * 0.05).sin() * 5000.0) as i16)
+            .collect();
+        sample += count;
+        if n == 60 {
+            ch.cut_before_next(Some(600)); // speech starts: a short first speaking segment
+        }
+        let now = START_UNIX_MS + ch.frame_time_ms(n + 1) as i64;
+        outputs.extend(ch.push_frame(&frame, &pcm, now).unwrap());
+    }
+    outputs.extend(
+        ch.finish(START_UNIX_MS + ch.frame_time_ms(frames) as i64)
+            .unwrap(),
+    );
+    let mut seen_part_before_segment = false;
+    for o in &outputs {
+        match o {
+            Output::Part {
+                msn, index, bytes, ..
+            } => {
+                if !segments.iter().any(|(m, ..)| m == msn) && *index == 0 {
+                    seen_part_before_segment = true;
+                }
+                parts.push((*msn, *index, bytes.clone()));
+            }
+            Output::Segment { bytes, info, .. } => {
+                segments.push((info.msn, bytes.clone(), info.clone()))
+            }
+            Output::Playlist { name, text } if name == "video.m3u8" => playlists.push(text.clone()),
+            _ => {}
+        }
+    }
+    apply(&dir.0, outputs, &mut Vec::new());
+    assert!(seen_part_before_segment);
+    assert_eq!(segments[0].0, 1, "media sequence numbers start at 1");
+    // Each segment is exactly its parts, in order; parts hold 8 frames (320 ms) except the last
+    // of a segment; INDEPENDENT only on the first part (the IDR).
+    for (msn, bytes, info) in &segments {
+        let mine: Vec<&(u64, u64, Vec<u8>)> = parts.iter().filter(|p| p.0 == *msn).collect();
+        assert_eq!(mine.len(), info.chunks.len(), "segment {msn}");
+        let joined: Vec<u8> = mine.iter().flat_map(|p| p.2.clone()).collect();
+        assert_eq!(&joined, bytes, "segment {msn} = its parts");
+        for (i, c) in info.chunks.iter().enumerate() {
+            assert!(c.duration_ms <= 330.0);
+            if i + 1 < info.chunks.len() {
+                assert_eq!(c.duration_ms, 320.0, "segment {msn} part {i}");
+            }
+            assert_eq!(c.independent, i == 0);
+        }
+    }
+    // Every playlist version: parts <= PART-TARGET, a hint for the next part until the end.
+    for text in &playlists {
+        assert!(
+            text.contains("#EXT-X-PART-INF:PART-TARGET=0.330\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("PART-HOLD-BACK=0.990,HOLD-BACK=6.000"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("CAN-BLOCK-RELOAD"),
+            "not unless the server blocks"
+        );
+        assert_eq!(
+            text.contains("#EXT-X-RENDITION-REPORT:URI=\"subs.m3u8\""),
+            text.contains("#EXTINF"),
+            "captions are reported once they have a segment: {text}"
+        );
+        assert_eq!(
+            text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART"),
+            !text.contains("#EXT-X-ENDLIST"),
+            "{text}"
+        );
+        for l in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+            let d: f64 = l["#EXT-X-PART:DURATION=".len()..]
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(d <= 0.330, "{l}");
+        }
+    }
+    // init + every part in order decodes: continuous video (every frame once), continuous audio.
+    let mut all = std::fs::read(dir.0.join("init-0.mp4")).unwrap();
+    for (_, _, bytes) in &parts {
+        all.extend(bytes);
+    }
+    let path = dir.0.join("parts.mp4");
+    std::fs::write(&path, all).unwrap();
+    let pk = packets(&path);
+    let video: Vec<i64> = pk
+        .iter()
+        .filter(|p| num(p, "stream_index") == 0)
+        .map(|p| num(p, "dts"))
+        .collect();
+    assert_eq!(
+        video,
+        (0..frames as i64).map(|n| n * 3600).collect::<Vec<_>>()
+    );
+    let audio: Vec<i64> = pk
+        .iter()
+        .filter(|p| num(p, "stream_index") == 1)
+        .map(|p| num(p, "pts"))
+        .collect();
+    assert!(audio.len() > 150);
+    assert!(
+        audio.windows(2).all(|w| w[1] - w[0] == 1024),
+        "audio continuous"
+    );
+    // Each part alone (after the init) decodes to whole frames without errors.
+    for (msn, index, bytes) in parts.iter().take(12) {
+        let mut one = std::fs::read(dir.0.join("init-0.mp4")).unwrap();
+        one.extend(bytes);
+        let p = dir.0.join(format!("one-{msn}-{index}.mp4"));
+        std::fs::write(&p, one).unwrap();
+        let (_, stderr) = run(Command::new(FFPROBE)
+            .args(["-v", "error", "-show_packets"])
+            .arg(&p));
+        assert!(stderr.trim().is_empty(), "part {msn}-{index}: {stderr}");
+    }
+    // And the playlists play in ffmpeg (which ignores the parts).
     let (_, stderr) = run(Command::new(FFMPEG).current_dir(&dir.0).args([
         "-v",
         "error",

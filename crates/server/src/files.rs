@@ -48,6 +48,7 @@ impl OutputWriter {
             match out {
                 Output::Init { name, bytes }
                 | Output::Segment { name, bytes, .. }
+                | Output::Part { name, bytes, .. }
                 | Output::File { name, bytes } => self.write_atomic(name, bytes)?,
                 Output::Playlist { name, text } => self.write_atomic(name, text.as_bytes())?,
                 Output::Delete { name } => self.delete(name)?,
