@@ -50,6 +50,7 @@ pub struct PushedFrame {
 ///         match out {
 ///             Output::Init { name, .. }
 ///             | Output::Segment { name, .. }
+///             | Output::Part { name, .. }
 ///             | Output::File { name, .. }
 ///             | Output::Playlist { name, .. } => written.push(name),
 ///             Output::Delete { .. } => {}
