@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "SEG_LEN_MS", default_value_t = 1800, global = true)]
     pub seg_len_ms: u32,
 
+    /// Low-Latency HLS part target in milliseconds (`PART-TARGET`); 0 turns LL-HLS off. Each
+    /// part holds the most whole frames that fit (330 at 25 fps: 8 frames = 320 ms of video, and
+    /// at most 7 whole 46.4 ms AAC frames = 325 ms of audio at 22 050 Hz).
+    #[arg(long, env = "PART_TARGET_MS", default_value_t = 330, global = true)]
+    pub part_target_ms: u32,
+
     /// Number of segments listed in the live playlist (the sliding window).
     #[arg(long, env = "HLS_WINDOW", default_value_t = 8, global = true)]
     pub hls_window: usize,
@@ -498,6 +504,16 @@ impl Config {
                 "use 200 to 10000 ms",
             ));
         }
+        let frame_ms = 1000u32.div_ceil(self.fps.max(1));
+        if self.part_target_ms != 0
+            && !(frame_ms.max(100)..=self.seg_len_ms).contains(&self.part_target_ms)
+        {
+            return Err(invalid(
+                "PART_TARGET_MS",
+                self.part_target_ms,
+                "use 0 (LL-HLS off) or 100 ms (at least one frame) up to SEG_LEN_MS",
+            ));
+        }
         if !(2..=1000).contains(&self.hls_window) {
             return Err(invalid(
                 "HLS_WINDOW",
@@ -700,6 +716,9 @@ impl Config {
             sample_rate: self.stream_sample_rate(tts_rate),
             segment_ms: self.seg_len_ms,
             chunk_ms: None,
+            part_target_ms: (self.part_target_ms != 0).then_some(self.part_target_ms),
+            // hls_file holds `_HLS_msn` requests (crate::http::blocking).
+            can_block_reload: true,
             window: self.hls_window,
             video_bitrate_kbps: self.video_bitrate_kbps,
             audio_bitrate_kbps: self.audio_bitrate_kbps,

@@ -1,7 +1,10 @@
 //! HTTP routes: the web page (`/` and its assets from `STATIC_DIR`), the live HLS files
 //! (`/hls/<session>/<file>`, nothing else under `/hls/`), `/healthz`, `/api/access` (what the
 //! page needs to know about the access token), the `/session` WebSocket (handled in
-//! [`crate::session`]) and WHEP playback (`/whep/<stream>[/<viewer>]`, [`crate::webrtc::whep`]). Every response gets the headers of [`crate::access::headers`].
+//! [`crate::session`]) and WHEP playback (`/whep/<stream>[/<viewer>]`, [`crate::webrtc::whep`]).
+//! Every response gets the headers of [`crate::access::headers`].
+//! HLS playlists with LL-HLS delivery directives, and the preload-hinted part, are held until
+//! what they ask for exists ([`crate::blocking`]).
 
 use std::sync::Arc;
 
@@ -14,7 +17,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::services::ServeDir;
 
+use std::time::Duration;
+
+use talkstream_media::PlaylistEdge;
+
 use crate::access::RequestFacts;
+use crate::blocking;
 use crate::server::AppState;
 
 /// The router of the whole server.
@@ -160,20 +168,116 @@ async fn hls_file(
         return refusal.into_response();
     }
     let path = state.config.hls_dir.join(&session).join(&file);
+    let is_playlist = file.ends_with(".m3u8");
+    let mut blocked = false;
+    if is_playlist {
+        let directives = match blocking::parse_directives(query.as_deref()) {
+            Ok(d) => d,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        };
+        if let Some(d) = directives {
+            blocked = true;
+            let captions = file == talkstream_media::channel::SUBTITLES_PLAYLIST_NAME;
+            let outcome = match published(&state, &session) {
+                Some(rx) => {
+                    blocking::wait(rx, block_limit(&state), |p| {
+                        let edge = if captions { p.subs } else { Some(p.video) };
+                        blocking::playlist_wait(
+                            edge.map(|e| PlaylistEdge {
+                                ended: p.ended,
+                                ..e
+                            }),
+                            d,
+                        )
+                    })
+                    .await
+                }
+                None => blocking::Outcome::Ready, // ended or unknown: what is on disk
+            };
+            match outcome {
+                blocking::Outcome::Ready => {}
+                blocking::Outcome::Refused => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        "_HLS_msn is more than two segments ahead",
+                    )
+                        .into_response()
+                }
+                blocking::Outcome::TimedOut => {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the requested part did not come",
+                    )
+                        .into_response()
+                }
+            }
+        }
+    }
     let bytes = match tokio::fs::read(&path).await {
         Ok(b) => b,
-        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+        Err(_) => match blocking::part_name(&file) {
+            // The preload-hinted part: held until it is written.
+            Some((msn, index)) => match wait_for_part(&state, &session, msn, index).await {
+                Some(_) => match tokio::fs::read(&path).await {
+                    Ok(b) => b,
+                    Err(_) => return StatusCode::NOT_FOUND.into_response(),
+                },
+                None => return StatusCode::NOT_FOUND.into_response(),
+            },
+            None => return StatusCode::NOT_FOUND.into_response(),
+        },
     };
+    let ended = is_playlist && bytes.windows(14).any(|w| w == b"#EXT-X-ENDLIST");
     let (content_type, cache) = match file.rsplit_once('.').map(|(_, e)| e) {
+        // A finished playlist never changes; a blocking response is the playlist as of a
+        // given part, so a cache in front may share it briefly; a plain live one must be
+        // revalidated.
+        Some("m3u8") if ended => ("application/vnd.apple.mpegurl", "public, max-age=60"),
+        Some("m3u8") if blocked => ("application/vnd.apple.mpegurl", "public, max-age=2"),
         Some("m3u8") => ("application/vnd.apple.mpegurl", "no-cache"),
-        Some("vtt") => ("text/vtt; charset=utf-8", "max-age=60"),
-        _ => ("video/mp4", "max-age=60"),
+        // Media files are written once under a name never reused.
+        Some("vtt") => (
+            "text/vtt; charset=utf-8",
+            "public, max-age=86400, immutable",
+        ),
+        _ => ("video/mp4", "public, max-age=86400, immutable"),
     };
     let mut resp = bytes.into_response();
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     resp
+}
+
+/// The stream's publication watch, if it is live (the entry itself is not kept, so a waiter does
+/// not hold the stream).
+fn published(
+    state: &AppState,
+    stream_id: &str,
+) -> Option<tokio::sync::watch::Receiver<crate::registry::Published>> {
+    state.streams.get(stream_id).map(|e| e.watch_published())
+}
+
+/// How long a blocking request may wait: three target durations (RFC 8216bis §6.2.5.2).
+fn block_limit(state: &AppState) -> Duration {
+    Duration::from_secs(3 * u64::from(state.channel_config().target_duration_s()))
+}
+
+/// Waits for part `index` of segment `msn` if it is the next one; `None` if it will not come.
+async fn wait_for_part(state: &AppState, stream_id: &str, msn: u64, index: u64) -> Option<()> {
+    let rx = published(state, stream_id)?;
+    let outcome = blocking::wait(rx, block_limit(state), |p| {
+        blocking::part_wait(
+            PlaylistEdge {
+                ended: p.ended,
+                ..p.video
+            },
+            msn,
+            index,
+        )
+    })
+    .await;
+    (outcome == blocking::Outcome::Ready).then_some(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! command-line wrapper around [`server::run`].
 
 pub mod access;
+pub mod blocking;
 pub mod config;
 pub mod files;
 pub mod generation;

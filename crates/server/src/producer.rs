@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use talkstream_avatar::Portrait;
 use talkstream_media::ChannelConfig;
@@ -22,6 +22,7 @@ use crate::generation::GeneratorLink;
 use crate::media_loop::{MediaLoop, MediaLoopError, MediaSink, SinkError, Step, StreamClock};
 pub use crate::media_loop::{FIRST_SPEECH_SEGMENT_MS, SPEECH_LEAD_MS};
 use crate::pipeline::{Event, MediaCommand};
+use crate::registry::Publisher;
 use crate::webrtc::{WebRtcSink, WebRtcStream};
 
 /// Why the media thread stopped early.
@@ -49,6 +50,9 @@ pub struct Producer {
 pub struct StreamSetup {
     /// Folder of the HLS files.
     pub dir: PathBuf,
+    /// The stream's publication watch (also in its registry entry): the HLS sink records each
+    /// playlist's edge there once it is on disk, for blocking requests.
+    pub published: Publisher,
     /// Picture, audio and segmenting settings.
     pub channel: ChannelConfig,
     /// Seed of the avatar's idle motion.
@@ -124,6 +128,7 @@ fn run(
 ) -> Result<(), ProducerError> {
     let StreamSetup {
         dir,
+        published,
         channel: cfg,
         seed,
         portrait,
@@ -135,7 +140,9 @@ fn run(
         start: Instant::now(),
         start_unix_ms: unix_ms_now(),
     };
-    let mut sinks: Vec<Box<dyn MediaSink>> = vec![Box::new(OutputWriter::create(dir)?)];
+    let mut sinks: Vec<Box<dyn MediaSink>> = vec![Box::new(
+        OutputWriter::create(dir)?.with_publisher(published),
+    )];
     if let Some(stream) = webrtc {
         sinks.push(Box::new(WebRtcSink::new(stream, clock.start)));
     }
@@ -180,16 +187,23 @@ fn run(
         let at = now();
         match media.poll(at) {
             Step::Finish => break,
-            Step::Wait(until) => match commands.recv_timeout(until.saturating_sub(at)) {
-                Ok(cmd) => report(media.handle_command(cmd, now()), &mut sinks),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    report(
-                        media.handle_command(MediaCommand::Finish, now()),
-                        &mut sinks,
-                    );
+            Step::Wait(until) => {
+                // Sinks that hold outputs until their time wake the thread too.
+                let wake = sinks
+                    .iter()
+                    .filter_map(|s| s.next_due())
+                    .fold(until, Duration::min);
+                match commands.recv_timeout(wake.saturating_sub(at)) {
+                    Ok(cmd) => report(media.handle_command(cmd, now()), &mut sinks),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        report(
+                            media.handle_command(MediaCommand::Finish, now()),
+                            &mut sinks,
+                        );
+                    }
                 }
-            },
+            }
             Step::Produce => {
                 // Every sink is asked (each throttles its own requests).
                 let mut keyframe = false;
@@ -205,6 +219,10 @@ fn run(
                 }
                 report(std::mem::take(&mut out.events), &mut sinks);
             }
+        }
+        let at = now();
+        for sink in &mut sinks {
+            sink.poll(at)?;
         }
     }
     let mut out = media.finish(now())?;

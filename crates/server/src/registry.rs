@@ -2,10 +2,15 @@
 //! session, the command sender into its media thread, its outputs and their URLs, the latest
 //! published segment as a watch, counters, its WebRTC output if it has one). A stream is listed
 //! from the moment its media thread runs until it ends; dropping the [`Registration`] removes it.
+//!
+//! The watch is a [`Publisher`]: the session driver records segments from its events, and the
+//! HLS sink records the edge of each playlist (last segment, parts of the open one, the end) once
+//! the playlist naming it is on disk. Blocking playlist requests wait on it: no thread each.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
+use talkstream_media::PlaylistEdge;
 use tokio::sync::watch;
 
 use crate::pipeline::MediaCommand;
@@ -33,6 +38,46 @@ pub struct Published {
     pub segments: u64,
     /// Media sequence number of the latest segment.
     pub last_msn: Option<u64>,
+    /// The video playlist on disk: its last segment and the parts of the open one.
+    pub video: PlaylistEdge,
+    /// The captions playlist on disk, if the stream has one.
+    pub subs: Option<PlaylistEdge>,
+    /// True once the sink wrote the final playlists (`EXT-X-ENDLIST`).
+    pub ended: bool,
+}
+
+/// The sending side of a stream's [`Published`] watch; cloned into the HLS sink.
+#[derive(Debug, Clone)]
+pub struct Publisher(Arc<watch::Sender<Published>>);
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(Published::default()).0))
+    }
+}
+
+impl Publisher {
+    /// Record a newly published segment.
+    pub fn segment_published(&self, msn: u64) {
+        self.0.send_modify(|p| {
+            p.segments += 1;
+            p.last_msn = Some(p.last_msn.map_or(msn, |m| m.max(msn)));
+        });
+    }
+
+    /// Record the playlists' edges as now on disk (wakes the waiters only if they changed).
+    pub fn edges_published(&self, video: PlaylistEdge, subs: Option<PlaylistEdge>, ended: bool) {
+        self.0.send_if_modified(|p| {
+            let changed = (p.video, p.subs, p.ended) != (video, subs, ended);
+            (p.video, p.subs, p.ended) = (video, subs, ended);
+            changed
+        });
+    }
+
+    /// A receiver.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.0.subscribe()
+    }
 }
 
 /// One live stream.
@@ -44,7 +89,7 @@ pub struct StreamEntry {
     pub session_id: String,
     commands: mpsc::Sender<MediaCommand>,
     outputs: Vec<StreamOutput>,
-    published: watch::Sender<Published>,
+    published: Publisher,
     webrtc: Option<WebRtcStream>,
 }
 
@@ -87,15 +132,12 @@ impl StreamEntry {
 
     /// What is published now.
     pub fn published(&self) -> Published {
-        *self.published.borrow()
+        *self.published.subscribe().borrow()
     }
 
     /// Record a newly published segment.
     pub fn segment_published(&self, msn: u64) {
-        self.published.send_modify(|p| {
-            p.segments += 1;
-            p.last_msn = Some(p.last_msn.map_or(msn, |m| m.max(msn)));
-        });
+        self.published.segment_published(msn);
     }
 }
 
@@ -134,14 +176,16 @@ impl Drop for Registration {
 }
 
 impl StreamRegistry {
-    /// List a stream with its HLS output at `/hls/<stream_id>/index.m3u8`.
+    /// List a stream with its HLS output at `/hls/<stream_id>/index.m3u8`; `published` is the
+    /// watch its HLS sink also publishes to.
     pub fn register(
         self: &Arc<Self>,
         stream_id: &str,
         session_id: &str,
         commands: mpsc::Sender<MediaCommand>,
+        published: Publisher,
     ) -> Registration {
-        self.register_with_webrtc(stream_id, session_id, commands, None)
+        self.register_with_webrtc(stream_id, session_id, commands, published, None)
     }
 
     /// [`StreamRegistry::register`], plus a WebRTC output (WHEP at `/whep/<stream_id>`) if given.
@@ -150,6 +194,7 @@ impl StreamRegistry {
         stream_id: &str,
         session_id: &str,
         commands: mpsc::Sender<MediaCommand>,
+        published: Publisher,
         webrtc: Option<WebRtcStream>,
     ) -> Registration {
         let mut outputs = vec![StreamOutput::Hls {
@@ -165,7 +210,7 @@ impl StreamRegistry {
             session_id: session_id.to_string(),
             commands,
             outputs,
-            published: watch::channel(Published::default()).0,
+            published,
             webrtc,
         });
         if let Ok(mut streams) = self.streams.lock() {
@@ -201,7 +246,13 @@ mod tests {
     fn streams_are_listed_while_registered_and_publish_through_a_watch() {
         let registry = Arc::new(StreamRegistry::default());
         let (tx, rx) = mpsc::channel();
-        let reg = registry.register("00000000000000aa", "00000000000000aa", tx);
+        let publisher = Publisher::default();
+        let reg = registry.register(
+            "00000000000000aa",
+            "00000000000000aa",
+            tx,
+            publisher.clone(),
+        );
         let entry = registry.get("00000000000000aa").unwrap();
         assert_eq!(
             entry.hls_playlist(),
@@ -217,9 +268,21 @@ mod tests {
             *watch.borrow_and_update(),
             Published {
                 segments: 2,
-                last_msn: Some(2)
+                last_msn: Some(2),
+                ..Published::default()
             }
         );
+        let edge = PlaylistEdge {
+            last_msn: Some(2),
+            open_msn: 3,
+            open_parts: 1,
+            ended: false,
+        };
+        publisher.edges_published(edge, None, false);
+        assert!(watch.has_changed().unwrap());
+        assert_eq!(watch.borrow_and_update().video, edge);
+        publisher.edges_published(edge, None, false);
+        assert!(!watch.has_changed().unwrap(), "no wake-up without a change");
 
         entry.commands().send(MediaCommand::Finish).unwrap();
         assert!(matches!(rx.try_recv(), Ok(MediaCommand::Finish)));
@@ -227,8 +290,11 @@ mod tests {
         drop(reg);
         assert!(registry.get("00000000000000aa").is_none());
         assert!(registry.is_empty());
-        // Watchers see the end: the sender is gone once the last entry handle goes.
+        // Watchers see the end: the sender is gone once the last entry handle and the sink's
+        // publisher go.
         drop(entry);
+        assert!(watch.has_changed().is_ok());
+        drop(publisher);
         assert!(watch.has_changed().is_err());
     }
 }

@@ -138,6 +138,7 @@ async fn whep_signalling_answers_locates_refuses_and_frees() {
         "00000000000000ab",
         "00000000000000ab",
         tx,
+        Default::default(),
         Some(stream.clone()),
     );
     assert_eq!(registration.entry().whep(), Some("/whep/00000000000000ab"));
@@ -936,7 +937,13 @@ async fn webrtc_off_leaves_hls_only() {
     let (tx, _rx) = mpsc::channel();
     let reg = state
         .streams
-        .register_with_webrtc("00000000000000cd", "00000000000000cd", tx, None);
+        .register_with_webrtc(
+            "00000000000000cd",
+            "00000000000000cd",
+            tx,
+            Default::default(),
+            None,
+        );
     assert_eq!(reg.entry().whep(), None);
     assert!(reg.entry().hls_playlist().is_some());
     let _ = std::fs::remove_dir_all(&dir);

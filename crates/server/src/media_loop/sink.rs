@@ -45,6 +45,17 @@ pub trait MediaSink: Send {
     /// `encoder` gives the stream's codec parameters (H.264 SPS/PPS, AAC config).
     fn on_frame(&mut self, out: &FrameOutputs, encoder: &FrameEncoder) -> Result<(), SinkError>;
 
+    /// Stream time `now` has come (called after every step of the media thread and at
+    /// [`MediaSink::next_due`]): a sink that holds outputs until their media time sends them.
+    fn poll(&mut self, _now: Duration) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// The stream time at which the sink next wants [`MediaSink::poll`], if any.
+    fn next_due(&self) -> Option<Duration> {
+        None
+    }
+
     /// The stream ended: the last outputs (the closing segment, `EXT-X-ENDLIST`); no more calls
     /// follow.
     fn finish(&mut self, out: &FrameOutputs) -> Result<(), SinkError>;

@@ -20,7 +20,7 @@ use crate::generation::GeneratorLink;
 use crate::pipeline::{run_turn, Event, MediaCommand, TextSource, TurnContext};
 use crate::producer::{Producer, StreamSetup};
 use crate::protocol::{ErrorCode, ServerMessage, StreamInfo};
-use crate::registry::Registration;
+use crate::registry::{Publisher, Registration};
 use crate::server::AppState;
 
 /// The live stream of a session.
@@ -248,8 +248,10 @@ impl Driver {
                 })
                 .ok()
         });
+        let published = Publisher::default();
         let setup = StreamSetup {
             dir,
+            published: published.clone(),
             channel,
             seed,
             portrait: state.portrait.clone(),
@@ -267,10 +269,13 @@ impl Driver {
         let producer = Producer::spawn(&stream_id, setup, self.events_tx.clone()).map_err(|e| {
             tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
         })?;
-        let registration =
-            state
-                .streams
-                .register_with_webrtc(&stream_id, &self.id, producer.sender(), webrtc);
+        let registration = state.streams.register_with_webrtc(
+            &stream_id,
+            &self.id,
+            producer.sender(),
+            published,
+            webrtc,
+        );
         let playlist = registration
             .entry()
             .hls_playlist()
