@@ -174,15 +174,7 @@ export class Player {
       xhrSetup: token
         ? (xhr: XMLHttpRequest) => xhr.setRequestHeader('Authorization', `Bearer ${token}`)
         : undefined,
-      // Low-Latency HLS (pinned, hls.js 1.7): load parts and use blocking playlist reloads; the
-      // target distance from the live edge is the server's PART-HOLD-BACK (3 parts, ~1 s).
-      lowLatencyMode: true,
-      // Catch up gently (at most 10 % faster, unnoticeable in speech) when behind the target.
-      maxLiveSyncPlaybackRate: 1.1,
-      // A stall moves the target back by one part instead of a whole second (hls.js never takes
-      // it back, so this bounds how latency can creep).
-      liveSyncOnStallIncrease: 0.33,
-      // Bound the back buffer for long sessions.
+      // Live: keep defaults for sync distance; just bound the back buffer for long sessions.
       backBufferLength: 30,
       // The server may announce a playlist a moment before its first segment is written:
       // keep retrying a 404 on the very first playlist load (every 250 ms, up to 10 s).
