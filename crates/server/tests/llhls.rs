@@ -12,6 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
+/// LL-HLS is opt-in: the recommended part target.
+const LL: &[&str] = &["--part-target-ms", "330"];
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -61,7 +64,7 @@ fn video_with_parts(server: &Server, id: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_reload_answers_when_the_part_exists() {
-    let server = Server::start("llhls-block", &[], &[]);
+    let server = Server::start("llhls-block", LL, &[]);
     let (_ws, hello) = connect(&server).await;
     let id = hello["session_id"].as_str().unwrap().to_string();
     let (path, text) = video_with_parts(&server, &id);
@@ -70,15 +73,21 @@ async fn blocking_reload_answers_when_the_part_exists() {
         "{text}"
     );
     assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.330"), "{text}");
-    let subs = server.get(&format!("/hls/{id}/subs.m3u8")).text();
+    // The captions playlist appears with the first segment (players reject an empty one).
+    let addr = server.addr;
+    let url = format!("/hls/{id}/subs.m3u8?_HLS_msn=1");
+    let subs = tokio::task::spawn_blocking(move || http_get(addr, &url))
+        .await
+        .unwrap()
+        .text();
     assert!(
         subs.contains("CAN-BLOCK-RELOAD=YES"),
         "same server control: {subs}"
     );
 
     // The hinted part: the playlist request waits for it, then lists it.
+    let text = server.get(&path).text();
     let (m, i) = hint(&text).expect("a preload hint");
-    let addr = server.addr;
     let t0 = Instant::now();
     let url = format!("{path}?_HLS_msn={m}&_HLS_part={i}");
     let resp = tokio::task::spawn_blocking(move || http_get(addr, &url))
@@ -130,7 +139,7 @@ async fn blocking_reload_answers_when_the_part_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_waiters_are_answered_and_the_end_releases_waiters() {
-    let server = Server::start("llhls-many", &[], &[]);
+    let server = Server::start("llhls-many", LL, &[]);
     let (mut ws, hello) = connect(&server).await;
     let id = hello["session_id"].as_str().unwrap().to_string();
     let (path, text) = video_with_parts(&server, &id);
@@ -188,7 +197,7 @@ async fn hundred_waiters_are_answered_and_the_end_releases_waiters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_arrive_at_a_steady_pace_through_speech() {
-    let server = Server::start("llhls-pace", &[], &[]);
+    let server = Server::start("llhls-pace", LL, &[]);
     let (mut ws, hello) = connect(&server).await;
     let id = hello["session_id"].as_str().unwrap().to_string();
     let (path, text) = video_with_parts(&server, &id);
