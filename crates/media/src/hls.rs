@@ -398,7 +398,11 @@ impl HlsPackager {
             text: self.playlist.render_with(subs_report.as_ref()),
         }];
         self.playlist_emitted = true;
-        if self.subs.as_ref().is_some_and(|s| s.playlist.is_empty()) {
+        if self
+            .subs
+            .as_ref()
+            .is_some_and(|s| s.playlist.is_empty() && !s.playlist.is_ended())
+        {
             // LL-HLS parts come before the first segment: players find the media playlists
             // through the multivariant one, which (like the captions playlist, which players
             // reject while it is empty) waits for the first segment.
@@ -484,7 +488,8 @@ impl HlsPackager {
         }
         if self.playlist_emitted {
             files.push(self.media_playlist_name().into());
-            if let Some(subs) = self.subs.as_ref().filter(|s| !s.playlist.is_empty()) {
+            let subs_written = |s: &&Subtitles| !s.playlist.is_empty() || s.playlist.is_ended();
+            if let Some(subs) = self.subs.as_ref().filter(subs_written) {
                 files.push(SUBTITLES_PLAYLIST_NAME.into());
                 if subs.multivariant_emitted {
                     files.push(PLAYLIST_NAME.into());
