@@ -33,6 +33,7 @@ struct Pending {
 pub struct OutputWriter {
     dir: PathBuf,
     publisher: Option<Publisher>,
+    paced: bool,
     pending: VecDeque<Pending>,
     video: PlaylistEdge,
     subs: Option<PlaylistEdge>,
@@ -60,6 +61,7 @@ impl OutputWriter {
         Ok(Self {
             dir,
             publisher: None,
+            paced: false,
             pending: VecDeque::new(),
             video: PlaylistEdge::default(),
             subs: None,
@@ -70,6 +72,13 @@ impl OutputWriter {
     /// Publish the playlists' edges to `publisher` as they are written.
     pub fn with_publisher(mut self, publisher: Publisher) -> Self {
         self.publisher = Some(publisher);
+        self
+    }
+
+    /// Hold playlists and deletions until their media time (LL-HLS: parts at a steady pace).
+    /// Off, everything is written at once.
+    pub fn paced(mut self, paced: bool) -> Self {
+        self.paced = paced;
         self
     }
 
@@ -90,7 +99,7 @@ impl OutputWriter {
         }
         if !later.is_empty() {
             self.pending.push_back(Pending {
-                due,
+                due: if self.paced { due } else { Duration::ZERO },
                 outputs: later,
                 edges: playlist.then_some((self.video, self.subs, self.ended)),
             });

@@ -141,7 +141,9 @@ fn run(
         start_unix_ms: unix_ms_now(),
     };
     let mut sinks: Vec<Box<dyn MediaSink>> = vec![Box::new(
-        OutputWriter::create(dir)?.with_publisher(published),
+        OutputWriter::create(dir)?
+            .with_publisher(published)
+            .paced(cfg.part_target_ms.is_some()),
     )];
     if let Some(stream) = webrtc {
         sinks.push(Box::new(WebRtcSink::new(stream, clock.start)));
