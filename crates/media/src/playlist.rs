@@ -42,7 +42,7 @@ pub struct LowLatency {
     /// `PART-TARGET` in ms: every part lasts at most this long.
     pub part_target_ms: u32,
     /// True if this playlist lists parts (the WebVTT rendition has none but still carries the
-    /// same `EXT-X-SERVER-CONTROL`, RFC 8216bis §6.2.4).
+    /// same `EXT-X-SERVER-CONTROL` and `EXT-X-PART-INF`, RFC 8216bis §6.2.4).
     pub lists_parts: bool,
     /// Advertise `CAN-BLOCK-RELOAD=YES`: only when the server really holds `_HLS_msn` requests.
     pub can_block_reload: bool,
@@ -451,13 +451,14 @@ impl MediaPlaylist {
                 f64::from(ll.part_hold_back_ms()) / 1000.0,
                 3.0 * f64::from(self.target_duration_s)
             );
-            if ll.lists_parts {
-                let _ = writeln!(
-                    s,
-                    "#EXT-X-PART-INF:PART-TARGET={:.3}",
-                    f64::from(ll.part_target_ms) / 1000.0
-                );
-            }
+            // Also in a rendition without parts (the captions): it carries the same
+            // PART-HOLD-BACK, and a player (hls.js) takes a playlist without PART-TARGET for one
+            // whose every reload is late by its whole age.
+            let _ = writeln!(
+                s,
+                "#EXT-X-PART-INF:PART-TARGET={:.3}",
+                f64::from(ll.part_target_ms) / 1000.0
+            );
         }
         let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence());
         let _ = writeln!(
@@ -1015,6 +1016,45 @@ mod tests {
         );
         p.end();
         assert!(!p.render().contains("PRELOAD-HINT"), "never with ENDLIST");
+    }
+
+    #[test]
+    fn a_rendition_without_parts_carries_the_same_server_control() {
+        let mut p = MediaPlaylist::new(2, 8, 0)
+            .unwrap()
+            .with_low_latency(LowLatency {
+                lists_parts: false,
+                ..ll(true)
+            })
+            .unwrap();
+        assert!(p.push_part(320.0, true).is_err(), "no parts here");
+        p.push_segment(seg(1, 1800.0, "", false), 0).unwrap();
+        let report = RenditionReport {
+            uri: "video.m3u8".into(),
+            last_msn: 2,
+            last_part: Some(1),
+        };
+        let text = p.render_with(Some(&report));
+        assert!(
+            text.contains(
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.990,HOLD-BACK=6.000\n\
+                 #EXT-X-PART-INF:PART-TARGET=0.330\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("#EXT-X-PART:"), "{text}");
+        assert!(!text.contains("PRELOAD-HINT"), "{text}");
+        assert!(text.ends_with(
+            "seg-1.m4s\n#EXT-X-RENDITION-REPORT:URI=\"video.m3u8\",LAST-MSN=2,LAST-PART=1\n"
+        ));
+        assert_eq!(
+            p.rendition_report("subs.m3u8"),
+            Some(RenditionReport {
+                uri: "subs.m3u8".into(),
+                last_msn: 1,
+                last_part: None
+            })
+        );
     }
 
     #[test]
