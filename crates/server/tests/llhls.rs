@@ -1,16 +1,27 @@
-//! End-to-end tests of Low-Latency HLS: the real binary, a WebSocket session, blocking playlist
-//! reloads (`_HLS_msn`/`_HLS_part`) and the preload-hinted part over HTTP, 100 waiters on one
-//! session, waiters released when the session ends, and the spacing of parts as a client that
-//! follows the preload hints sees them (idle -> speech -> idle).
+//! End-to-end tests of Low-Latency HLS. Over the real binary: a WebSocket session, blocking
+//! playlist reloads (`_HLS_msn`/`_HLS_part`) and the preload-hinted part over HTTP, 100 waiters on
+//! one session, waiters released when the session ends, and the spacing of parts as a client that
+//! follows the preload hints sees them (idle -> speech -> idle). Over the router with a stream whose
+//! publication the test drives: a blocking request is answered only once its part is published,
+//! 400 when too far ahead, 503 after three target durations, and released when the stream ends.
 
 mod common;
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use common::{http_get, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use talkstream::config::Cli;
+use talkstream::registry::Publisher;
+use talkstream::server::AppState;
+use talkstream_media::PlaylistEdge;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 /// LL-HLS is opt-in: the recommended part target.
 const LL: &[&str] = &["--part-target-ms", "330"];
@@ -242,4 +253,189 @@ async fn parts_arrive_at_a_steady_pace_through_speech() {
         gaps.iter().filter(|g| **g < 60.0).count() <= 2,
         "bursts: {gaps:?}"
     );
+}
+
+/// `GET path` on a blocking thread; the response and how long it took.
+async fn timed_get(addr: SocketAddr, path: String) -> (common::Response, Duration) {
+    tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        let r = http_get(addr, &path);
+        (r, t0.elapsed())
+    })
+    .await
+    .unwrap()
+}
+
+/// Write `text` as the stream's video playlist the way the HLS sink does (write, rename).
+fn write_playlist(dir: &Path, text: &str) {
+    let tmp = dir.join(".video.m3u8.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join("video.m3u8")).unwrap();
+}
+
+fn edge(last_msn: u64, open_parts: u64) -> PlaylistEdge {
+    PlaylistEdge {
+        last_msn: Some(last_msn),
+        open_msn: last_msn + 1,
+        open_parts,
+        ended: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_requests_follow_what_the_stream_publishes() {
+    let dir = common::temp_dir("llhls-driven");
+    let hls = dir.join("hls");
+    let cli = Cli::try_parse_from([
+        "talkstream",
+        "--hls-dir",
+        &hls.display().to_string(),
+        "--port",
+        "0",
+        "--webrtc",
+        "off",
+    ])
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let state = AppState::build(cli.config, shutdown.clone()).unwrap();
+    let limit = Duration::from_secs(3 * u64::from(state.channel_config().target_duration_s()));
+    // A stream whose HLS sink is this test: it writes the files and publishes their edges.
+    let id = "00000000000000ee";
+    let stream_dir = hls.join(id);
+    std::fs::create_dir_all(&stream_dir).unwrap();
+    let publisher = Publisher::default();
+    let (tx, _rx) = mpsc::channel();
+    let registration = state.streams.register(id, id, tx, publisher.clone());
+    write_playlist(&stream_dir, "#EXTM3U\n# segment 3, part 4.0\n");
+    publisher.edges_published(edge(3, 1), None, false);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = talkstream::http::router(Arc::clone(&state));
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    });
+    let video = format!("/hls/{id}/video.m3u8");
+
+    // Part 4.1 is not there: the request waits, and gets the playlist written with it.
+    let waiter = tokio::spawn(timed_get(addr, format!("{video}?_HLS_msn=4&_HLS_part=1")));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!waiter.is_finished(), "answered before part 4.1 existed");
+    write_playlist(&stream_dir, "#EXTM3U\n# segment 3, parts 4.0-4.1\n");
+    publisher.edges_published(edge(3, 2), None, false);
+    let (r, waited) = waiter.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "#EXTM3U\n# segment 3, parts 4.0-4.1\n");
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert_eq!(r.header("cache-control"), Some("public, max-age=2"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    // What exists already is answered at once; a part past the end of segment 4 is part 0 of 5.
+    let (r, waited) = timed_get(addr, format!("{video}?_HLS_msn=4&_HLS_part=0")).await;
+    assert_eq!(r.status, 200);
+    assert!(waited < Duration::from_millis(300), "{waited:?}");
+    let (r, _) = timed_get(addr, format!("{video}?_HLS_msn=3")).await;
+    assert_eq!(r.status, 200);
+    // A plain request is a plain live playlist, revalidated every time.
+    let (r, _) = timed_get(addr, video.clone()).await;
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+
+    // More than two segments past the last one, or a part without a segment: 400 at once.
+    for bad in [
+        "_HLS_msn=6",
+        "_HLS_msn=9&_HLS_part=0",
+        "_HLS_part=1",
+        "_HLS_msn=x",
+    ] {
+        let (r, waited) = timed_get(addr, format!("{video}?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(waited < Duration::from_millis(300), "{bad}: {waited:?}");
+    }
+
+    // Two segments ahead is allowed, but nothing comes: 503 after three target durations.
+    let (r, waited) = timed_get(addr, format!("{video}?_HLS_msn=5")).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        waited >= limit - Duration::from_millis(50) && waited < limit + Duration::from_secs(2),
+        "waited {waited:?}, limit {limit:?}"
+    );
+
+    // The preload-hinted part (4.2) is held until it is written; others are 404 at once.
+    let part = tokio::spawn(timed_get(addr, format!("/hls/{id}/part-4-2.m4s")));
+    let (r, waited) = timed_get(addr, format!("/hls/{id}/part-4-3.m4s")).await;
+    assert_eq!(r.status, 404);
+    assert!(waited < Duration::from_millis(300), "{waited:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !part.is_finished(),
+        "the hinted part was answered before it existed"
+    );
+    std::fs::write(stream_dir.join("part-4-2.m4s"), b"\0\0\0\x08moof").unwrap();
+    publisher.edges_published(edge(3, 3), None, false);
+    let (r, _) = part.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"\0\0\0\x08moof");
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=86400, immutable")
+    );
+
+    // The stream ends: waiters get the final playlist at once, cacheable.
+    let waiters: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(timed_get(addr, format!("{video}?_HLS_msn=5&_HLS_part=0"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(waiters.iter().all(|w| !w.is_finished()));
+    write_playlist(&stream_dir, "#EXTM3U\n#EXT-X-ENDLIST\n");
+    publisher.edges_published(
+        PlaylistEdge {
+            ended: true,
+            ..edge(4, 0)
+        },
+        None,
+        true,
+    );
+    for w in waiters {
+        let (r, waited) = w.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "#EXTM3U\n#EXT-X-ENDLIST\n");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+        assert!(waited < Duration::from_secs(1), "{waited:?}");
+    }
+
+    // A stream that goes away without saying so (its media thread failed) releases its waiters
+    // too, with what is on disk.
+    let publisher2 = Publisher::default();
+    let id2 = "00000000000000ef";
+    std::fs::create_dir_all(hls.join(id2)).unwrap();
+    write_playlist(&hls.join(id2), "#EXTM3U\n# gone\n");
+    let (tx, _rx2) = mpsc::channel();
+    let registration2 = state.streams.register(id2, id2, tx, publisher2.clone());
+    publisher2.edges_published(edge(1, 0), None, false);
+    let waiter = tokio::spawn(timed_get(
+        addr,
+        format!("/hls/{id2}/video.m3u8?_HLS_msn=2&_HLS_part=0"),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+    drop(registration2);
+    drop(publisher2);
+    let (r, waited) = waiter.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "#EXTM3U\n# gone\n");
+    assert!(waited < limit, "{waited:?}");
+
+    drop(registration);
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -935,15 +935,13 @@ async fn webrtc_off_leaves_hls_only() {
     let state = AppState::build(cli.config, CancellationToken::new()).unwrap();
     assert!(state.webrtc.is_none());
     let (tx, _rx) = mpsc::channel();
-    let reg = state
-        .streams
-        .register_with_webrtc(
-            "00000000000000cd",
-            "00000000000000cd",
-            tx,
-            Default::default(),
-            None,
-        );
+    let reg = state.streams.register_with_webrtc(
+        "00000000000000cd",
+        "00000000000000cd",
+        tx,
+        Default::default(),
+        None,
+    );
     assert_eq!(reg.entry().whep(), None);
     assert!(reg.entry().hls_playlist().is_some());
     let _ = std::fs::remove_dir_all(&dir);
