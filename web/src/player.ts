@@ -1,7 +1,7 @@
 // The video player: hls.js where MSE exists, native HLS otherwise (Safari/iOS).
 // Owns one playback at a time; load() tears down the previous one first.
 
-import Hls, { type ErrorData, type HlsConfig, type ILogger } from 'hls.js';
+import Hls, { type ErrorData, type HlsConfig, type ILogger, type Part } from 'hls.js';
 import type { LogLevel } from './protocol';
 import { RecoveryPolicy } from './recovery';
 
@@ -66,6 +66,28 @@ function stringify(args: unknown[]): string {
       }
     })
     .join(' ');
+}
+
+/** Keep this much played media; trim when there is this much more. */
+const BACK_BUFFER_S = 30;
+const BACK_BUFFER_SLACK_S = 30;
+
+/**
+ * Drop played media older than BACK_BUFFER_S, through hls.js (so its fragment tracker follows).
+ * Only right after the newest published part was buffered: the next part is then at least one
+ * blocking playlist reload away, so the flush cannot land while a part is in flight (see
+ * `backBufferLength` in the config).
+ */
+function trimBackBuffer(hls: Hls, video: HTMLVideoElement, part: Part | null): void {
+  const b = video.buffered;
+  if (!b.length || video.currentTime - b.start(0) < BACK_BUFFER_S + BACK_BUFFER_SLACK_S) return;
+  const parts = hls.latestLevelDetails?.partList;
+  if (parts?.length && part !== parts[parts.length - 1]) return;
+  hls.trigger(Hls.Events.BUFFER_FLUSHING, {
+    startOffset: 0,
+    endOffset: video.currentTime - BACK_BUFFER_S,
+    type: null,
+  });
 }
 
 export class Player {
@@ -174,8 +196,19 @@ export class Player {
       xhrSetup: token
         ? (xhr: XMLHttpRequest) => xhr.setRequestHeader('Authorization', `Bearer ${token}`)
         : undefined,
-      // Live: keep defaults for sync distance; just bound the back buffer for long sessions.
-      backBufferLength: 30,
+      // Low-Latency HLS (settings pinned for hls.js 1.7): load parts with blocking playlist
+      // reloads and play the server's PART-HOLD-BACK (three parts, ~1 s) behind the live edge.
+      lowLatencyMode: true,
+      // After a stall hls.js moves its target back by this much and never takes it back: one
+      // part, instead of the default whole second.
+      liveSyncOnStallIncrease: 0.33,
+      // Catch up at most 10 % faster (inaudible in speech) when further behind than the target.
+      maxLiveSyncPlaybackRate: 1.1,
+      // hls.js's own back-buffer eviction is off: it runs every segment, and when its flush
+      // completes while a part is between loaded and buffered, hls.js 1.7 forgets the parts it
+      // has of that segment and stops loading (the playhead stalls at the end of the buffer).
+      // trimBackBuffer() bounds the back buffer instead, at moments without a part in flight.
+      backBufferLength: Infinity,
       // The server may announce a playlist a moment before its first segment is written:
       // keep retrying a 404 on the very first playlist load (every 250 ms, up to 10 s).
       manifestLoadPolicy: {
@@ -211,6 +244,7 @@ export class Player {
     // single segment in its playlist; playing it at once stalls as soon as it runs out, because
     // the next one is only seen at the next playlist reload.
     let targetDuration = 2;
+    let partTarget = 0;
     let started = false;
     const start = () => {
       if (started || gen !== this.generation) return;
@@ -230,10 +264,15 @@ export class Player {
     });
     hls.on(Hls.Events.LEVEL_LOADED, (_evt, data) => {
       targetDuration = data.details.targetduration || targetDuration;
+      partTarget = data.details.partTarget || 0;
     });
-    hls.on(Hls.Events.FRAG_BUFFERED, () => {
+    hls.on(Hls.Events.FRAG_BUFFERED, (_evt, data) => {
       this.recovery.healthy();
-      if (!started && bufferedAhead(this.video) >= Math.min(2 * targetDuration, 6) - 0.25) start();
+      trimBackBuffer(hls, this.video, data.part);
+      // Low-latency: hls.js starts PART-HOLD-BACK (3 parts) behind the edge, so two parts are
+      // about all there is to wait for; every moment spent paused adds to the latency.
+      const enough = partTarget > 0 ? 2 * partTarget : Math.min(2 * targetDuration, 6);
+      if (!started && bufferedAhead(this.video) >= enough - 0.25) start();
     });
     hls.on(Hls.Events.ERROR, (_evt, data) => {
       if (gen !== this.generation || hls !== this.hls) return;
