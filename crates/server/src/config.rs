@@ -94,11 +94,11 @@ pub struct Config {
     #[arg(long, env = "SEG_LEN_MS", default_value_t = 1800, global = true)]
     pub seg_len_ms: u32,
 
-    /// Low-Latency HLS part target in milliseconds (`PART-TARGET`); 0 (the default, until the
-    /// page's hls.js settings play it without stalls) turns LL-HLS off. Each part holds the most
-    /// whole frames that fit (330 at 25 fps: 8 frames = 320 ms of video, and at most 7 whole
-    /// 46.4 ms AAC frames = 325 ms of audio at 22 050 Hz): the recommended value.
-    #[arg(long, env = "PART_TARGET_MS", default_value_t = 0, global = true)]
+    /// Low-Latency HLS part target in milliseconds (`PART-TARGET`); 0 turns LL-HLS off (plain
+    /// HLS, about three segments behind live). Each part holds the most whole frames that fit:
+    /// 330 gives 8 frames = 320 ms of video at 25 fps and at most 7 whole 46.4 ms AAC frames =
+    /// 325 ms of audio at 22 050 Hz; players stay PART-HOLD-BACK = 3 parts (~1 s) behind live.
+    #[arg(long, env = "PART_TARGET_MS", default_value_t = 330, global = true)]
     pub part_target_ms: u32,
 
     /// Number of segments listed in the live playlist (the sliding window).
