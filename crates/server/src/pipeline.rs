@@ -103,7 +103,8 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// The first segment containing the turn's speech was published.
+    /// The first segment (with LL-HLS: the first part) containing the turn's speech was
+    /// published.
     FirstSpeakingSegment {
         /// The turn.
         turn: u64,

@@ -181,7 +181,13 @@ impl MediaLoop {
                 Err(e) => tracing::warn!("external generator unavailable for this turn: {e}"),
             }
         }
-        self.channel.cut_before_next(Some(FIRST_SPEECH_SEGMENT_MS));
+        // Plain HLS publishes by segment: a short first speaking segment is on the playlist
+        // quickly. LL-HLS publishes every part anyway, and hls.js 1.7 stumbles over the tiny
+        // segment such a cut leaves before it (it turns part loading off and waits for the next
+        // whole segment: a stall), so the segments keep their length there.
+        if self.channel.config().part_target_ms.is_none() {
+            self.channel.cut_before_next(Some(FIRST_SPEECH_SEGMENT_MS));
+        }
         let start_sample = self.stream_samples + self.speech.queue.len() as u64;
         self.speech.turn = Some(ActiveTurn::new(turn, start_sample));
     }

@@ -333,25 +333,29 @@ impl MediaLoop {
         }
     }
 
-    /// Segment bookkeeping: what is published, the turn's first speaking segment.
+    /// Segment bookkeeping: what is published (segments, and with LL-HLS each part), the turn's
+    /// first speaking segment (or part).
     fn report_outputs(&mut self, outputs: &[Output], at: Instant, events: &mut Vec<Event>) {
         for out in outputs {
-            if let Output::Segment { info, .. } = out {
-                tracing::debug!(
-                    msn = info.msn,
-                    duration_ms = info.duration_ms,
-                    "segment published"
-                );
-                events.push(Event::SegmentPublished { msn: info.msn });
-                let seg_end_sample = ((info.start_ms as f64 + info.duration_ms) * self.rate as f64
-                    / 1000.0)
-                    .round() as u64;
-                self.speech.published_until = self.speech.published_until.max(seg_end_sample);
-                if let Some(turn) = self.speech.turn.as_mut() {
-                    if !turn.first_segment_reported && seg_end_sample > turn.start_sample {
-                        turn.first_segment_reported = true;
-                        events.push(Event::FirstSpeakingSegment { turn: turn.id, at });
-                    }
+            let end_ms = match out {
+                Output::Segment { info, .. } => {
+                    tracing::debug!(
+                        msn = info.msn,
+                        duration_ms = info.duration_ms,
+                        "segment published"
+                    );
+                    events.push(Event::SegmentPublished { msn: info.msn });
+                    info.start_ms as f64 + info.duration_ms
+                }
+                Output::Part { end_ms, .. } => *end_ms as f64,
+                _ => continue,
+            };
+            let end_sample = (end_ms * self.rate as f64 / 1000.0).round() as u64;
+            self.speech.published_until = self.speech.published_until.max(end_sample);
+            if let Some(turn) = self.speech.turn.as_mut() {
+                if !turn.first_segment_reported && end_sample > turn.start_sample {
+                    turn.first_segment_reported = true;
+                    events.push(Event::FirstSpeakingSegment { turn: turn.id, at });
                 }
             }
         }

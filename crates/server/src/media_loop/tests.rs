@@ -575,3 +575,54 @@ fn windows_the_generator_answered_in_time_are_played() {
         .iter()
         .any(|(_, e)| matches!(e, Event::GeneratorNote { .. })));
 }
+
+#[test]
+fn with_ll_hls_speech_starts_mid_segment_and_its_first_part_counts() {
+    let clock = StreamClock {
+        start: Instant::now(),
+        start_unix_ms: 1_767_268_800_000,
+    };
+    let cfg = ChannelConfig {
+        part_target_ms: Some(330),
+        ..config()
+    };
+    let mut h = Harness {
+        media: MediaLoop::new(cfg, 7, None, None, clock).unwrap(),
+        sink: MemorySink::default(),
+        now: Duration::ZERO,
+        events: Vec::new(),
+        clock,
+    };
+    h.run_until(ms(1000));
+    h.command(audio(
+        1,
+        speech(RATE as usize * 2, 5),
+        "A short answer.",
+        vec![],
+    ));
+    h.command(MediaCommand::TurnEnd { turn: 1 });
+    h.run_until(ms(8000));
+    let segs: Vec<SegmentInfo> = h.segments().into_iter().map(|(_, s)| s).collect();
+    // No early cut: every segment but the last has its full length (45 frames, 1.8 s), so hls.js
+    // never meets the tiny segments a cut would leave.
+    assert!(segs.len() >= 3);
+    assert!(
+        segs[..segs.len() - 1].iter().all(|s| s.frames == 45),
+        "{segs:?}"
+    );
+    // "speaking" comes with the first part holding speech, well before its segment closes.
+    let first_part_with_speech = h
+        .events
+        .iter()
+        .find_map(|(t, e)| matches!(e, Event::FirstSpeakingSegment { turn: 1, .. }).then_some(*t))
+        .expect("first speaking part reported");
+    assert!(
+        first_part_with_speech < ms(1000 + 400),
+        "{first_part_with_speech:?}"
+    );
+    // The turn completes once its last sample is in a published part.
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::TurnComplete { turn: 1, .. })));
+}
