@@ -31,4 +31,4 @@ npm --prefix web run build
 npm --prefix web test
 echo "== web: browser tests (headless Chromium)"
 cargo build -p talkstream --quiet
-TALKSTREAM_BIN="$PWD/target/debug/talkstream" npm --prefix web run test:e2e
+TALKSTREAM_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/talkstream" npm --prefix web run test:e2e
