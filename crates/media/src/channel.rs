@@ -775,6 +775,34 @@ mod tests {
     }
 
     #[test]
+    fn ll_hls_ends_cleanly_whatever_frame_the_stream_stops_at() {
+        // Stopping right after a part closes leaves only the encoder's last audio for the final
+        // chunk: an audio-only chunk of no video duration, which is no part (a part lasts > 0).
+        for frames in [8u64, 9, 15, 16, 45, 46] {
+            let cfg = ChannelConfig {
+                part_target_ms: Some(330),
+                ..small(1800)
+            };
+            let mut ch = LiveChannel::new(cfg, START).unwrap();
+            let _ = push_n(&mut ch, frames);
+            let out = ch
+                .finish(START + ch.frame_time_ms(frames) as i64)
+                .unwrap_or_else(|e| panic!("{frames} frames: {e}"));
+            let playlist = out
+                .iter()
+                .find_map(|o| match o {
+                    Output::Playlist { text, .. } if text.contains("#EXT-X-TARGETDURATION") => {
+                        Some(text)
+                    }
+                    _ => None,
+                })
+                .expect("a final media playlist");
+            assert!(playlist.contains("#EXT-X-ENDLIST"), "{frames}: {playlist}");
+            assert!(!playlist.contains("DURATION=0.000"), "{frames}: {playlist}");
+        }
+    }
+
+    #[test]
     fn chunks_are_recorded_with_offsets() {
         let cfg = ChannelConfig {
             chunk_ms: Some(500),

@@ -224,6 +224,11 @@ impl HlsPackager {
                 .map(|c| c.duration_ms)
                 .sum::<f64>();
         for (index, c) in chunks.iter().enumerate().skip(self.parts_published) {
+            if c.duration_ms <= 0.0 {
+                // The audio-only chunk that closes a stream stopped right after a part: no
+                // video time, so no part (a part lasts > 0); its segment still carries it.
+                continue;
+            }
             let Some(part) = bytes.get(c.offset..c.offset.saturating_add(c.len)) else {
                 return Err(MediaError::Playlist {
                     message: format!("chunk {index} of segment {msn} lies outside its bytes"),
