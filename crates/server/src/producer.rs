@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use talkstream_avatar::Portrait;
 use talkstream_media::ChannelConfig;
@@ -109,7 +109,8 @@ impl Drop for Producer {
     }
 }
 
-fn unix_ms_now() -> i64 {
+/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
+pub(crate) fn unix_ms_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -177,6 +178,12 @@ fn run(
                 }
             }
         }
+        let lead = sinks
+            .iter()
+            .filter_map(|s| s.speech_lead())
+            .min()
+            .unwrap_or(Duration::from_millis(SPEECH_LEAD_MS));
+        media.set_speech_lead(lead);
         let at = now();
         match media.poll(at) {
             Step::Finish => break,
