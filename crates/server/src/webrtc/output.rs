@@ -29,6 +29,21 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 /// dropped as on a barge-in (the media side is far ahead of the clock, which it should not be).
 pub const MAX_PENDING: usize = 900;
 
+/// Audio this late is not sent: a burst of stale audio would sit in the viewer's jitter buffer
+/// as latency (the browser drains it only slowly), while a gap is concealed at once. Video is
+/// sent late rather than skipped (later frames depend on it); the browser shows it at once.
+pub const MAX_AUDIO_LATENESS: Duration = Duration::from_millis(150);
+
+/// At most one warning about skipped late audio per this long.
+const LATE_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// Opus packets go out this long after their due time (their sender-report time stays the due
+/// time, so the browser still lines voice and lips up). A frame's PCM completes packets up to
+/// 20 ms past their time (the packet grid does not follow the frame grid); sent at once, they
+/// would leave in pairs, and the browser's audio jitter buffer would grow to absorb that. A
+/// steady 20 ms rhythm keeps its buffer, and so the voice's delay, small.
+pub const AUDIO_SEND_DELAY: Duration = Duration::from_millis(25);
+
 /// Settings of one stream's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputConfig {
@@ -56,9 +71,11 @@ enum Pending {
 }
 
 impl Pending {
-    fn due(&self) -> Instant {
+    /// When it goes out: video at its due time, audio [`AUDIO_SEND_DELAY`] after.
+    fn send_at(&self) -> Instant {
         match self {
-            Pending::Video { due, .. } | Pending::Audio { due, .. } => *due,
+            Pending::Video { due, .. } => *due,
+            Pending::Audio { due, .. } => *due + AUDIO_SEND_DELAY,
         }
     }
 }
@@ -75,6 +92,9 @@ pub struct WebRtcOutput {
     last_keyframe_request: Option<Instant>,
     transmits: Vec<Datagram>,
     next_viewer: u64,
+    /// Opus packets skipped for lateness (the media side fell behind real time), in all.
+    late_audio_skipped: u64,
+    last_late_warning: Option<(Instant, u64)>,
 }
 
 impl WebRtcOutput {
@@ -91,6 +111,8 @@ impl WebRtcOutput {
             last_keyframe_request: None,
             transmits: Vec::new(),
             next_viewer: 0,
+            late_audio_skipped: 0,
+            last_late_warning: None,
         })
     }
 
@@ -189,8 +211,8 @@ impl WebRtcOutput {
     }
 
     fn enqueue(&mut self, item: Pending) {
-        let due = item.due();
-        let at = self.queue.partition_point(|p| p.due() <= due);
+        let send_at = item.send_at();
+        let at = self.queue.partition_point(|p| p.send_at() <= send_at);
         self.queue.insert(at, item);
     }
 
@@ -230,10 +252,16 @@ impl WebRtcOutput {
     /// Advances to `now`: sends the frames that are due to every viewer, runs the viewers'
     /// timers, collects keyframe requests, and ends viewers that timed out or disconnected.
     pub fn poll(&mut self, now: Instant) {
-        while self.queue.front().is_some_and(|p| p.due() <= now) {
+        while self.queue.front().is_some_and(|p| p.send_at() <= now) {
             let Some(item) = self.queue.pop_front() else {
                 break;
             };
+            if matches!(item, Pending::Audio { .. })
+                && now.saturating_duration_since(item.send_at()) > MAX_AUDIO_LATENESS
+            {
+                self.skip_late_audio(now);
+                continue;
+            }
             for peer in self.viewers.values_mut() {
                 match &item {
                     Pending::Video {
@@ -275,6 +303,25 @@ impl WebRtcOutput {
         }
     }
 
+    /// Opus packets skipped so far because they were due more than [`MAX_AUDIO_LATENESS`] ago.
+    pub fn late_audio_skipped(&self) -> u64 {
+        self.late_audio_skipped
+    }
+
+    fn skip_late_audio(&mut self, now: Instant) {
+        self.late_audio_skipped += 1;
+        let (since, before) = self.last_late_warning.unwrap_or((now, 0));
+        if self.last_late_warning.is_none()
+            || now.saturating_duration_since(since) >= LATE_WARNING_EVERY
+        {
+            tracing::warn!(
+                skipped_ms = (self.late_audio_skipped - before) * 20,
+                "the stream is behind real time: late WebRTC audio skipped (machine overloaded?)"
+            );
+            self.last_late_warning = Some((now, self.late_audio_skipped));
+        }
+    }
+
     /// Datagrams to send, in order.
     pub fn take_transmits(&mut self) -> Vec<Datagram> {
         std::mem::take(&mut self.transmits)
@@ -299,7 +346,7 @@ impl WebRtcOutput {
 
     /// When [`WebRtcOutput::poll`] is next needed: the next due item or viewer timer.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let due = self.queue.front().map(Pending::due);
+        let due = self.queue.front().map(Pending::send_at);
         let timers = self.viewers.values().map(Peer::next_timeout).min();
         match (due, timers) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -12,7 +12,7 @@ use crate::media_loop::{FrameOutputs, MediaSink, SinkError};
 /// How far ahead of its time speech may be produced while WebRTC viewers watch: enough to absorb
 /// a slow frame, short enough that a barge-in (which drops what waits) freezes the picture for
 /// at most this long.
-pub const WEBRTC_SPEECH_LEAD: Duration = Duration::from_millis(120);
+pub const WEBRTC_SPEECH_LEAD: Duration = Duration::from_millis(80);
 
 /// [`MediaSink`] for a stream's [`WebRtcStream`].
 #[derive(Debug)]
