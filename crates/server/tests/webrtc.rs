@@ -20,6 +20,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use talkstream::config::Cli;
 use talkstream::server::AppState;
 use talkstream::webrtc::h264::nal_types;
+use talkstream::webrtc::output::{AUDIO_SEND_DELAY, MAX_AUDIO_LATENESS};
 use talkstream::webrtc::peer::rtc_config;
 use talkstream::webrtc::{OutputConfig, WebRtcOutput};
 use talkstream_media::{ChannelConfig, I420Frame, LiveChannel};
@@ -341,8 +342,8 @@ struct Received {
     video: Vec<(u64, Vec<u8>)>,
     /// RTP times (48 kHz) of Opus packets, with their sizes.
     audio: Vec<(u64, usize)>,
-    /// (RTP time in seconds, virtual arrival time) of every frame and packet.
-    arrivals: Vec<(f64, Duration)>,
+    /// (RTP time in seconds, virtual arrival time, audio?) of every frame and packet.
+    arrivals: Vec<(f64, Duration, bool)>,
     t0: Option<Instant>,
     connected: bool,
 }
@@ -367,7 +368,8 @@ fn drain(
                 Event::Connected => got.connected = true,
                 Event::MediaData(d) => {
                     let t0 = got.t0.unwrap();
-                    got.arrivals.push((d.time.as_seconds(), now - t0));
+                    let audio = d.params.spec().codec == str0m::format::Codec::Opus;
+                    got.arrivals.push((d.time.as_seconds(), now - t0, audio));
                     match d.params.spec().codec {
                         str0m::format::Codec::H264 => {
                             got.video.push((d.time.numer(), nal_types(&d.data)))
@@ -522,10 +524,16 @@ fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
         got.audio.iter().all(|(_, len)| *len > 10),
         "tone, not silence"
     );
-    // One clock, frames leave when due: every frame and packet arrives at its media time
-    // (media time 0 = t0 here) although the media side produced it 120 ms early.
-    for (media_s, arrived) in &got.arrivals {
-        let late = arrived.as_secs_f64() - media_s;
+    // One clock, frames leave when due: every frame arrives at its media time (media time 0 =
+    // t0 here) although the media side produced it 120 ms early; Opus packets a steady
+    // AUDIO_SEND_DELAY later.
+    for (media_s, arrived, audio) in &got.arrivals {
+        let delay = if *audio {
+            AUDIO_SEND_DELAY.as_secs_f64()
+        } else {
+            0.0
+        };
+        let late = arrived.as_secs_f64() - media_s - delay;
         assert!(
             (-1e-6..0.011).contains(&late),
             "media time {media_s} s arrived at {arrived:?}"
@@ -551,6 +559,86 @@ fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
             "throttled: {keyframe_requests:?}"
         );
     }
+}
+
+#[test]
+fn audio_from_a_media_side_that_fell_behind_is_skipped_video_is_sent_late() {
+    let rate = 22_050;
+    let cfg = ChannelConfig {
+        width: 160,
+        height: 120,
+        fps: 25,
+        sample_rate: rate,
+        ..ChannelConfig::default()
+    };
+    let mut channel = LiveChannel::new(cfg, 0).unwrap();
+    let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
+    let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+    let mut output = WebRtcOutput::new(OutputConfig {
+        max_viewers: 1,
+        candidates: vec![server],
+        sample_rate: rate,
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let (mut rtc, offer, pending, _) = receiver_with_mid(rtc_config(), client, t0);
+    let (_viewer, answer) = output.add_viewer(&offer, t0).unwrap();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let mut got = Received {
+        t0: Some(t0),
+        ..Received::default()
+    };
+    let frame = I420Frame::new(160, 120);
+    let mut now = t0;
+    // The media side stalls for its first second, then produces two frames per 40 ms (catching
+    // up), as an overloaded machine would.
+    while now < t0 + Duration::from_secs(4) {
+        let stalled = now < t0 + Duration::from_secs(1);
+        let behind = |n: u64| Duration::from_millis(n * 40) < now - t0 + Duration::from_millis(40);
+        let mut made = 0;
+        while !stalled && made < 2 && behind(channel.next_frame_index()) {
+            let n = channel.next_frame_index();
+            if output.take_keyframe_request(now) {
+                channel.request_keyframe();
+            }
+            let pcm = vec![3000i16; channel.samples_for_frame(n)];
+            let pushed = channel.push_frame_with_unit(&frame, &pcm, 0).unwrap();
+            output.push(&pushed.unit, channel.encoder(), t0).unwrap();
+            made += 1;
+        }
+        exchange(&mut output, &mut rtc, server, client, now, &mut got);
+        now += Duration::from_millis(20);
+    }
+    assert!(got.connected);
+    assert!(output.late_audio_skipped() > 0, "late audio was skipped");
+    // No Opus packet arrived more than the allowed lateness after its time; video did.
+    let latest_audio = got
+        .arrivals
+        .iter()
+        .filter(|(_, _, audio)| *audio)
+        .map(|(media_s, arrived, _)| arrived.as_secs_f64() - media_s)
+        .fold(f64::MIN, f64::max);
+    let limit = (AUDIO_SEND_DELAY + MAX_AUDIO_LATENESS).as_secs_f64() + 0.021;
+    assert!(latest_audio <= limit, "audio {latest_audio:.3} s late");
+    let latest_video = got
+        .arrivals
+        .iter()
+        .filter(|(_, _, audio)| !*audio)
+        .map(|(media_s, arrived, _)| arrived.as_secs_f64() - media_s)
+        .fold(f64::MIN, f64::max);
+    assert!(
+        latest_video > 0.5,
+        "late video is still sent ({latest_video:.3} s)"
+    );
+    // Once caught up, audio flows again.
+    assert!(
+        got.arrivals
+            .iter()
+            .any(|(media_s, _, audio)| *audio && *media_s > 3.0),
+        "audio after the catch-up"
+    );
 }
 
 #[test]
