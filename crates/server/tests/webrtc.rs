@@ -420,25 +420,37 @@ fn exchange(
     }
 }
 
-#[test]
-fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
-    let rate = 22_050;
-    let cfg = ChannelConfig {
+/// The stream rate of the in-memory output tests.
+const RATE: u32 = 22_050;
+
+/// A small 25 fps picture for the in-memory output tests.
+fn small_channel() -> ChannelConfig {
+    ChannelConfig {
         width: 160,
         height: 120,
         fps: 25,
-        sample_rate: rate,
+        sample_rate: RATE,
         ..ChannelConfig::default()
-    };
+    }
+}
+
+/// An output whose viewers are offered `server`.
+fn output_at(server: SocketAddr, max_viewers: usize) -> WebRtcOutput {
+    WebRtcOutput::new(OutputConfig {
+        max_viewers,
+        candidates: vec![server],
+        sample_rate: RATE,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
+    let (rate, cfg) = (RATE, small_channel());
     let mut channel = LiveChannel::new(cfg.clone(), 0).unwrap();
     let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
     let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
-    let mut output = WebRtcOutput::new(OutputConfig {
-        max_viewers: 4,
-        candidates: vec![server],
-        sample_rate: rate,
-    })
-    .unwrap();
+    let mut output = output_at(server, 4);
 
     let t0 = Instant::now();
     let media_start = t0;
@@ -563,23 +575,11 @@ fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
 
 #[test]
 fn audio_from_a_media_side_that_fell_behind_is_skipped_video_is_sent_late() {
-    let rate = 22_050;
-    let cfg = ChannelConfig {
-        width: 160,
-        height: 120,
-        fps: 25,
-        sample_rate: rate,
-        ..ChannelConfig::default()
-    };
+    let cfg = small_channel();
     let mut channel = LiveChannel::new(cfg, 0).unwrap();
     let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
     let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
-    let mut output = WebRtcOutput::new(OutputConfig {
-        max_viewers: 1,
-        candidates: vec![server],
-        sample_rate: rate,
-    })
-    .unwrap();
+    let mut output = output_at(server, 1);
     let t0 = Instant::now();
     let (mut rtc, offer, pending, _) = receiver_with_mid(rtc_config(), client, t0);
     let (_viewer, answer) = output.add_viewer(&offer, t0).unwrap();
@@ -643,21 +643,9 @@ fn audio_from_a_media_side_that_fell_behind_is_skipped_video_is_sent_late() {
 
 #[test]
 fn clear_pending_drops_queued_media_and_restarts_video_at_an_idr() {
-    let rate = 22_050;
-    let cfg = ChannelConfig {
-        width: 160,
-        height: 120,
-        fps: 25,
-        sample_rate: rate,
-        ..ChannelConfig::default()
-    };
+    let cfg = small_channel();
     let mut channel = LiveChannel::new(cfg, 0).unwrap();
-    let mut output = WebRtcOutput::new(OutputConfig {
-        max_viewers: 1,
-        candidates: vec!["10.0.0.1:7860".parse().unwrap()],
-        sample_rate: rate,
-    })
-    .unwrap();
+    let mut output = output_at("10.0.0.1:7860".parse().unwrap(), 1);
     let t0 = Instant::now();
     let (_rtc, offer, _pending) = browser_like(t0);
     output.add_viewer(&offer, t0).unwrap();

@@ -15,7 +15,7 @@
 
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Harness, installAvProbe, webDir } from '../e2e/harness.mjs';
+import { Harness, installAvProbe, interruptWhileLoud, silenceAfter, webDir } from '../e2e/harness.mjs';
 
 const N = Number(process.argv[2] || 10);
 const transport = process.argv[3] || '';
@@ -69,23 +69,10 @@ try {
     lips.push(r.lips - enterAt);
     // A second into the answer, press Interrupt while the voice is loud: how long until silence?
     await sleep(1000);
-    await h.waitInPage('a loud moment', () => {
-      const l = window.__probe.levels;
-      return l.length > 0 && l[l.length - 1][1] > 0.02;
-    }, undefined, 10000);
-    const clickedAt = await page.evaluate(() => {
-      const t = performance.now();
-      document.getElementById('interrupt').click();
-      return t;
-    });
+    const clickedAt = await interruptWhileLoud(h);
     await h.waitInPage('the turn to finish', (m) => window.__talkstream.metrics.length > m, before.m, 30000);
     await sleep(2500);
-    silence.push(
-      await page.evaluate((t0) => {
-        const loud = window.__probe.levels.filter(([t, rms]) => t >= t0 && rms > 0.02);
-        return loud.length ? loud[loud.length - 1][0] - t0 : 0;
-      }, clickedAt),
-    );
+    silence.push(await silenceAfter(h, clickedAt));
   }
   const engine = await page.evaluate(() => (window.__talkstream.hls ? 'hls.js' : document.querySelector('video').srcObject ? 'webrtc' : 'native'));
   const fmt = (s) => `median ${s.median.toFixed(0)} ms, p95 ${s.p95.toFixed(0)} ms (min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)})`;

@@ -224,3 +224,32 @@ export async function installAvProbe(page) {
     video.requestVideoFrameCallback(onFrame);
   });
 }
+
+/**
+ * With the probe installed: wait until the voice is loud, click Interrupt, and return the click's
+ * `performance.now()`; `silenceAfter(h, t)` then says how long the voice went on after it.
+ */
+export async function interruptWhileLoud(h) {
+  await h.waitInPage(
+    'a loud moment',
+    () => {
+      const l = window.__probe.levels;
+      return l.length > 0 && l[l.length - 1][1] > 0.02;
+    },
+    undefined,
+    10000,
+  );
+  return h.page.evaluate(() => {
+    const t = performance.now();
+    document.getElementById('interrupt').click();
+    return t;
+  });
+}
+
+/** ms from `clickedAt` to the last loud audio sample after it (0 if none). */
+export function silenceAfter(h, clickedAt) {
+  return h.page.evaluate((t0) => {
+    const loud = window.__probe.levels.filter(([t, rms]) => t >= t0 && rms > 0.02);
+    return loud.length ? loud[loud.length - 1][0] - t0 : 0;
+  }, clickedAt);
+}

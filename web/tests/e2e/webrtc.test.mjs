@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Harness, installAvProbe } from './harness.mjs';
+import { Harness, installAvProbe, interruptWhileLoud, silenceAfter } from './harness.mjs';
 
 const LONG_PROMPT =
   'Once upon a time there was a small lighthouse on a rocky island. Every night its keeper climbed the stairs to light the lamp. ' +
@@ -75,36 +75,29 @@ describe('WebRTC playback', () => {
     );
     // Let the avatar speak a while, then interrupt it mid-sentence while it is loud.
     await page.waitForTimeout(1500);
-    await h.waitInPage('a loud moment', () => {
-      const l = window.__probe.levels;
-      return l.length > 0 && l[l.length - 1][1] > 0.02;
-    }, undefined, 5000);
-    const clickedAt = await page.evaluate(() => {
-      const t = performance.now();
-      document.getElementById('interrupt').click();
-      return t;
-    });
+    const clickedAt = await interruptWhileLoud(h);
     await h.waitInPage('the interrupted turn', (m) => window.__talkstream.metrics.slice(m).some((x) => x.interrupted), before.m, 5000);
     // The answer had many seconds left: after the cut, the voice and the mouth stay still.
     await page.waitForTimeout(3000);
     const r = await page.evaluate((t0) => {
       const after = window.__probe.levels.filter(([t]) => t >= t0);
-      const lastLoud = after.filter(([, rms]) => rms > 0.02).map(([t]) => t).pop() ?? t0;
       const spoke = window.__probe.mouth.filter(([t]) => t < t0).map(([, d]) => d);
-      const later = window.__probe.mouth.filter(([t]) => t > t0 + 1000).map(([, d]) => d);
+      // The browser delays the picture to match the voice's playout (its audio device's latency
+      // included), so the last frames of speech show a little after the voice stops.
+      const later = window.__probe.mouth.filter(([t]) => t > t0 + 2000).map(([, d]) => d);
       return {
-        silentAfterMs: lastLoud - t0,
         samples: after.length,
         mouthRange: [Math.min(...spoke), Math.max(...spoke)],
         mouthLater: Math.max(...later),
         idleDark: window.__probe.idleDark,
       };
     }, clickedAt);
+    r.silentAfterMs = await silenceAfter(h, clickedAt);
     assert.ok(r.samples > 100, `audio samples after the click: ${r.samples}`);
     assert.ok(r.mouthRange[1] > r.idleDark + 40, `the mouth did not open: ${JSON.stringify(r)}`);
     // A generous bound that only a missing cut can break (the answer went on for seconds).
     assert.ok(r.silentAfterMs <= 1000, `the voice went on ${r.silentAfterMs.toFixed(0)} ms after Interrupt (LOUD=${LOUD})`);
-    assert.ok(r.mouthLater <= r.idleDark + 40, `the mouth still moves a second after Interrupt: ${JSON.stringify(r)}`);
+    assert.ok(r.mouthLater <= r.idleDark + 40, `the mouth still moves two seconds after Interrupt: ${JSON.stringify(r)}`);
     console.log(`WebRTC: silent ${r.silentAfterMs.toFixed(0)} ms after Interrupt; mouth dark pixels ${r.mouthRange.join('..')} (idle ${r.idleDark})`);
     assert.deepEqual(await h.page.evaluate(() => window.__talkstream.errors), []);
   });
