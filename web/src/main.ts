@@ -496,7 +496,7 @@ function updatePlayerStats(): void {
   ui.setInfo('Player', 'round trip', rtc && rtc.rttMs !== null ? `${Math.round(rtc.rttMs)} ms` : undefined);
   const buffered = video.buffered;
   const ahead = buffered.length ? buffered.end(buffered.length - 1) - video.currentTime : 0;
-  ui.setInfo('Player', 'buffered', `${Math.max(0, ahead).toFixed(1)} s`);
+  ui.setInfo('Player', 'buffered', rtc ? undefined : `${Math.max(0, ahead).toFixed(1)} s`);
   const latency = hls?.latency;
   ui.setInfo('Player', 'live latency', latency ? `${latency.toFixed(1)} s` : undefined);
   ui.setInfo('Player', 'picture', video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : undefined);
