@@ -1018,6 +1018,64 @@ async fn webrtc_off_leaves_hls_only() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_hands_the_page_its_ice_servers_and_the_server_clock() {
+    const CREDENTIAL: &str = "turn-secret-9f3a";
+    let server = common::Server::start(
+        "webrtc-ice",
+        &[],
+        &[
+            (
+                "ICE_SERVERS",
+                "stun:stun.example.org:3478,turn:turn.example.org:3478?transport=udp",
+            ),
+            ("ICE_USERNAME", "viewer"),
+            ("ICE_CREDENTIAL", CREDENTIAL),
+            ("LOG_LEVEL", "debug"),
+        ],
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let hello = next_of_type(&mut ws, "hello").await;
+    assert_eq!(
+        hello["ice_servers"],
+        serde_json::json!([
+            {"urls": ["stun:stun.example.org:3478"]},
+            {"urls": ["turn:turn.example.org:3478?transport=udp"], "username": "viewer", "credential": CREDENTIAL}
+        ])
+    );
+    let clock = hello["server_time_ms"].as_i64().unwrap();
+    assert!(
+        (clock - before).abs() < 5_000,
+        "server clock {clock} vs ours {before}"
+    );
+    assert!(hello["whep"].as_str().unwrap().starts_with("/whep/"));
+    drop(ws);
+    assert!(
+        !server.log().contains(CREDENTIAL),
+        "the TURN credential reached the log"
+    );
+
+    // A TURN URL without credentials stops the server with one line that names the settings.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_talkstream"))
+        .args(["serve", "--port", "0"])
+        .env("ICE_SERVERS", "turn:turn.example.org:3478")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ICE_SERVERS") && err.contains("ICE_CREDENTIAL"),
+        "{err}"
+    );
+}
+
 /// A viewer that never connects, and one that goes silent (a closed tab), are ended.
 #[test]
 fn viewers_that_never_connect_or_go_silent_are_ended() {
