@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::percentile;
+use support::{cpu_seconds, percentile};
 
 use futures_util::{SinkExt, StreamExt};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
@@ -164,16 +164,6 @@ fn log_number(line: &str, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-/// User + system CPU seconds of a process (`self` for this one), at 100 ticks a second.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 /// Busy CPU seconds of the whole machine (all cores, all processes).
