@@ -4,7 +4,10 @@ import Hls from 'hls.js';
 import './style.css';
 import { CaptionScheduler } from './captions';
 import { PlaybackMonitor, type Stall } from './playback';
-import { Player, type FatalInfo } from './player';
+import type { FatalInfo } from './player';
+import { StreamPlayer } from './streamplayer';
+import type { WhepStats } from './webrtc';
+import { forcedTransport, transportLabel, type Transport } from './transport';
 import {
   controlMessage,
   logMessage,
@@ -63,6 +66,17 @@ export interface TalkstreamDebug {
   onScreen: OnScreenMessage[];
   /** the access step the page took last: connect, or asking for a (right) token */
   access: 'connect' | 'ask' | 'wrong' | null;
+  /** what plays the stream now (null: nothing), and why not WebRTC */
+  transport: Transport | null;
+  transportReason: string | null;
+  /** every transport the page switched to, in order */
+  transports: (Transport | null)[];
+  /** WebRTC receive statistics (getStats, refreshed every second) */
+  webrtcStats(): WhepStats;
+  /** the WebRTC connection, if one is open */
+  webrtcPeer(): RTCPeerConnection | null;
+  /** program date time (Unix ms) of what is on screen now, on either transport */
+  playingPdt(): number | null;
 }
 
 declare global {
@@ -115,6 +129,12 @@ const debug: TalkstreamDebug = {
   metrics: [],
   onScreen: [],
   access: null,
+  transport: null,
+  transportReason: null,
+  transports: [],
+  webrtcStats: () => player.webrtc.stats,
+  webrtcPeer: () => player.webrtc.peer,
+  playingPdt: () => player.playingPdt(),
 };
 window.__talkstream = debug;
 
@@ -167,7 +187,7 @@ function flushLogs(): void {
 
 // ---- player ----
 
-const player = new Player(video, {
+const player = new StreamPlayer(video, {
   log: sendLog,
   error: showError,
   fatal(info) {
@@ -187,7 +207,14 @@ const player = new Player(video, {
   hlsChanged(hls) {
     debug.hls = hls;
   },
-});
+  transport(t, reason) {
+    debug.transport = t;
+    debug.transportReason = reason;
+    debug.transports.push(t);
+    ui.setTransport(t, transportLabel(t, reason));
+    if (t !== null) sendLog('info', `player: playing over ${transportLabel(t, reason)}`);
+  },
+}, forcedTransport(window.location.search));
 
 video.addEventListener('playing', () => {
   playing = true;
@@ -267,7 +294,14 @@ const handlers: Handlers = {
     ui.setInfo('Session', 'video generator', m.video_generator);
     ui.setInfo('Session', 'generator note', m.generator_note);
     ui.setInfo('Session', 'playlist', m.playlist);
-    player.load(url);
+    ui.setInfo('Session', 'whep', m.whep);
+    player.load({
+      playlist: url,
+      whep: m.whep ? new URL(m.whep, window.location.href).href : null,
+      iceServers: m.ice_servers ?? [],
+      serverTimeMs: m.server_time_ms ?? null,
+      receivedAtMs: Date.now(),
+    });
     refresh();
   },
   status(m) {
@@ -383,7 +417,11 @@ ui.onStreamToggle((action) => {
     return;
   }
   // stop: the playlist ends, the player plays out what it has; start: a new hello follows.
-  if (action === 'stop') streaming = false;
+  if (action === 'stop') {
+    streaming = false;
+    // WebRTC has nothing to play out: once the last frames are shown, the picture is gone.
+    if (player.transport === 'webrtc') setTimeout(() => !streaming && player.destroy(), STOP_GRACE_MS);
+  }
   refresh();
 });
 
@@ -394,7 +432,9 @@ const turnsSeen = new Set<number>();
 /** server program-date-time clock minus ours (ms), estimated from each turn's first transcript */
 let serverClockOffset = 0;
 /** Without hls.js (native HLS) the page has no program date time: captions show at arrival. */
-const nativePlayback = !Hls.isSupported();
+const nativeHls = !Hls.isSupported();
+/** After Stop stream, a WebRTC picture stays this long (the last frames), ms. */
+const STOP_GRACE_MS = 1000;
 
 function resetCaptions(): void {
   captions.reset();
@@ -404,9 +444,8 @@ function resetCaptions(): void {
 }
 
 function updateCaptions(): void {
-  const date = debug.hls?.playingDate;
-  const pdt = date ? date.getTime() : null;
-  const r = captions.update(pdt, performance.now(), nativePlayback);
+  const pdt = player.playingPdt();
+  const r = captions.update(pdt, performance.now(), nativeHls && player.transport === 'hls');
   const shownAt = performance.now();
   for (const c of r.shown) {
     debug.captionsShown.push(c.text);
@@ -431,8 +470,8 @@ setInterval(updateCaptions, 100);
 const viewer = new ViewerTiming();
 if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
   const onFrame = (): void => {
-    const date = debug.hls?.playingDate;
-    if (date) for (const turn of viewer.frame(date.getTime())) session.send(shownMessage(turn));
+    const pdt = player.playingPdt();
+    if (pdt !== null) for (const turn of viewer.frame(pdt)) session.send(shownMessage(turn));
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
@@ -450,10 +489,14 @@ window.addEventListener('pagehide', () => session.stop());
 
 function updatePlayerStats(): void {
   const hls = debug.hls;
-  ui.setInfo('Player', 'engine', hls ? `hls.js ${Hls.version}` : debug.playlist ? 'native HLS' : undefined);
+  const rtc = player.transport === 'webrtc' ? player.webrtc.stats : null;
+  ui.setInfo('Player', 'engine', rtc ? 'WebRTC (WHEP)' : hls ? `hls.js ${Hls.version}` : debug.playlist ? 'native HLS' : undefined);
+  ui.setInfo('Player', 'frames decoded', rtc ? rtc.framesDecoded : undefined);
+  ui.setInfo('Player', 'jitter buffer', rtc ? `${Math.round(rtc.jitterBufferMs)} ms` : undefined);
+  ui.setInfo('Player', 'round trip', rtc && rtc.rttMs !== null ? `${Math.round(rtc.rttMs)} ms` : undefined);
   const buffered = video.buffered;
   const ahead = buffered.length ? buffered.end(buffered.length - 1) - video.currentTime : 0;
-  ui.setInfo('Player', 'buffered', `${Math.max(0, ahead).toFixed(1)} s`);
+  ui.setInfo('Player', 'buffered', rtc ? undefined : `${Math.max(0, ahead).toFixed(1)} s`);
   const latency = hls?.latency;
   ui.setInfo('Player', 'live latency', latency ? `${latency.toFixed(1)} s` : undefined);
   ui.setInfo('Player', 'picture', video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : undefined);

@@ -3,6 +3,7 @@
 
 import Hls, { type ErrorData, type HlsConfig, type ILogger, type Part } from 'hls.js';
 import type { LogLevel } from './protocol';
+import { playWithSound } from './autoplay';
 import { RecoveryPolicy } from './recovery';
 
 export interface FatalInfo {
@@ -359,26 +360,8 @@ export class Player {
   }
 
   /** play() with sound; if the browser says no, play muted and tell the UI. */
-  private async play(): Promise<void> {
-    const v = this.video;
+  private play(): Promise<void> {
     const gen = this.generation;
-    try {
-      await v.play();
-    } catch (e) {
-      if (gen !== this.generation) return;
-      const name = (e as { name?: string })?.name;
-      if (name === 'NotAllowedError') {
-        v.muted = true;
-        try {
-          await v.play();
-          this.events.autoplayMuted();
-        } catch (e2) {
-          this.events.log('warn', `player: muted autoplay refused too: ${String(e2)}`);
-          this.events.autoplayMuted();
-        }
-      } else if (name !== 'AbortError') {
-        this.events.log('warn', `player: play() failed: ${String(e)}`);
-      }
-    }
+    return playWithSound(this.video, this.events, () => gen === this.generation);
   }
 }

@@ -10,12 +10,23 @@ export interface StreamInfo {
   audio_sample_rate?: number;
 }
 
+/** One `RTCIceServer` as the server sends it. */
+export interface IceServer {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
 export interface HelloMessage {
   type: 'hello';
   session_id: string;
   playlist: string;
   /** The stream's WHEP endpoint (WebRTC playback), when the server has WebRTC on. */
   whep?: string;
+  /** STUN/TURN servers for the WebRTC connection (the server's ICE_SERVERS). */
+  ice_servers?: IceServer[];
+  /** The server's clock (Unix ms) when it sent hello. */
+  server_time_ms?: number;
   version?: string;
   stream?: StreamInfo;
   llm?: string;
@@ -126,6 +137,24 @@ function fail(error: string): ParseResult {
   return { ok: false, error };
 }
 
+/** The well-formed entries of `ice_servers` (others are dropped). */
+function parseIceServers(v: unknown): IceServer[] {
+  if (!Array.isArray(v)) return [];
+  const out: IceServer[] = [];
+  for (const e of v) {
+    if (!isObj(e) || !Array.isArray(e.urls)) continue;
+    const urls = e.urls.filter((u): u is string => typeof u === 'string');
+    if (urls.length === 0) continue;
+    const server: IceServer = { urls };
+    const username = optString(e, 'username');
+    const credential = optString(e, 'credential');
+    if (username !== undefined) server.username = username;
+    if (credential !== undefined) server.credential = credential;
+    out.push(server);
+  }
+  return out;
+}
+
 function parseHello(o: Obj): ParseResult {
   const session_id = optString(o, 'session_id');
   const playlist = optString(o, 'playlist');
@@ -134,6 +163,10 @@ function parseHello(o: Obj): ParseResult {
   const msg: HelloMessage = { type: 'hello', session_id, playlist };
   const whep = optString(o, 'whep');
   if (whep !== undefined) msg.whep = whep;
+  const ice = parseIceServers(o.ice_servers);
+  if (ice.length > 0) msg.ice_servers = ice;
+  const serverTime = optNumber(o, 'server_time_ms');
+  if (serverTime !== undefined) msg.server_time_ms = serverTime;
   const version = optString(o, 'version');
   if (version !== undefined) msg.version = version;
   const llm = optString(o, 'llm');

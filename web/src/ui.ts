@@ -47,6 +47,7 @@ export class Ui {
   private readonly turnLabel = $('turn-label');
   private readonly detailsBody = $('details-body');
   private readonly sessionLabel = $('session-label');
+  private readonly transportTag = $('transport');
   private readonly tokenForm = $<HTMLFormElement>('token-form');
   private readonly tokenInput = $<HTMLInputElement>('token-input');
   private readonly tokenError = $('token-error');
@@ -78,6 +79,14 @@ export class Ui {
     this.badge.dataset.state = state;
     this.badge.textContent = state;
     document.body.dataset.state = state;
+  }
+
+  /** Which transport plays (`label` says why not WebRTC); null hides the tag. */
+  setTransport(t: 'webrtc' | 'hls' | null, label: string): void {
+    this.transportTag.hidden = t === null;
+    this.transportTag.textContent = t === 'webrtc' ? 'WebRTC' : t === 'hls' ? 'HLS' : '';
+    this.transportTag.dataset.transport = t ?? '';
+    this.transportTag.title = t === null ? '' : `Playing over ${label}`;
   }
 
   setNote(text: string): void {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 mod support;
-use support::BenchServer;
+use support::{cpu_seconds, BenchServer};
 
 fn proc_field(pid: u32, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -17,15 +17,6 @@ fn proc_field(pid: u32, key: &str) -> String {
         .find(|l| l.starts_with(key))
         .map(|l| l[key.len()..].trim().to_string())
         .unwrap_or_default()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 #[tokio::main]
@@ -42,9 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sockets.push(ws);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cpu0 = cpu_seconds(pid);
+    let cpu0 = cpu_seconds(&pid.to_string());
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let cpu1 = cpu_seconds(pid);
+    let cpu1 = cpu_seconds(&pid.to_string());
     println!(
         "{n} idle session(s), after {secs} s: VmRSS {} (peak VmHWM {}; no sessions: {rss_empty}); CPU {:.0}% of one core",
         proc_field(pid, "VmRSS:"),

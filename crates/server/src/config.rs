@@ -456,6 +456,9 @@ pub enum ConfigError {
         /// What would work instead.
         why: String,
     },
+    /// ICE_SERVERS (with its credentials) cannot be used.
+    #[error(transparent)]
+    IceServers(#[from] crate::webrtc::IceServersError),
 }
 
 fn invalid(name: &'static str, value: impl ToString, why: impl Into<String>) -> ConfigError {
@@ -660,6 +663,7 @@ impl Config {
                 "use error, warn, info, debug or trace",
             ));
         }
+        self.webrtc.ice_servers()?;
         self.access.validate()
     }
 
@@ -793,6 +797,25 @@ mod tests {
         let mut c = parse(&[]);
         c.log_level = "loud[".into();
         assert!(c.validate().unwrap_err().to_string().contains("LOG_LEVEL"));
+        let c = parse(&["--ice-servers", "turn:turn.example.org:3478"]);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("ICE_SERVERS") && msg.contains("ICE_CREDENTIAL"),
+            "{msg}"
+        );
+        let c = parse(&[
+            "--ice-servers",
+            "turn:turn.example.org:3478",
+            "--ice-username",
+            "talk",
+            "--ice-credential",
+            "s3cret",
+        ]);
+        c.validate().unwrap();
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the credential is never shown"
+        );
     }
 
     #[test]

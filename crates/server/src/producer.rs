@@ -113,7 +113,8 @@ impl Drop for Producer {
     }
 }
 
-fn unix_ms_now() -> i64 {
+/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
+pub(crate) fn unix_ms_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -186,6 +187,12 @@ fn run(
                 }
             }
         }
+        let lead = sinks
+            .iter()
+            .filter_map(|s| s.speech_lead())
+            .min()
+            .unwrap_or(Duration::from_millis(SPEECH_LEAD_MS));
+        media.set_speech_lead(lead);
         let at = now();
         match media.poll(at) {
             Step::Finish => break,

@@ -78,6 +78,12 @@ pub enum ServerMessage {
         /// Path of the stream's WHEP endpoint (WebRTC playback), when WebRTC is on.
         #[serde(skip_serializing_if = "Option::is_none")]
         whep: Option<String>,
+        /// STUN/TURN servers for the WebRTC connection (`RTCConfiguration.iceServers`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::webrtc::IceServer>,
+        /// The server's clock (Unix ms) when it sent this: the page maps a WebRTC frame's arrival
+        /// to the stream's program date time with it (captions, on-screen timing).
+        server_time_ms: i64,
         /// Server version.
         version: &'static str,
         /// Stream parameters.
@@ -377,6 +383,8 @@ mod tests {
             session_id: "abc".into(),
             playlist: "/hls/abc/index.m3u8".into(),
             whep: None,
+            ice_servers: Vec::new(),
+            server_time_ms: 1_700_000_000_000,
             version: "0",
             stream: StreamInfo {
                 width: 512,
@@ -394,6 +402,8 @@ mod tests {
         assert_eq!(v["type"], "hello");
         assert_eq!(v["playlist"], "/hls/abc/index.m3u8");
         assert_eq!(v["stream"]["fps"], 25);
+        assert_eq!(v["server_time_ms"], 1_700_000_000_000_i64);
+        assert!(v.get("ice_servers").is_none(), "no ICE servers: no field");
         let err: serde_json::Value =
             serde_json::from_str(&ServerMessage::error(ErrorCode::BadMessage, "x").to_json())
                 .unwrap();

@@ -59,6 +59,8 @@ pub struct AppState {
     /// WebRTC playback (the shared UDP socket and its task), unless `WEBRTC=off` or it could not
     /// start.
     pub webrtc: Option<Arc<crate::webrtc::WebRtcHub>>,
+    /// STUN/TURN servers for the page's WebRTC connection (ICE_SERVERS).
+    pub ice_servers: Vec<crate::webrtc::IceServer>,
     active: AtomicUsize,
 }
 
@@ -106,8 +108,15 @@ impl AppState {
         let policy = Policy::new(&config.access, config.host);
         warn_if_exposed(&config, &policy);
         let webrtc = start_webrtc(&config, &shutdown);
+        // Checked by Config::validate at startup; a config built in code without it gets none.
+        let ice_servers = if webrtc.is_some() {
+            config.webrtc.ice_servers().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Ok(Arc::new(AppState {
             webrtc,
+            ice_servers,
             policy,
             addresses: Arc::new(Addresses::default()),
             streams: Arc::new(StreamRegistry::default()),

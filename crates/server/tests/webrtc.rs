@@ -20,6 +20,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use talkstream::config::Cli;
 use talkstream::server::AppState;
 use talkstream::webrtc::h264::nal_types;
+use talkstream::webrtc::output::AUDIO_SEND_DELAY;
 use talkstream::webrtc::peer::rtc_config;
 use talkstream::webrtc::{OutputConfig, WebRtcOutput};
 use talkstream_media::{ChannelConfig, I420Frame, LiveChannel};
@@ -342,8 +343,8 @@ struct Received {
     video: Vec<(u64, Vec<u8>)>,
     /// RTP times (48 kHz) of Opus packets, with their sizes.
     audio: Vec<(u64, usize)>,
-    /// (RTP time in seconds, virtual arrival time) of every frame and packet.
-    arrivals: Vec<(f64, Duration)>,
+    /// (RTP time in seconds, virtual arrival time, audio?) of every frame and packet.
+    arrivals: Vec<(f64, Duration, bool)>,
     t0: Option<Instant>,
     connected: bool,
 }
@@ -368,7 +369,8 @@ fn drain(
                 Event::Connected => got.connected = true,
                 Event::MediaData(d) => {
                     let t0 = got.t0.unwrap();
-                    got.arrivals.push((d.time.as_seconds(), now - t0));
+                    let audio = d.params.spec().codec == str0m::format::Codec::Opus;
+                    got.arrivals.push((d.time.as_seconds(), now - t0, audio));
                     match d.params.spec().codec {
                         str0m::format::Codec::H264 => {
                             got.video.push((d.time.numer(), nal_types(&d.data)))
@@ -419,25 +421,37 @@ fn exchange(
     }
 }
 
-#[test]
-fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
-    let rate = 22_050;
-    let cfg = ChannelConfig {
+/// The stream rate of the in-memory output tests.
+const RATE: u32 = 22_050;
+
+/// A small 25 fps picture for the in-memory output tests.
+fn small_channel() -> ChannelConfig {
+    ChannelConfig {
         width: 160,
         height: 120,
         fps: 25,
-        sample_rate: rate,
+        sample_rate: RATE,
         ..ChannelConfig::default()
-    };
+    }
+}
+
+/// An output whose viewers are offered `server`.
+fn output_at(server: SocketAddr, max_viewers: usize) -> WebRtcOutput {
+    WebRtcOutput::new(OutputConfig {
+        max_viewers,
+        candidates: vec![server],
+        sample_rate: RATE,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
+    let (rate, cfg) = (RATE, small_channel());
     let mut channel = LiveChannel::new(cfg.clone(), 0).unwrap();
     let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
     let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
-    let mut output = WebRtcOutput::new(OutputConfig {
-        max_viewers: 4,
-        candidates: vec![server],
-        sample_rate: rate,
-    })
-    .unwrap();
+    let mut output = output_at(server, 4);
 
     let t0 = Instant::now();
     let media_start = t0;
@@ -523,10 +537,16 @@ fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
         got.audio.iter().all(|(_, len)| *len > 10),
         "tone, not silence"
     );
-    // One clock, frames leave when due: every frame and packet arrives at its media time
-    // (media time 0 = t0 here) although the media side produced it 120 ms early.
-    for (media_s, arrived) in &got.arrivals {
-        let late = arrived.as_secs_f64() - media_s;
+    // One clock, frames leave when due: every frame arrives at its media time (media time 0 =
+    // t0 here) although the media side produced it 120 ms early; Opus packets a steady
+    // AUDIO_SEND_DELAY later.
+    for (media_s, arrived, audio) in &got.arrivals {
+        let delay = if *audio {
+            AUDIO_SEND_DELAY.as_secs_f64()
+        } else {
+            0.0
+        };
+        let late = arrived.as_secs_f64() - media_s - delay;
         assert!(
             (-1e-6..0.011).contains(&late),
             "media time {media_s} s arrived at {arrived:?}"
@@ -555,22 +575,99 @@ fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
 }
 
 #[test]
-fn clear_pending_drops_queued_media_and_restarts_video_at_an_idr() {
-    let rate = 22_050;
-    let cfg = ChannelConfig {
-        width: 160,
-        height: 120,
-        fps: 25,
-        sample_rate: rate,
-        ..ChannelConfig::default()
-    };
+fn a_media_side_that_fell_behind_is_delayed_not_burst_then_caught_up() {
+    let cfg = small_channel();
     let mut channel = LiveChannel::new(cfg, 0).unwrap();
-    let mut output = WebRtcOutput::new(OutputConfig {
-        max_viewers: 1,
-        candidates: vec!["10.0.0.1:7860".parse().unwrap()],
-        sample_rate: rate,
-    })
-    .unwrap();
+    let server: SocketAddr = "10.0.0.1:7860".parse().unwrap();
+    let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+    let mut output = output_at(server, 1);
+    let t0 = Instant::now();
+    let (mut rtc, offer, pending, _) = receiver_with_mid(rtc_config(), client, t0);
+    let (_viewer, answer) = output.add_viewer(&offer, t0).unwrap();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let mut got = Received {
+        t0: Some(t0),
+        ..Received::default()
+    };
+    let frame = I420Frame::new(160, 120);
+    let mut now = t0;
+    // The media side stalls for its first second, then produces two frames per 40 ms (catching
+    // up), as an overloaded machine would.
+    while now < t0 + Duration::from_secs(6) {
+        let stalled = now < t0 + Duration::from_secs(1);
+        let behind = |n: u64| Duration::from_millis(n * 40) < now - t0 + Duration::from_millis(40);
+        let mut made = 0;
+        while !stalled && made < 2 && behind(channel.next_frame_index()) {
+            let n = channel.next_frame_index();
+            if output.take_keyframe_request(now) {
+                channel.request_keyframe();
+            }
+            let pcm = vec![3000i16; channel.samples_for_frame(n)];
+            let pushed = channel.push_frame_with_unit(&frame, &pcm, 0).unwrap();
+            output.push(&pushed.unit, channel.encoder(), t0).unwrap();
+            made += 1;
+        }
+        exchange(&mut output, &mut rtc, server, client, now, &mut got);
+        now += Duration::from_millis(5);
+    }
+    assert!(got.connected);
+    // The backlog was not sent at once: the delay went up to about the stall...
+    assert!(
+        output.max_delay() >= Duration::from_millis(800),
+        "max delay {:?}",
+        output.max_delay()
+    );
+    // ...so frames arrive at the stream's pace (never more than 3 in 100 ms; a burst would
+    // bring 5), audio with no gap once it flows, and the delay shrinks once caught up.
+    let video: Vec<Duration> = got
+        .arrivals
+        .iter()
+        .filter(|(_, _, audio)| !*audio)
+        .map(|(_, at, _)| *at)
+        .collect();
+    assert!(video.len() > 40, "video frames: {}", video.len());
+    for (i, t) in video.iter().enumerate() {
+        let within = video[i..]
+            .iter()
+            .take_while(|u| **u < *t + Duration::from_millis(100))
+            .count();
+        assert!(within <= 3, "{within} frames within 100 ms from {t:?}");
+    }
+    let audio: Vec<f64> = got
+        .arrivals
+        .iter()
+        .filter(|(_, _, audio)| *audio)
+        .map(|(media_s, _, _)| *media_s)
+        .collect();
+    for pair in audio.windows(2) {
+        assert!(
+            (pair[1] - pair[0] - 0.02).abs() < 1e-6,
+            "audio gap {pair:?}"
+        );
+    }
+    let lateness = |(media_s, at, _): &(f64, Duration, bool)| at.as_secs_f64() - media_s;
+    let first_late = got.arrivals.iter().find(|a| !a.2).map(lateness).unwrap();
+    let last_late = got
+        .arrivals
+        .iter()
+        .rev()
+        .find(|a| !a.2)
+        .map(lateness)
+        .unwrap();
+    assert!(
+        last_late < first_late - 0.1,
+        "catching up: {first_late:.3} s late at first, {last_late:.3} s at the end"
+    );
+    assert!(output.delay() < output.max_delay());
+}
+
+#[test]
+fn clear_pending_drops_queued_media_and_restarts_video_at_an_idr() {
+    let cfg = small_channel();
+    let mut channel = LiveChannel::new(cfg, 0).unwrap();
+    let mut output = output_at("10.0.0.1:7860".parse().unwrap(), 1);
     let t0 = Instant::now();
     let (_rtc, offer, _pending) = browser_like(t0);
     output.add_viewer(&offer, t0).unwrap();
@@ -945,6 +1042,64 @@ async fn webrtc_off_leaves_hls_only() {
     assert_eq!(reg.entry().whep(), None);
     assert!(reg.entry().hls_playlist().is_some());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_hands_the_page_its_ice_servers_and_the_server_clock() {
+    const CREDENTIAL: &str = "turn-secret-9f3a";
+    let server = common::Server::start(
+        "webrtc-ice",
+        &[],
+        &[
+            (
+                "ICE_SERVERS",
+                "stun:stun.example.org:3478,turn:turn.example.org:3478?transport=udp",
+            ),
+            ("ICE_USERNAME", "viewer"),
+            ("ICE_CREDENTIAL", CREDENTIAL),
+            ("LOG_LEVEL", "debug"),
+        ],
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let hello = next_of_type(&mut ws, "hello").await;
+    assert_eq!(
+        hello["ice_servers"],
+        serde_json::json!([
+            {"urls": ["stun:stun.example.org:3478"]},
+            {"urls": ["turn:turn.example.org:3478?transport=udp"], "username": "viewer", "credential": CREDENTIAL}
+        ])
+    );
+    let clock = hello["server_time_ms"].as_i64().unwrap();
+    assert!(
+        (clock - before).abs() < 5_000,
+        "server clock {clock} vs ours {before}"
+    );
+    assert!(hello["whep"].as_str().unwrap().starts_with("/whep/"));
+    drop(ws);
+    assert!(
+        !server.log().contains(CREDENTIAL),
+        "the TURN credential reached the log"
+    );
+
+    // A TURN URL without credentials stops the server with one line that names the settings.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_talkstream"))
+        .args(["serve", "--port", "0"])
+        .env("ICE_SERVERS", "turn:turn.example.org:3478")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("ICE_SERVERS") && err.contains("ICE_CREDENTIAL"),
+        "{err}"
+    );
 }
 
 /// A viewer that never connects, and one that goes silent (a closed tab), are ended.

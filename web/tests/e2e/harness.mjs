@@ -161,3 +161,95 @@ export class Harness {
     }
   }
 }
+
+/**
+ * Install sound and lip probes in the page (after the video plays): `window.__probe` records
+ * the level of the audio the <video> plays (`levels`: [t, rms] every few ms; `audioAt`: when it
+ * became loud) and the drawn avatar's mouth in every presented frame (`mouth`: [t, dark pixels];
+ * `lipsAt`: when it opened). Times are the page's performance.now(). Works on both transports:
+ * WebRTC's MediaStream is analysed directly, HLS through captureStream().
+ */
+export async function installAvProbe(page) {
+  await page.evaluate(() => {
+    const video = document.querySelector('video');
+    const probe = { audioAt: [], lipsAt: [], levels: [], mouth: [], idleDark: null };
+    window.__probe = probe;
+    const ctx = new AudioContext();
+    const stream = video.srcObject instanceof MediaStream ? video.srcObject : video.captureStream();
+    const src = ctx.createMediaStreamSource(stream);
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 256;
+    src.connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    let loud = false;
+    setInterval(() => {
+      analyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const v of buf) sum += v * v;
+      const rms = Math.sqrt(sum / buf.length);
+      const t = performance.now();
+      probe.levels.push([t, rms]);
+      if (probe.levels.length > 20000) probe.levels.splice(0, 5000);
+      if (rms > 0.02 && !loud) probe.audioAt.push(t);
+      loud = rms > 0.02;
+    }, 2);
+    const canvas = document.createElement('canvas');
+    const g = canvas.getContext('2d', { willReadFrequently: true });
+    let open = false;
+    const onFrame = (now) => {
+      const w = video.videoWidth;
+      const hgt = video.videoHeight;
+      if (w && hgt) {
+        canvas.width = w;
+        canvas.height = hgt;
+        g.drawImage(video, 0, 0);
+        // The drawn avatar's mouth: centre ~ (0.5, 0.59) of the picture.
+        const bw = Math.round(w * 0.16);
+        const bh = Math.round(hgt * 0.1);
+        const data = g.getImageData(Math.round(w * 0.5 - bw / 2), Math.round(hgt * 0.59 - bh / 2), bw, bh).data;
+        let dark = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          const y = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+          if (y < 90) dark++;
+        }
+        if (probe.idleDark === null) probe.idleDark = dark;
+        probe.mouth.push([now, dark]);
+        if (probe.mouth.length > 5000) probe.mouth.splice(0, 1000);
+        const isOpen = dark > probe.idleDark + 40;
+        if (isOpen && !open) probe.lipsAt.push(now);
+        open = isOpen;
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  });
+}
+
+/**
+ * With the probe installed: wait until the voice is loud, click Interrupt, and return the click's
+ * `performance.now()`; `silenceAfter(h, t)` then says how long the voice went on after it.
+ */
+export async function interruptWhileLoud(h) {
+  await h.waitInPage(
+    'a loud moment',
+    () => {
+      const l = window.__probe.levels;
+      return l.length > 0 && l[l.length - 1][1] > 0.02;
+    },
+    undefined,
+    10000,
+  );
+  return h.page.evaluate(() => {
+    const t = performance.now();
+    document.getElementById('interrupt').click();
+    return t;
+  });
+}
+
+/** ms from `clickedAt` to the last loud audio sample after it (0 if none). */
+export function silenceAfter(h, clickedAt) {
+  return h.page.evaluate((t0) => {
+    const loud = window.__probe.levels.filter(([t, rms]) => t >= t0 && rms > 0.02);
+    return loud.length ? loud[loud.length - 1][0] - t0 : 0;
+  }, clickedAt);
+}

@@ -1,5 +1,5 @@
 // End-to-end: start the real talkstream binary, open the page in Chromium, check live playback,
-// reconnection and client log forwarding.
+// reconnection and client log forwarding, over HLS (`?transport=hls`; WebRTC: webrtc.test.mjs).
 //
 //   npm run build && npm run test:e2e
 //
@@ -30,7 +30,7 @@ describe('talkstream page against the real server', () => {
   after(() => h.stop());
 
   test('plays the live idle stream', async () => {
-    await page.goto(h.baseUrl);
+    await page.goto(`${h.baseUrl}/?transport=hls`);
     await waitInPage('hello (sessionId)', () => !!window.__talkstream?.sessionId, undefined, 20000);
     const hello = await page.evaluate(() => window.__talkstream.events.find((e) => e?.type === 'hello'));
     assert.equal(typeof hello.session_id, 'string');

@@ -59,6 +59,21 @@ describe('parseServerMessage', () => {
     expect(m).toEqual({ type: 'hello', session_id: 'x', playlist: '/p.m3u8', stream: { fps: 30 } });
   });
 
+  it('reads the WebRTC fields of hello: WHEP endpoint, ICE servers, server clock', () => {
+    const m = ok(
+      '{"type":"hello","session_id":"s","playlist":"/p.m3u8","whep":"/whep/s","server_time_ms":1700000000123,' +
+        '"ice_servers":[{"urls":["stun:s.example.org:3478"]},{"urls":["turn:t.example.org"],"username":"u","credential":"c"},{"urls":"not-a-list"},7]}',
+    );
+    expect(m).toEqual({
+      type: 'hello',
+      session_id: 's',
+      playlist: '/p.m3u8',
+      whep: '/whep/s',
+      server_time_ms: 1700000000123,
+      ice_servers: [{ urls: ['stun:s.example.org:3478'] }, { urls: ['turn:t.example.org'], username: 'u', credential: 'c' }],
+    });
+  });
+
   it('rejects a hello without session_id or playlist', () => {
     expect(bad('{"type":"hello","playlist":"/p.m3u8"}')).toMatch(/session_id/);
     expect(bad('{"type":"hello","session_id":"x"}')).toMatch(/playlist/);

@@ -142,6 +142,8 @@ pub struct MediaLoop {
     pcm: Vec<i16>,
     last_lag_warning: Option<Duration>,
     finishing: bool,
+    /// How far ahead speech may be produced now (at most [`SPEECH_LEAD_MS`]).
+    speech_lead: Duration,
 }
 
 impl MediaLoop {
@@ -180,19 +182,27 @@ impl MediaLoop {
             pcm: Vec::new(),
             last_lag_warning: None,
             finishing: false,
+            speech_lead: Duration::from_millis(SPEECH_LEAD_MS),
         })
     }
 
-    /// Stream time at which the next frame is due: its real time, less [`SPEECH_LEAD_MS`] while
-    /// speech is queued.
+    /// How far ahead of its time speech may be produced from now on: [`SPEECH_LEAD_MS`] or
+    /// less. A sink whose viewers see frames at their real time (WebRTC) asks for less, because
+    /// speech produced ahead is lost to them on a barge-in (a frozen picture until the clock
+    /// catches up with the render position).
+    pub fn set_speech_lead(&mut self, lead: Duration) {
+        self.speech_lead = lead.min(Duration::from_millis(SPEECH_LEAD_MS));
+    }
+
+    /// Stream time at which the next frame is due: its real time, less the speech lead
+    /// ([`MediaLoop::set_speech_lead`]) while speech is queued.
     pub fn next_due(&self) -> Duration {
-        let t_ms = self.channel.frame_time_ms(self.channel.next_frame_index());
-        let lead = if self.speech.queue.is_empty() {
-            0
+        let t = Duration::from_millis(self.channel.frame_time_ms(self.channel.next_frame_index()));
+        if self.speech.queue.is_empty() {
+            t
         } else {
-            SPEECH_LEAD_MS
-        };
-        Duration::from_millis(t_ms.saturating_sub(lead))
+            t.saturating_sub(self.speech_lead)
+        }
     }
 
     /// What to do at stream time `now`.

@@ -66,6 +66,12 @@ pub trait MediaSink: Send {
         false
     }
 
+    /// The most this sink lets speech be produced ahead of its time (`None`: no limit beyond
+    /// [`super::SPEECH_LEAD_MS`]). Asked before every frame.
+    fn speech_lead(&self) -> Option<Duration> {
+        None
+    }
+
     /// Speech that had been produced ahead was dropped (barge-in): a sink that holds frames
     /// until their time drops what it holds, so nothing of the interrupted answer goes out.
     fn interrupted(&mut self) {}

@@ -374,6 +374,37 @@ fn barge_in_drops_the_queued_speech_and_reports_only_what_was_said() {
 }
 
 #[test]
+fn a_shorter_speech_lead_bounds_what_a_barge_in_throws_away() {
+    let mut h = Harness::new();
+    // A sink that shows frames at their real time (WebRTC) asked for a short lead.
+    h.media.set_speech_lead(ms(120));
+    h.command(audio(
+        1,
+        speech(RATE as usize * 5, 3),
+        "Long answer.",
+        vec![],
+    ));
+    h.run_until(ms(800));
+    for f in &h.sink.frames {
+        assert!(f.media_time.saturating_sub(f.produced_at) <= ms(120));
+    }
+    // 800 ms + 120 ms lead: frames 0..=23 (the one at 920 ms was due at 800 ms), not a
+    // second ahead.
+    assert_eq!(h.pcm().len(), 24 * SPF);
+    let mixed_at_interrupt = h.pcm().len();
+    h.command(MediaCommand::Interrupt { turn: 1 });
+    h.run_until(ms(2000));
+    let pcm = h.pcm();
+    assert!(pcm[mixed_at_interrupt..].iter().all(|&s| s == 0));
+    // A longer lead than the loop's own is capped at SPEECH_LEAD_MS.
+    h.media.set_speech_lead(ms(60_000));
+    h.command(audio(2, speech(RATE as usize * 5, 4), "Again.", vec![]));
+    h.run_until(ms(2500));
+    let last = h.sink.frames.last().unwrap();
+    assert_eq!(last.media_time - last.produced_at, ms(SPEECH_LEAD_MS));
+}
+
+#[test]
 fn a_new_turn_takes_over_from_an_unfinished_one() {
     let mut h = Harness::new();
     h.command(audio(1, speech(RATE as usize * 3, 2), "First.", vec![]));

@@ -290,6 +290,8 @@ impl Driver {
             session_id: self.id.clone(),
             playlist,
             whep,
+            ice_servers: state.ice_servers.clone(),
+            server_time_ms: crate::producer::unix_ms_now(),
             version: env!("CARGO_PKG_VERSION"),
             stream: StreamInfo {
                 width: cfg.width,

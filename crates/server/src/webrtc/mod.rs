@@ -14,6 +14,7 @@
 //! Settings are [`WebRtcConfig`] (flattened into the server's `Config`).
 
 pub mod h264;
+pub mod ice;
 pub mod io;
 pub mod opus;
 pub mod output;
@@ -23,6 +24,7 @@ pub mod whep;
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use ice::{parse_ice_servers, IceServer, IceServersError};
 pub use io::{WebRtcHub, WebRtcStream};
 pub use output::{OutputConfig, WebRtcOutput};
 pub use sink::WebRtcSink;
@@ -57,12 +59,36 @@ pub struct WebRtcConfig {
     /// WebRTC viewers per stream at most (more get 503; HLS has no such cap).
     #[arg(long, env = "WEBRTC_MAX_VIEWERS", default_value_t = 8, global = true)]
     pub webrtc_max_viewers: usize,
+
+    /// STUN/TURN servers the page uses to reach the WebRTC port from behind NAT or a firewall,
+    /// comma-separated, e.g. `stun:stun.example.org:3478,turn:turn.example.org:3478`.
+    /// Default: none (the page connects straight to the server's address).
+    #[arg(long, env = "ICE_SERVERS", default_value = "", global = true)]
+    pub ice_servers: String,
+
+    /// User name for the `turn:`/`turns:` URLs in ICE_SERVERS.
+    #[arg(long, env = "ICE_USERNAME", global = true)]
+    pub ice_username: Option<String>,
+
+    /// Credential for the `turn:`/`turns:` URLs in ICE_SERVERS. Every viewer's page receives
+    /// it: give viewers a TURN account of their own. Never logged.
+    #[arg(long, env = "ICE_CREDENTIAL", global = true)]
+    pub ice_credential: Option<crate::config::Secret>,
 }
 
 impl WebRtcConfig {
     /// True unless `WEBRTC=off`.
     pub fn enabled(&self) -> bool {
         self.webrtc == Switch::On
+    }
+
+    /// The page's `iceServers` from ICE_SERVERS, ICE_USERNAME and ICE_CREDENTIAL.
+    pub fn ice_servers(&self) -> Result<Vec<IceServer>, IceServersError> {
+        parse_ice_servers(
+            &self.ice_servers,
+            self.ice_username.as_deref(),
+            self.ice_credential.as_ref().map(|c| c.expose()),
+        )
     }
 }
 

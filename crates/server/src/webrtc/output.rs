@@ -8,7 +8,9 @@
 //! time is also the wallclock str0m derives sender reports from. Units pushed ahead of their time
 //! (the media thread renders speech a little early) wait here; [`WebRtcOutput::clear_pending`]
 //! (barge-in) drops everything not yet sent, so nothing of an interrupted answer reaches a viewer
-//! after the interrupt.
+//! after the interrupt. Units pushed late (the media side fell behind real time) are not sent in
+//! a burst: the output delays the stream by the lateness and works the delay off slowly
+//! ([`MAX_LATENESS`], [`CATCH_UP_STEP`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -28,6 +30,29 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 /// At most this many items (video frames + Opus packets, ~12 s) wait; beyond, the queue is
 /// dropped as on a barge-in (the media side is far ahead of the clock, which it should not be).
 pub const MAX_PENDING: usize = 900;
+
+/// When the media side falls behind real time (an overloaded machine) and a frame is this late,
+/// the output delays everything by the lateness instead of sending the backlog in a burst: a
+/// burst sits in the viewer's audio jitter buffer as latency it drains only slowly, while a
+/// steady stream a little later plays smoothly.
+pub const MAX_LATENESS: Duration = Duration::from_millis(150);
+
+/// Every video frame that goes out on time while the output is delaying shortens the delay by
+/// this much (at 25 fps the viewer catches up at 5 % above real time).
+pub const CATCH_UP_STEP: Duration = Duration::from_millis(2);
+
+/// An item sent at most this long after its time counts as on time (timer jitter).
+const ON_TIME: Duration = Duration::from_millis(10);
+
+/// At most one warning about a raised delay per this long.
+const LATE_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// Opus packets go out this long after their due time (their sender-report time stays the due
+/// time, so the browser still lines voice and lips up). A frame's PCM completes packets up to
+/// 20 ms past their time (the packet grid does not follow the frame grid); sent at once, they
+/// would leave in pairs, and the browser's audio jitter buffer would grow to absorb that. A
+/// steady 20 ms rhythm keeps its buffer, and so the voice's delay, small.
+pub const AUDIO_SEND_DELAY: Duration = Duration::from_millis(25);
 
 /// Settings of one stream's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +81,12 @@ enum Pending {
 }
 
 impl Pending {
-    fn due(&self) -> Instant {
+    /// When it goes out: video at its due time, audio [`AUDIO_SEND_DELAY`] after, both `delay`
+    /// later while the media side is catching up.
+    fn send_at(&self, delay: Duration) -> Instant {
         match self {
-            Pending::Video { due, .. } | Pending::Audio { due, .. } => *due,
+            Pending::Video { due, .. } => *due + delay,
+            Pending::Audio { due, .. } => *due + AUDIO_SEND_DELAY + delay,
         }
     }
 }
@@ -75,6 +103,11 @@ pub struct WebRtcOutput {
     last_keyframe_request: Option<Instant>,
     transmits: Vec<Datagram>,
     next_viewer: u64,
+    /// How much later than their time items go out, after the media side fell behind.
+    delay: Duration,
+    /// The largest `delay` so far.
+    max_delay: Duration,
+    last_late_warning: Option<Instant>,
 }
 
 impl WebRtcOutput {
@@ -91,6 +124,9 @@ impl WebRtcOutput {
             last_keyframe_request: None,
             transmits: Vec::new(),
             next_viewer: 0,
+            delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            last_late_warning: None,
         })
     }
 
@@ -189,8 +225,10 @@ impl WebRtcOutput {
     }
 
     fn enqueue(&mut self, item: Pending) {
-        let due = item.due();
-        let at = self.queue.partition_point(|p| p.due() <= due);
+        let send_at = item.send_at(self.delay);
+        let at = self
+            .queue
+            .partition_point(|p| p.send_at(self.delay) <= send_at);
         self.queue.insert(at, item);
     }
 
@@ -230,10 +268,20 @@ impl WebRtcOutput {
     /// Advances to `now`: sends the frames that are due to every viewer, runs the viewers'
     /// timers, collects keyframe requests, and ends viewers that timed out or disconnected.
     pub fn poll(&mut self, now: Instant) {
-        while self.queue.front().is_some_and(|p| p.due() <= now) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|p| p.send_at(self.delay) <= now)
+        {
             let Some(item) = self.queue.pop_front() else {
                 break;
             };
+            let late = now.saturating_duration_since(item.send_at(self.delay));
+            if late > MAX_LATENESS {
+                self.raise_delay(late, now);
+            } else if late <= ON_TIME && matches!(item, Pending::Video { .. }) {
+                self.delay = self.delay.saturating_sub(CATCH_UP_STEP);
+            }
             for peer in self.viewers.values_mut() {
                 match &item {
                     Pending::Video {
@@ -275,6 +323,32 @@ impl WebRtcOutput {
         }
     }
 
+    /// How much later than their time frames go out now (see [`MAX_LATENESS`]).
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// The largest delay so far.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    fn raise_delay(&mut self, late: Duration, now: Instant) {
+        self.delay += late;
+        self.max_delay = self.max_delay.max(self.delay);
+        let quiet = self
+            .last_late_warning
+            .is_some_and(|t| now.saturating_duration_since(t) < LATE_WARNING_EVERY);
+        if !quiet {
+            tracing::warn!(
+                delay_ms = self.delay.as_millis() as u64,
+                "the stream is behind real time (machine overloaded?): WebRTC viewers get it \
+                 later, then catch up"
+            );
+            self.last_late_warning = Some(now);
+        }
+    }
+
     /// Datagrams to send, in order.
     pub fn take_transmits(&mut self) -> Vec<Datagram> {
         std::mem::take(&mut self.transmits)
@@ -299,7 +373,7 @@ impl WebRtcOutput {
 
     /// When [`WebRtcOutput::poll`] is next needed: the next due item or viewer timer.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let due = self.queue.front().map(Pending::due);
+        let due = self.queue.front().map(|p| p.send_at(self.delay));
         let timers = self.viewers.values().map(Peer::next_timeout).min();
         match (due, timers) {
             (Some(a), Some(b)) => Some(a.min(b)),

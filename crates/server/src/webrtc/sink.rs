@@ -2,12 +2,17 @@
 //! which sends it to the viewers when it is due (speech may be produced ahead); a viewer's
 //! keyframe request becomes an IDR; a barge-in drops what was queued and not yet sent.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use talkstream_media::encoder::FrameEncoder;
 
 use super::WebRtcStream;
 use crate::media_loop::{FrameOutputs, MediaSink, SinkError};
+
+/// How far ahead of its time speech may be produced while WebRTC viewers watch: enough to absorb
+/// a slow frame, short enough that a barge-in (which drops what waits) freezes the picture for
+/// at most this long.
+pub const WEBRTC_SPEECH_LEAD: Duration = Duration::from_millis(80);
 
 /// [`MediaSink`] for a stream's [`WebRtcStream`].
 #[derive(Debug)]
@@ -44,6 +49,10 @@ impl MediaSink for WebRtcSink {
 
     fn wants_keyframe(&mut self) -> bool {
         self.stream.take_keyframe_request(Instant::now())
+    }
+
+    fn speech_lead(&self) -> Option<Duration> {
+        (self.stream.viewer_count() > 0).then_some(WEBRTC_SPEECH_LEAD)
     }
 
     fn interrupted(&mut self) {
