@@ -9,7 +9,8 @@
 //   npm --prefix web run build && cargo build --release -p talkstream
 //   node web/tests/bench/glass_to_glass.mjs [prompts=10] [transport]
 //
-// Env: TALKSTREAM_BIN (default ../target/release/talkstream from web/), CHROMIUM_PATH.
+// Env: TALKSTREAM_BIN (default ../target/release/talkstream from web/), CHROMIUM_PATH,
+// WARMUP_MS (idle time before the first prompt, default 10000).
 // `transport` (webrtc or hls) is appended as ?transport=… to the page URL (default: the page's
 // own choice, WebRTC).
 
@@ -45,7 +46,9 @@ try {
   await h.waitInPage('playback', () => document.querySelector('video').currentTime > 1, undefined, 30000);
   // Probes: audio level of what the video element plays, and mouth darkness of presented frames.
   await installAvProbe(page);
-  await sleep(1500);
+  // Warm-up: a new WebRTC viewer's browser takes ~10 s to settle its audio jitter buffer and
+  // line voice and lips up (two sender reports of each track); the first answers come later.
+  await sleep(Number(process.env.WARMUP_MS ?? 10000));
 
   const audio = [];
   const lips = [];

@@ -206,6 +206,10 @@ pub struct Peer {
     connected: bool,
     /// Video is dropped until an IDR has been written.
     need_idr: bool,
+    /// A first video frame went out. Audio waits for it: the browser starts playing when it
+    /// can show a picture, and audio that arrived before would sit in its jitter buffer as
+    /// latency for many seconds.
+    video_started: bool,
     ended: Option<PeerEnd>,
     next_timeout: Instant,
     transmits: Vec<Datagram>,
@@ -244,6 +248,7 @@ impl Peer {
             last_rx: now,
             connected: false,
             need_idr: true,
+            video_started: false,
             ended: None,
             next_timeout: now,
             transmits: Vec::new(),
@@ -392,7 +397,10 @@ impl Peer {
             MediaTime::from_90khz(pts),
             Arc::clone(annex_b),
         ) {
-            Ok(()) => self.need_idr = false,
+            Ok(()) => {
+                self.need_idr = false;
+                self.video_started = true;
+            }
             Err(e) => tracing::debug!(error = %e, "writing video to a WebRTC viewer failed"),
         }
         self.drain();
@@ -400,7 +408,7 @@ impl Peer {
 
     /// Sends one Opus packet at RTP time `rtp_time` (48 kHz), due at `wallclock`.
     pub fn send_audio(&mut self, rtp_time: u64, data: &Arc<[u8]>, wallclock: Instant) {
-        if !self.connected || self.ended.is_some() {
+        if !self.connected || self.ended.is_some() || !self.video_started {
             return;
         }
         let Some((mid, pt)) = self.audio else { return };
