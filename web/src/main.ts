@@ -228,7 +228,16 @@ video.addEventListener('emptied', () => {
   debug.playingSince = null;
   refresh();
 });
-video.addEventListener('waiting', () => monitor.waiting(performance.now(), video.currentTime));
+video.addEventListener('waiting', () => {
+  monitor.waiting(performance.now(), video.currentTime);
+  // After Stop stream, a stall is the end of what was published (hls.js does not always end
+  // an LL-HLS stream whose audio stops a few ms before its video): the stream is over.
+  if (!streaming && player.transport === 'hls') {
+    player.destroy();
+    playing = false;
+    refresh();
+  }
+});
 video.addEventListener('seeking', () => monitor.seekStart());
 video.addEventListener('seeked', () => monitor.seekEnd(video.currentTime));
 video.addEventListener('timeupdate', () => {

@@ -175,7 +175,14 @@ impl WebRtcHub {
     /// The live outputs (forgetting the ended ones).
     fn live(&self) -> Vec<Arc<Mutex<WebRtcOutput>>> {
         let mut outputs = self.lock_outputs();
-        outputs.retain(|_, w| w.strong_count() > 0);
+        outputs.retain(|stream, w| {
+            let live = w.strong_count() > 0;
+            if !live {
+                // The stream ended: its output and its viewers are gone with it.
+                tracing::info!(%stream, "WebRTC output closed");
+            }
+            live
+        });
         outputs.values().filter_map(Weak::upgrade).collect()
     }
 }
