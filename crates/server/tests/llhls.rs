@@ -309,18 +309,7 @@ async fn blocking_requests_follow_what_the_stream_publishes() {
     write_playlist(&stream_dir, "#EXTM3U\n# segment 3, part 4.0\n");
     publisher.edges_published(edge(3, 1), None, false);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = talkstream::http::router(Arc::clone(&state));
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    });
+    let (addr, server) = common::serve_router(Arc::clone(&state), shutdown.clone()).await;
     let video = format!("/hls/{id}/video.m3u8");
 
     // Part 4.1 is not there: the request waits, and gets the playlist written with it.

@@ -144,18 +144,7 @@ async fn whep_signalling_answers_locates_refuses_and_frees() {
     );
     assert_eq!(registration.entry().whep(), Some("/whep/00000000000000ab"));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = talkstream::http::router(Arc::clone(&state));
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    });
+    let (addr, server) = common::serve_router(Arc::clone(&state), shutdown.clone()).await;
 
     // A browser-like offer: 201, Location, an SDP answer with H.264 and Opus in one stream.
     let (_rtc, offer, _pending) = browser_like(Instant::now());
@@ -421,6 +410,16 @@ fn exchange(
     }
 }
 
+/// A receiving peer at `client`, added to `output` as a viewer (offer → answer applied).
+fn viewer_of(output: &mut WebRtcOutput, client: SocketAddr, now: Instant) -> (Rtc, Mid) {
+    let (mut rtc, offer, pending, video) = receiver_with_mid(rtc_config(), client, now);
+    let (_viewer, answer) = output.add_viewer(&offer, now).unwrap();
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    (rtc, video)
+}
+
 /// The stream rate of the in-memory output tests.
 const RATE: u32 = 22_050;
 
@@ -455,11 +454,7 @@ fn a_receiving_peer_gets_h264_from_an_idr_and_opus_on_one_clock() {
 
     let t0 = Instant::now();
     let media_start = t0;
-    let (mut rtc, offer, pending, video_mid) = receiver_with_mid(rtc_config(), client, t0);
-    let (_viewer, answer) = output.add_viewer(&offer, t0).unwrap();
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
+    let (mut rtc, video_mid) = viewer_of(&mut output, client, t0);
 
     let mut got = Received {
         t0: Some(t0),
@@ -582,11 +577,7 @@ fn a_media_side_that_fell_behind_is_delayed_not_burst_then_caught_up() {
     let client: SocketAddr = "10.0.0.2:40000".parse().unwrap();
     let mut output = output_at(server, 1);
     let t0 = Instant::now();
-    let (mut rtc, offer, pending, _) = receiver_with_mid(rtc_config(), client, t0);
-    let (_viewer, answer) = output.add_viewer(&offer, t0).unwrap();
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
+    let (mut rtc, _) = viewer_of(&mut output, client, t0);
     let mut got = Received {
         t0: Some(t0),
         ..Received::default()

@@ -152,6 +152,23 @@ export class Harness {
       .catch((err) => `(page state unavailable: ${err.message})`);
   }
 
+  /**
+   * Video stalls (not initial buffering) that began at or after `since` (performance.now() ms)
+   * and lasted longer than `maxMs`; a stall still in progress counts too.
+   */
+  async longStalls(since, maxMs) {
+    const { stalls, stalledSince, now } = await this.page.evaluate(() => ({
+      stalls: window.__talkstream.waitingEvents,
+      stalledSince: window.__talkstream.stalledSince,
+      now: performance.now(),
+    }));
+    const long = stalls.filter((s) => !s.startup && s.t >= since && s.duration > maxMs);
+    if (stalledSince !== null && stalledSince >= since && now - stalledSince > maxMs) {
+      long.push({ t: stalledSince, duration: now - stalledSince, ongoing: true });
+    }
+    return long;
+  }
+
   /** Wait until `fn` (run in the page) returns truthy; fail with diagnostics otherwise. */
   async waitInPage(what, fn, arg, timeout = 30000) {
     try {

@@ -23,19 +23,6 @@ const START_S = 3;
 const h = new Harness();
 let page;
 
-/** Stalls (not initial buffering) longer than MAX_STALL_MS since `since`; an ongoing one too. */
-async function longStalls(since) {
-  const { stalls, stalledSince, now } = await page.evaluate(() => ({
-    stalls: window.__talkstream.waitingEvents,
-    stalledSince: window.__talkstream.stalledSince,
-    now: performance.now(),
-  }));
-  const long = stalls.filter((s) => !s.startup && s.t >= since && s.duration > MAX_STALL_MS);
-  if (stalledSince !== null && stalledSince >= since && now - stalledSince > MAX_STALL_MS) {
-    long.push({ t: stalledSince, duration: now - stalledSince, ongoing: true });
-  }
-  return long;
-}
 
 describe('low-latency HLS in the page', () => {
   before(async () => {
@@ -121,7 +108,7 @@ describe('low-latency HLS in the page', () => {
     assert.ok(result.sameHls, `hls.js was torn down and reloaded during the test${context}`);
     assert.deepEqual(result.fatal, [], `fatal hls.js errors${context}`);
     assert.deepEqual(result.errors, [], `hls.js reported errors${context}`);
-    const stalls = await longStalls(since);
+    const stalls = await h.longStalls(since, MAX_STALL_MS);
     assert.deepEqual(stalls, [], `playback stalled (> ${MAX_STALL_MS} ms)${context}`);
     // Parts, not segments: the low-latency path was really taken.
     assert.ok(result.parts >= 20, `only ${result.parts} parts loaded (${result.segments} segments)${context}`);

@@ -86,19 +86,6 @@ export function speechSuite(transport) {
     return -1;
   };
 
-  /** Stalls (not initial buffering) that began after `since` and lasted longer than MAX_STALL_MS; a stall in progress counts too. */
-  async function longStalls(since) {
-    const { stalls, stalledSince, now } = await page.evaluate(() => ({
-      stalls: window.__talkstream.waitingEvents,
-      stalledSince: window.__talkstream.stalledSince,
-      now: performance.now(),
-    }));
-    const long = stalls.filter((s) => !s.startup && s.t >= since && s.duration > MAX_STALL_MS);
-    if (stalledSince !== null && stalledSince >= since && now - stalledSince > MAX_STALL_MS) {
-      long.push({ t: stalledSince, duration: now - stalledSince, ongoing: true });
-    }
-    return long;
-  }
 
   describe(`the avatar speaks (${transport})`, () => {
     before(async () => {
@@ -208,7 +195,7 @@ export function speechSuite(transport) {
       }
       const after = await state();
       assert.equal(after.timeWentBackwards, false, `video.currentTime went backwards${h.diagnostics()}`);
-      const stalls = await longStalls(playingSince);
+      const stalls = await h.longStalls(playingSince, MAX_STALL_MS);
       assert.deepEqual(stalls, [], `stalls longer than ${MAX_STALL_MS} ms after playback started: ${JSON.stringify(stalls)} (all: ${JSON.stringify(after.waitingEvents)})`);
       assert.deepEqual(after.fatalHlsErrors, []);
       assert.deepEqual(after.errors, [], 'errors shown in the page');
@@ -278,7 +265,7 @@ export function speechSuite(transport) {
       const statuses = t.statuses.slice(mid.statuses);
       assert.equal(indexFrom(statuses, 'error'), -1, `statuses after the second prompt: ${statuses.join(' → ')}`);
       assert.equal(t.timeWentBackwards, false, 'video.currentTime went backwards');
-      const stalls = await longStalls(playingSince);
+      const stalls = await h.longStalls(playingSince, MAX_STALL_MS);
       assert.deepEqual(stalls, [], `stalls longer than ${MAX_STALL_MS} ms: ${JSON.stringify(stalls)}`);
       assert.deepEqual(t.errors, [], 'errors shown in the page');
       console.log(`first turn: ${JSON.stringify(m1)}\nsecond turn: ${JSON.stringify(m2)}\ncaptions: ${JSON.stringify(shown)}`);

@@ -352,3 +352,23 @@ pub fn rms(x: &[i16]) -> f64 {
     }
     (x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len() as f64).sqrt()
 }
+
+/// The server's router for `state` on a free loopback port (in this process, no binary), until
+/// `shutdown` fires: its address, and the task to await after shutting down.
+pub async fn serve_router(
+    state: Arc<talkstream::server::AppState>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = talkstream::http::router(state);
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    });
+    (addr, server)
+}
