@@ -14,6 +14,7 @@ mod output;
 mod resample;
 pub mod retry;
 mod tts;
+pub mod vad;
 
 pub use chunker::{Chunker, ChunkerConfig};
 pub use elevenlabs::{
