@@ -155,6 +155,21 @@ pub fn redact(text: &str, secret: &str) -> String {
     out
 }
 
+/// The source chain of a `reqwest` error as one line (its own text is terse).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ mod openai_tts;
 mod output;
 mod resample;
 pub mod retry;
+mod stt;
 mod tts;
 pub mod vad;
 
@@ -29,6 +30,7 @@ pub use openai_chat::{OpenAiChat, OpenAiChatConfig};
 pub use openai_tts::{OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat};
 pub use output::TurnOutput;
 pub use resample::{ResampleError, Resampler};
+pub use stt::{OpenAiStt, OpenAiSttConfig, SttError};
 pub use tts::{
     CheckFuture, TtsChunk, TtsError, TtsInput, TtsItem, TtsOutput, TtsProvider, TtsTurn,
     TurnWorker, WordTiming, TURN_INPUT_CAPACITY, TURN_OUTPUT_CAPACITY,

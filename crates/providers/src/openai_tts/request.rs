@@ -304,17 +304,4 @@ pub(super) struct SpeechRequest<'a> {
     speed: f32,
 }
 
-/// The source chain of a `reqwest` error as one line (its own text is terse).
-pub(super) fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+pub(super) use crate::http::describe;
