@@ -362,6 +362,10 @@ pub struct Config {
     /// WebRTC (WHEP) playback: on/off, UDP port, advertised address, viewers per stream.
     #[command(flatten)]
     pub webrtc: crate::webrtc::WebRtcConfig,
+
+    /// Microphone input: the speech recognizer and the voice activity rules.
+    #[command(flatten)]
+    pub listen: crate::listen::ListenConfig,
 }
 
 /// The default persona: short, speakable answers.
@@ -664,6 +668,7 @@ impl Config {
             ));
         }
         self.webrtc.ice_servers()?;
+        self.validate_stt()?;
         self.access.validate()
     }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod files;
 pub mod generation;
 pub mod http;
+pub mod listen;
 pub mod media_loop;
 pub mod pipeline;
 pub mod producer;

@@ -143,6 +143,13 @@ pub enum Event {
     StreamFailed(String),
     /// The media thread ended the playlist and stopped.
     StreamFinished,
+    /// The speech recognizer finished an utterance of the microphone.
+    Heard {
+        /// The utterance (numbered per session).
+        utterance: u64,
+        /// What it heard.
+        outcome: HeardOutcome,
+    },
 }
 
 /// Everything a turn task needs.
@@ -161,6 +168,16 @@ pub struct TurnContext {
     pub events: UnboundedSender<Event>,
     /// Cancelled on interrupt.
     pub cancel: CancellationToken,
+}
+
+/// What the speech recognizer made of an utterance. The failure text comes from the
+/// recognizer's own error, which never contains credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeardOutcome {
+    /// The words (possibly none).
+    Text(String),
+    /// The recognizer failed.
+    Failed(String),
 }
 
 /// Why a turn failed. The texts come from the providers' own errors, which never contain

@@ -28,6 +28,17 @@ pub enum ClientMessage {
         /// The turn.
         turn: u64,
     },
+    /// The microphone opens or closes (its audio comes as binary frames).
+    Mic {
+        /// `start` or `stop`.
+        action: MicAction,
+        /// Who ends utterances (with `start`; default hands-free).
+        #[serde(default)]
+        mode: MicMode,
+        /// How the page plays the avatar (with `start`; default WebRTC).
+        #[serde(default)]
+        playback: Playback,
+    },
     /// A log line from the page (for example an hls.js error), written to the server log.
     Log {
         /// `error`, `warn`, `info` or `debug`; anything else is logged as info.
@@ -48,6 +59,63 @@ pub enum ControlAction {
     Stop,
     /// Stop speaking now and return to idle.
     Interrupt,
+}
+
+/// Microphone actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MicAction {
+    /// The microphone opens (push-to-talk: pressed).
+    Start,
+    /// The microphone closes (push-to-talk: released); an utterance under way ends.
+    Stop,
+}
+
+/// Who decides where an utterance ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MicMode {
+    /// Voice activity detection on the server.
+    #[default]
+    HandsFree,
+    /// The user, by holding a button: one utterance from `start` to `stop`.
+    PushToTalk,
+}
+
+/// How the page plays the avatar's voice, which decides whether the browser cancels its echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Playback {
+    /// WebRTC: the browser's echo canceller knows the avatar's voice.
+    #[default]
+    Webrtc,
+    /// HLS (a media element): the avatar's voice can come back through the microphone.
+    Hls,
+}
+
+/// What `hello` says about listening to the microphone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenInfo {
+    /// The speech recognizer for the microphone: `openai` or `none`.
+    pub stt: String,
+    /// With no recognizer: what to set to have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stt_note: Option<String>,
+    /// Voice activity settings.
+    pub vad: VadInfo,
+}
+
+/// Voice activity settings announced in `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VadInfo {
+    /// Silence that ends an utterance (ms).
+    pub silence_ms: u32,
+    /// Speech before an utterance starts (ms).
+    pub min_speech_ms: u32,
+    /// Speech that interrupts the avatar (ms; 0: voice does not interrupt).
+    pub barge_in_ms: u32,
+    /// Longest utterance (ms).
+    pub max_utterance_ms: u32,
 }
 
 /// Stream parameters announced in `hello`.
@@ -97,6 +165,29 @@ pub enum ServerMessage {
         /// Why the configured external generator is not used (missing binary or image), if so.
         #[serde(skip_serializing_if = "Option::is_none")]
         generator_note: Option<String>,
+        /// The microphone's recognizer and voice activity settings (`stt`, `stt_note`, `vad`).
+        #[serde(flatten)]
+        listen: Box<ListenInfo>,
+    },
+    /// The server hears (or stopped hearing) the user through the microphone.
+    UserSpeech {
+        /// `started` or `stopped`.
+        state: SpeechState,
+        /// With `stopped`: the utterance's length (ms).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+        /// With `stopped`: why the utterance is not transcribed, if it is not.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dropped: Option<&'static str>,
+    },
+    /// What the speech recognizer heard; the answer to it is turn `turn` (absent when the
+    /// words could not start an answer: an `error` says why).
+    UserTranscript {
+        /// The words.
+        text: String,
+        /// The turn that answers them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        turn: Option<u64>,
     },
     /// What the session is doing.
     Status {
@@ -151,6 +242,10 @@ pub enum ServerMessage {
 pub struct TurnMetrics {
     /// Turn number within the session.
     pub turn: u64,
+    /// A spoken prompt: the speech recognizer's time, from the end of the user's utterance
+    /// to its transcript (the other fields count from the transcript).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stt_ms: Option<f64>,
     /// The language model sent its first text (absent without an LLM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_token_ms: Option<f64>,
@@ -178,6 +273,16 @@ pub struct TurnMetrics {
     /// or failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub builtin_windows: Option<u32>,
+}
+
+/// `user_speech` states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeechState {
+    /// An utterance started.
+    Started,
+    /// It ended.
+    Stopped,
 }
 
 /// Session stages reported in `status`.
@@ -226,6 +331,14 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// This client address already holds its maximum of sessions (`SESSIONS_PER_ADDRESS`).
     TooManySessionsFromAddress,
+    /// A binary (microphone) frame that cannot be used; it is dropped.
+    BadAudio,
+    /// The microphone was started but no speech recognizer is configured.
+    SttNotConfigured,
+    /// The speech recognizer failed for an utterance.
+    SttFailed,
+    /// The speech recognizer heard no words in an utterance.
+    NothingHeard,
 }
 
 /// Why a client message was rejected.
@@ -397,8 +510,20 @@ mod tests {
             tts: "none".into(),
             video_generator: "builtin".into(),
             generator_note: None,
+            listen: Box::new(ListenInfo {
+                stt: "none".into(),
+                stt_note: Some("set STT_BASE_URL".into()),
+                vad: VadInfo {
+                    silence_ms: 600,
+                    min_speech_ms: 160,
+                    barge_in_ms: 400,
+                    max_utterance_ms: 30_000,
+                },
+            }),
         };
         let v: serde_json::Value = serde_json::from_str(&hello.to_json()).unwrap();
+        assert_eq!(v["stt"], "none");
+        assert_eq!(v["vad"]["silence_ms"], 600);
         assert_eq!(v["type"], "hello");
         assert_eq!(v["playlist"], "/hls/abc/index.m3u8");
         assert_eq!(v["stream"]["fps"], 25);

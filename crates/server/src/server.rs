@@ -61,6 +61,8 @@ pub struct AppState {
     pub webrtc: Option<Arc<crate::webrtc::WebRtcHub>>,
     /// STUN/TURN servers for the page's WebRTC connection (ICE_SERVERS).
     pub ice_servers: Vec<crate::webrtc::IceServer>,
+    /// The speech recognizer for microphone input, if one is configured.
+    pub stt: Option<Arc<talkstream_providers::OpenAiStt>>,
     active: AtomicUsize,
 }
 
@@ -96,6 +98,7 @@ impl AppState {
         let llm = build_llm(&config)?;
         let portrait = load_portrait(&config)?.map(Arc::new);
         let (generator, generator_note) = build_generator(&config);
+        let stt = config.build_stt()?.map(Arc::new);
         let generator_kind = config.video_generator.as_str().to_string();
         tracing::info!(
             tts = tts.name(),
@@ -103,6 +106,7 @@ impl AppState {
             stream_rate = config.stream_sample_rate(tts.sample_rate()),
             llm = llm.as_ref().map_or("none", |l| l.name()),
             model = llm.as_ref().map_or("", |l| l.model()),
+            stt = stt.as_ref().map_or("none".to_string(), |s| s.describe()),
             "providers ready"
         );
         let policy = Policy::new(&config.access, config.host);
@@ -115,6 +119,7 @@ impl AppState {
             Vec::new()
         };
         Ok(Arc::new(AppState {
+            stt,
             webrtc,
             ice_servers,
             policy,
@@ -180,6 +185,9 @@ pub enum ServerError {
     /// The language model could not be set up.
     #[error("language model: {0}")]
     Llm(#[from] talkstream_providers::LlmError),
+    /// The speech recognizer could not be set up.
+    #[error("speech recognizer: {0}")]
+    Stt(#[from] talkstream_providers::SttError),
     /// The portrait could not be loaded.
     #[error("AVATAR_REF_IMAGE: {0}")]
     Portrait(#[from] PortraitError),

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use talkstream_providers::{ChatMessage, Conversation};
 
+use super::mic::{AudioRejected, Avatar, Heard, Mic, MicSettings};
 use crate::access::limits::{LimitSettings, Refused, SessionLimits};
-use crate::pipeline::{Event, TurnError};
+use crate::pipeline::{Event, HeardOutcome, TurnError};
 use crate::protocol::{
-    parse_client_message, ClientMessage, ControlAction, ErrorCode, ServerMessage, Stage,
-    TurnMetrics,
+    parse_client_message, ClientMessage, ControlAction, ErrorCode, MicAction, MicMode, Playback,
+    ServerMessage, SpeechState, Stage, TurnMetrics,
 };
 
 /// Longest client log line written to the server log.
@@ -34,6 +35,10 @@ pub struct CoreConfig {
     pub history_chars: usize,
     /// Rate and spend limits.
     pub limits: LimitSettings,
+    /// Listening rules of the microphone.
+    pub mic: MicSettings,
+    /// A speech recognizer is configured (else `mic` is refused with this note).
+    pub stt: Result<(), &'static str>,
 }
 
 /// Where a turn's words come from.
@@ -46,6 +51,9 @@ pub enum TurnText {
 }
 
 /// What the driver must do, in order.
+// Actions live for one step of the session loop; boxing every message would cost an
+// allocation per message for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Send a message to the client.
@@ -66,6 +74,13 @@ pub enum Action {
     CancelTurn {
         /// The turn.
         turn: u64,
+    },
+    /// Transcribe an utterance of the microphone; report with [`Event::Heard`].
+    Transcribe {
+        /// The utterance's number.
+        utterance: u64,
+        /// Its audio: 16 kHz mono.
+        audio: Vec<i16>,
     },
     /// Close the socket.
     Close {
@@ -107,6 +122,13 @@ pub struct SessionCore {
     limits: SessionLimits,
     last_flood_notice_ms: Option<u64>,
     flood: Option<Refused>,
+    mic: Mic,
+    next_utterance: u64,
+    /// Utterances being transcribed: when each ended.
+    transcribing: HashMap<u64, Instant>,
+    /// When the last answer's speech ended (for the echo guard).
+    last_answer_end: Option<Instant>,
+    last_audio_notice_ms: Option<u64>,
 }
 
 fn status(stage: Stage, note: Option<&str>) -> ServerMessage {
@@ -128,6 +150,7 @@ impl SessionCore {
             .then(|| Conversation::new(config.system_prompt.clone(), config.history_chars));
         SessionCore {
             limits: SessionLimits::new(config.limits, 0),
+            mic: Mic::new(config.mic),
             config,
             span,
             epoch: now,
@@ -139,6 +162,10 @@ impl SessionCore {
             awaiting_shown: std::collections::VecDeque::new(),
             last_flood_notice_ms: None,
             flood: None,
+            next_utterance: 1,
+            transcribing: HashMap::new(),
+            last_answer_end: None,
+            last_audio_notice_ms: None,
         }
     }
 
@@ -173,6 +200,9 @@ impl SessionCore {
 
     /// The client or the server is closing the session: stop what runs.
     pub fn close(&mut self) -> Vec<Action> {
+        // An utterance under way is not transcribed any more.
+        drop(self.mic.stop());
+        self.transcribing.clear();
         let mut out = self.cancel_turn();
         if self.streaming {
             self.streaming = false;
@@ -198,18 +228,187 @@ impl SessionCore {
             Ok(ClientMessage::Prompt { text }) => self.on_prompt(text, now),
             Ok(ClientMessage::Shown { turn }) => self.on_shown(turn, now),
             Ok(ClientMessage::Control { action }) => self.on_control(action),
+            Ok(ClientMessage::Mic {
+                action,
+                mode,
+                playback,
+            }) => self.on_mic(action, mode, playback, now),
         }
     }
 
-    /// A binary frame from the client.
-    pub fn on_binary(&mut self, now: Instant) -> Vec<Action> {
-        if let Some(flood) = self.over_message_rate(now) {
-            return flood;
+    /// A binary frame from the client: microphone audio. It does not count against the
+    /// message rate; the microphone has its own real-time budget.
+    pub fn on_binary(&mut self, data: &[u8], now: Instant) -> Vec<Action> {
+        let ms = self.ms(now);
+        let avatar = self.avatar(now);
+        match self.mic.audio(data, ms, avatar) {
+            Ok(heard) => self.on_heard_audio(heard, now),
+            Err(rejected) => self.audio_rejected(rejected, ms),
         }
-        vec![send(ServerMessage::error(
-            ErrorCode::BadMessage,
-            "binary messages are not supported; send JSON text",
-        ))]
+    }
+
+    /// What the microphone needs to know of the avatar now.
+    fn avatar(&self, now: Instant) -> Avatar {
+        let busy = self.turn.is_some();
+        let tail = std::time::Duration::from_millis(u64::from(self.config.mic.echo_tail_ms));
+        let recent = self
+            .last_answer_end
+            .is_some_and(|end| now.saturating_duration_since(end) < tail);
+        Avatar {
+            busy,
+            audible: busy || recent,
+        }
+    }
+
+    /// A dropped audio frame: tell the client, at most once a second.
+    fn audio_rejected(&mut self, rejected: AudioRejected, ms: u64) -> Vec<Action> {
+        if self
+            .last_audio_notice_ms
+            .is_some_and(|t| ms.saturating_sub(t) < FLOOD_NOTICE_INTERVAL_MS)
+        {
+            return Vec::new();
+        }
+        self.last_audio_notice_ms = Some(ms);
+        tracing::info!(parent: &self.span, "microphone audio dropped: {rejected}");
+        let msg = match rejected {
+            AudioRejected::TooFast { retry_after_ms } => ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                message: rejected.to_string(),
+                retry_after_ms: Some(retry_after_ms),
+            },
+            AudioRejected::NotStarted
+            | AudioRejected::Empty
+            | AudioRejected::OddLength(_)
+            | AudioRejected::TooLarge(_) => {
+                ServerMessage::error(ErrorCode::BadAudio, rejected.to_string())
+            }
+        };
+        vec![send(msg)]
+    }
+
+    fn on_mic(
+        &mut self,
+        action: MicAction,
+        mode: MicMode,
+        playback: Playback,
+        now: Instant,
+    ) -> Vec<Action> {
+        match action {
+            MicAction::Stop => {
+                let heard = self.mic.stop();
+                self.on_heard_audio(heard, now)
+            }
+            MicAction::Start => {
+                if let Err(note) = self.config.stt {
+                    return vec![send(ServerMessage::error(
+                        ErrorCode::SttNotConfigured,
+                        note,
+                    ))];
+                }
+                if !self.streaming {
+                    return vec![send(ServerMessage::error(
+                        ErrorCode::NotStreaming,
+                        "the stream is stopped; start it before the microphone",
+                    ))];
+                }
+                let was_open = self.mic.is_open();
+                let heard = self.mic.start(mode, playback, self.ms(now));
+                let mut out = self.on_heard_audio(heard, now);
+                if !was_open {
+                    tracing::info!(parent: &self.span, ?mode, ?playback, "microphone on");
+                }
+                if mode == MicMode::PushToTalk && self.turn.is_some() {
+                    tracing::info!(parent: &self.span, "push-to-talk interrupts the answer");
+                    out.extend(self.cancel_turn());
+                    out.push(send(status(Stage::Idle, Some("interrupted"))));
+                }
+                out
+            }
+        }
+    }
+
+    /// Act on what the microphone heard.
+    fn on_heard_audio(&mut self, heard: Vec<Heard>, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for h in heard {
+            match h {
+                Heard::Started => out.push(send(ServerMessage::UserSpeech {
+                    state: SpeechState::Started,
+                    duration_ms: None,
+                    dropped: None,
+                })),
+                Heard::BargeIn => {
+                    let cancelled = self.cancel_turn();
+                    if !cancelled.is_empty() {
+                        tracing::info!(parent: &self.span, "barge-in: the user's voice interrupts the answer");
+                        out.extend(cancelled);
+                        out.push(send(status(Stage::Idle, Some("interrupted"))));
+                    }
+                }
+                Heard::Stopped {
+                    duration_ms,
+                    dropped,
+                    audio,
+                } => {
+                    out.push(send(ServerMessage::UserSpeech {
+                        state: SpeechState::Stopped,
+                        duration_ms: Some(duration_ms),
+                        dropped,
+                    }));
+                    if let Some(why) = dropped {
+                        tracing::info!(parent: &self.span, duration_ms, "utterance dropped: {why}");
+                    }
+                    if let Some(audio) = audio {
+                        let utterance = self.next_utterance;
+                        self.next_utterance += 1;
+                        self.transcribing.insert(utterance, now);
+                        tracing::info!(parent: &self.span, utterance, duration_ms, "utterance to transcribe");
+                        out.push(Action::Transcribe { utterance, audio });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The recognizer's answer for an utterance: its words become a prompt.
+    fn on_heard(&mut self, utterance: u64, outcome: HeardOutcome, now: Instant) -> Vec<Action> {
+        let Some(ended) = self.transcribing.remove(&utterance) else {
+            return Vec::new();
+        };
+        let stt_ms = now.saturating_duration_since(ended).as_secs_f64() * 1000.0;
+        let text = match outcome {
+            HeardOutcome::Failed(why) => {
+                tracing::warn!(parent: &self.span, utterance, "speech recognizer failed: {why}");
+                return vec![send(ServerMessage::error(
+                    ErrorCode::SttFailed,
+                    format!("could not transcribe what you said: {why}"),
+                ))];
+            }
+            HeardOutcome::Text(text) => text,
+        };
+        let text = text.trim().to_string();
+        tracing::info!(parent: &self.span, utterance, stt_ms, chars = text.chars().count(), "utterance transcribed");
+        if text.is_empty() {
+            return vec![send(ServerMessage::error(
+                ErrorCode::NothingHeard,
+                "the speech recognizer heard no words",
+            ))];
+        }
+        let turn = self.next_turn;
+        let answer = self.on_prompt(text.clone(), now);
+        let accepted = self.next_turn > turn;
+        if accepted {
+            if let Some(t) = self.timings.get_mut(&turn) {
+                t.metrics.stt_ms = Some(stt_ms);
+            }
+        }
+        let mut out = vec![send(ServerMessage::UserTranscript {
+            text,
+            turn: accepted.then_some(turn),
+        })];
+        out.extend(answer);
+        out
     }
 
     /// Count a message against the message rate. Over it, the message is dropped unread and
@@ -369,6 +568,7 @@ impl SessionCore {
     pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
         match event {
             Event::SegmentPublished { .. } | Event::StreamFinished => Vec::new(),
+            Event::Heard { utterance, outcome } => self.on_heard(utterance, outcome, now),
             Event::FirstToken { turn, at } => {
                 self.mark(turn, at, |m| &mut m.first_token_ms);
                 Vec::new()
@@ -483,6 +683,7 @@ impl SessionCore {
         if self.is_current(turn) {
             self.turn = None;
         }
+        self.last_answer_end = Some(at);
         let mut out = Vec::new();
         if let Some(mut t) = self.timings.remove(&turn) {
             if let Some(conv) = self.conversation.as_mut() {
@@ -522,3 +723,5 @@ impl SessionCore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod voice_tests;

@@ -13,13 +13,18 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
+use talkstream_providers::vad::VAD_SAMPLE_RATE;
+use talkstream_providers::{OpenAiStt, SttError};
+
 use super::core::{Action, CoreConfig, SessionCore, TurnText};
+use super::mic::MicSettings;
 use super::new_id;
 use crate::files::remove_session_dir;
 use crate::generation::GeneratorLink;
-use crate::pipeline::{run_turn, Event, MediaCommand, TextSource, TurnContext};
+use crate::listen::STT_NOTE;
+use crate::pipeline::{run_turn, Event, HeardOutcome, MediaCommand, TextSource, TurnContext};
 use crate::producer::{Producer, StreamSetup};
-use crate::protocol::{ErrorCode, ServerMessage, StreamInfo};
+use crate::protocol::{ErrorCode, ListenInfo, ServerMessage, StreamInfo};
 use crate::registry::{Publisher, Registration};
 use crate::server::AppState;
 
@@ -40,6 +45,8 @@ struct Driver {
     turns: HashMap<u64, CancellationToken>,
     /// Streams started so far (the first one has the session's id).
     streams_started: u32,
+    /// Cancels transcriptions under way when the session ends.
+    listening: CancellationToken,
 }
 
 /// Send one message; false when the transport is gone.
@@ -114,6 +121,16 @@ where
             system_prompt: cfg.system_prompt.clone(),
             history_chars: cfg.history_chars,
             limits: cfg.access.limits(),
+            mic: MicSettings {
+                vad: cfg.listen.vad(),
+                barge_in_ms: cfg.listen.barge_in_ms,
+                echo_tail_ms: cfg.listen.echo_tail_ms,
+            },
+            stt: if state.stt.is_some() {
+                Ok(())
+            } else {
+                Err(STT_NOTE)
+            },
         },
         span.clone(),
         Instant::now(),
@@ -126,6 +143,7 @@ where
         stream: None,
         turns: HashMap::new(),
         streams_started: 0,
+        listening: CancellationToken::new(),
     };
     tracing::info!(parent: &driver.span, "session started");
 
@@ -143,7 +161,7 @@ where
             },
             msg = socket.next() => match msg {
                 Some(Ok(Message::Text(text))) => core.on_text(&text, Instant::now()),
-                Some(Ok(Message::Binary(_))) => core.on_binary(Instant::now()),
+                Some(Ok(Message::Binary(data))) => core.on_binary(&data, Instant::now()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
                 Some(Ok(Message::Close(_))) | None => vec![Action::Close { code: 1000, reason: "" }],
                 Some(Err(e)) => {
@@ -165,6 +183,7 @@ where
     for token in driver.turns.values() {
         token.cancel();
     }
+    driver.listening.cancel();
     driver.stop_stream().await;
     while events.try_recv().is_ok() {}
     tracing::info!(parent: &driver.span, "session ended");
@@ -205,6 +224,7 @@ impl Driver {
                 Action::StopStream => self.stop_stream().await,
                 Action::StartTurn { turn, text } => self.start_turn(turn, text),
                 Action::CancelTurn { turn } => self.cancel_turn(turn),
+                Action::Transcribe { utterance, audio } => self.transcribe(utterance, audio),
                 Action::Close { code, reason } => return Some((code, reason)),
             }
         }
@@ -307,7 +327,37 @@ impl Driver {
             tts: state.tts.name().into(),
             video_generator: state.generator_kind.clone(),
             generator_note: state.generator_note.clone(),
+            listen: Box::new(ListenInfo {
+                stt: if state.stt.is_some() {
+                    OpenAiStt::NAME.to_string()
+                } else {
+                    "none".to_string()
+                },
+                stt_note: state.stt.is_none().then(|| STT_NOTE.to_string()),
+                vad: cfg.listen.vad_info(),
+            }),
         })
+    }
+
+    /// Transcribe an utterance off the session's loop; the words come back as
+    /// [`Event::Heard`]. Runs until done or the session ends.
+    fn transcribe(&mut self, utterance: u64, audio: Vec<i16>) {
+        let Some(stt) = self.state.stt.clone() else {
+            return;
+        };
+        let events = self.events_tx.clone();
+        let cancel = self.listening.clone();
+        let span = self.span.clone();
+        tokio::spawn(async move {
+            let outcome = match stt.transcribe(&audio, VAD_SAMPLE_RATE, &cancel).await {
+                Ok(text) => HeardOutcome::Text(text),
+                Err(SttError::Cancelled) => return,
+                Err(e) => HeardOutcome::Failed(e.to_string()),
+            };
+            if events.send(Event::Heard { utterance, outcome }).is_err() {
+                tracing::debug!(parent: &span, utterance, "a transcript arrived after the session ended");
+            }
+        });
     }
 
     /// End the stream (ENDLIST) and remove its files after the linger time.

@@ -5,6 +5,9 @@
 
 pub mod core;
 mod driver;
+pub mod mic;
+#[cfg(test)]
+mod test_speech;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

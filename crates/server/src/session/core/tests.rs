@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-fn config(llm: bool) -> CoreConfig {
+pub(super) fn config(llm: bool) -> CoreConfig {
     CoreConfig {
         max_prompt_chars: 50,
         llm,
@@ -17,11 +17,17 @@ fn config(llm: bool) -> CoreConfig {
             llm_turns_per_hour: 100,
             tts_chars_per_hour: 1000,
         },
+        mic: MicSettings {
+            vad: talkstream_providers::vad::VadSettings::default(),
+            barge_in_ms: 400,
+            echo_tail_ms: 2500,
+        },
+        stt: Ok(()),
     }
 }
 
 /// A started session and its virtual clock.
-fn started(llm: bool) -> (SessionCore, Instant) {
+pub(super) fn started(llm: bool) -> (SessionCore, Instant) {
     let t0 = Instant::now();
     let mut core = SessionCore::new(config(llm), tracing::Span::none(), t0);
     assert_eq!(core.start(), vec![Action::StartStream]);
@@ -32,11 +38,11 @@ fn started(llm: bool) -> (SessionCore, Instant) {
     (core, t0)
 }
 
-fn at(t0: Instant, ms: u64) -> Instant {
+pub(super) fn at(t0: Instant, ms: u64) -> Instant {
     t0 + Duration::from_millis(ms)
 }
 
-fn sent(actions: &[Action]) -> Vec<serde_json::Value> {
+pub(super) fn sent(actions: &[Action]) -> Vec<serde_json::Value> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -164,7 +170,10 @@ fn bad_messages_get_errors_and_the_session_goes_on() {
         let out = sent(&core.on_text(text, at(t0, 0)));
         assert_eq!(out[0]["code"], code, "{text}");
     }
-    assert_eq!(sent(&core.on_binary(at(t0, 0)))[0]["code"], "bad_message");
+    assert_eq!(
+        sent(&core.on_binary(&[0, 0], at(t0, 0)))[0]["code"],
+        "bad_audio"
+    );
     assert!(matches!(
         core.on_text(&prompt("Still here."), at(t0, 0))[0],
         Action::StartTurn { turn: 1, .. }
