@@ -347,6 +347,8 @@ const handlers: Handlers = {
       updateCaptions();
     }
   },
+  user_speech() {},
+  user_transcript() {},
   unknown(m) {
     console.info(`talkstream: ignoring unknown message type "${m.rawType}"`, m.data);
   },
