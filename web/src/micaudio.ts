@@ -7,6 +7,8 @@
 export const MIC_RATE = 16000;
 /** Samples per frame the page sends (32 ms at 16 kHz). */
 export const FRAME_SAMPLES = 512;
+/** The name the AudioWorklet processor (micworklet.ts) registers under. */
+export const MIC_PROCESSOR = 'talkstream-mic';
 /** The level of digital silence (and anything quieter), dBFS. */
 export const LEVEL_FLOOR_DB = -100;
 
