@@ -343,6 +343,7 @@ const handlers: Handlers = {
     ui.setInfo('Session', 'whep', m.whep);
     ui.setInfo('Session', 'speech recognizer', m.stt);
     ui.setInfo('Session', 'stt note', m.stt_note);
+    ui.setInfo('Session', 'voice detection', m.vad ? Object.entries(m.vad).map(([k, v]) => `${k.replace(/_ms$/, '')} ${v} ms`).join(', ') : undefined);
     player.load({
       playlist: url,
       whep: m.whep ? new URL(m.whep, window.location.href).href : null,
@@ -481,6 +482,8 @@ ui.onInterrupt(() => {
   if (!session.send(controlMessage('interrupt'))) showError('Not connected.');
 });
 ui.onStreamToggle((action) => {
+  // The microphone turns off with the stream (its `mic stop` goes first).
+  if (action === 'stop') voice.streamStopped();
   if (!session.send(controlMessage(action))) {
     showError('Not connected.');
     return;
@@ -488,7 +491,6 @@ ui.onStreamToggle((action) => {
   // stop: the playlist ends, the player plays out what it has; start: a new hello follows.
   if (action === 'stop') {
     streaming = false;
-    voice.streamStopped();
     // WebRTC has nothing to play out: once the last frames are shown, the picture is gone.
     if (player.transport === 'webrtc') setTimeout(() => !streaming && player.destroy(), STOP_GRACE_MS);
   }

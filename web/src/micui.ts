@@ -4,7 +4,7 @@
 
 import type { HistoryEntry } from './history';
 import type { MicMode } from './micprotocol';
-import type { MicState } from './micstate';
+import { spaceIsPushToTalk, type MicState } from './micstate';
 
 function $<T extends HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -30,12 +30,15 @@ export interface MicView {
   stateText: string;
 }
 
+/** What holds push-to-talk down. */
+export type Holder = 'pointer' | 'space';
+
 export interface MicUiEvents {
   /** hands-free click */
   toggle(): void;
-  /** push-to-talk pointer/key down and up */
-  press(): void;
-  release(): void;
+  /** push-to-talk down and up, by the pointer on the button or Space */
+  press(by: Holder): void;
+  release(by: Holder): void;
   mode(mode: MicMode): void;
   close(): void;
 }
@@ -52,7 +55,9 @@ export class MicUi {
   private readonly historyList = $<HTMLOListElement>('history-list');
   private readonly items = new Map<HistoryEntry, { li: HTMLLIElement; rev: number }>();
   private mode: MicMode = 'hands_free';
+  private usable = false;
   private pointer: number | null = null;
+  private spaceHeld = false;
 
   constructor(events: MicUiEvents) {
     this.button.addEventListener('click', () => {
@@ -64,12 +69,12 @@ export class MicUi {
       this.pointer = e.pointerId;
       this.button.setPointerCapture?.(e.pointerId);
       this.button.focus();
-      events.press();
+      events.press('pointer');
     });
     const up = (e: PointerEvent) => {
       if (e.pointerId !== this.pointer) return;
       this.pointer = null;
-      events.release();
+      events.release('pointer');
     };
     this.button.addEventListener('pointerup', up);
     this.button.addEventListener('pointercancel', up);
@@ -82,10 +87,40 @@ export class MicUi {
       });
     }
     this.closeBtn.addEventListener('click', () => events.close());
+    window.addEventListener('keydown', (e) => this.space(e, true, events));
+    window.addEventListener('keyup', (e) => this.space(e, false, events));
+    // Focus leaving the page while Space is held: its keyup would never come.
+    window.addEventListener('blur', () => {
+      if (this.spaceHeld) {
+        this.spaceHeld = false;
+        events.release('space');
+      }
+    });
+  }
+
+  /** Space as push-to-talk (see spaceIsPushToTalk for where it keeps its usual meaning). */
+  private space(e: KeyboardEvent, down: boolean, events: MicUiEvents): void {
+    if (e.key !== ' ') return;
+    if (this.spaceHeld) {
+      e.preventDefault(); // auto-repeat must not scroll; keyup must not click
+      if (!down) {
+        this.spaceHeld = false;
+        events.release('space');
+      }
+      return;
+    }
+    if (!down || this.mode !== 'push_to_talk' || !this.usable) return;
+    const el = e.target instanceof HTMLElement ? e.target : null;
+    const target = el && { tagName: el.tagName, isContentEditable: el.isContentEditable, isMicButton: el === this.button };
+    if (!spaceIsPushToTalk(e.key, e.repeat, target)) return;
+    e.preventDefault();
+    this.spaceHeld = true;
+    events.press('space');
   }
 
   show(v: MicView): void {
     this.mode = v.mode;
+    this.usable = v.usable;
     for (const input of this.modeInputs) input.checked = input.value === v.mode;
     const b = this.button;
     b.disabled = !v.usable;
@@ -93,12 +128,12 @@ export class MicUi {
     b.dataset.state = v.state;
     b.dataset.open = String(v.open);
     b.classList.toggle('no-stt', !v.stt);
-    // Without a recognizer the button stays clickable to say why it cannot listen.
-    if (v.stt) b.removeAttribute('aria-disabled');
-    else b.setAttribute('aria-disabled', 'true');
+    // Without a recognizer the button looks disabled but stays clickable (no aria-disabled, which
+    // also makes automation refuse to click it) to say why it cannot listen.
     b.setAttribute('aria-pressed', String(v.mode === 'hands_free' ? v.open : v.held));
-    b.setAttribute('aria-label', v.label);
-    b.title = v.stt ? v.label : 'The server has no speech recognizer: click for details';
+    const label = v.stt ? v.label : 'Microphone unavailable: the server has no speech recognizer (click for details)';
+    b.setAttribute('aria-label', label);
+    b.title = label;
     this.row.dataset.active = String(v.open || v.state !== 'off');
     this.meter.hidden = !v.open;
     this.meter.classList.toggle('idle', v.mode === 'push_to_talk' && !v.held);

@@ -7,9 +7,9 @@ import { History } from './history';
 import { MicCapture } from './miccapture';
 import { LEVEL_FLOOR_DB, levelDb } from './micaudio';
 import type { MicClientMessage, MicMode, UserSpeechMessage, UserTranscriptMessage } from './micprotocol';
-import { MicMachine, ModeStore, spaceIsPushToTalk, type MicState } from './micstate';
+import { MicMachine, ModeStore, type MicState } from './micstate';
 import { micButtonLabel, micOpenErrorText, micServerErrorText, micStateText, noSttText } from './mictext';
-import { MicUi } from './micui';
+import { MicUi, type Holder } from './micui';
 import type { ClientMessage, ErrorMessage, HelloMessage, LogLevel, TranscriptMessage } from './protocol';
 import type { Transport } from './transport';
 
@@ -47,20 +47,16 @@ export class Voice {
   private sttNote: string | undefined;
   private heardTimer: ReturnType<typeof setTimeout> | undefined;
   /** what holds push-to-talk down: the pointer, Space, or both */
-  private readonly holders = new Set<'pointer' | 'space'>();
+  private readonly holders = new Set<Holder>();
 
   constructor(private readonly deps: VoiceDeps) {
     this.ui = new MicUi({
       toggle: () => this.toggle(),
-      press: () => this.press('pointer'),
-      release: () => this.release('pointer'),
+      press: (by) => this.press(by),
+      release: (by) => this.release(by),
       mode: (m) => this.setMode(m),
       close: () => this.turnOff(),
     });
-    window.addEventListener('keydown', (e) => this.key(e, true));
-    window.addEventListener('keyup', (e) => this.key(e, false));
-    // Focus leaving the page while Space is held: the keyup would never come.
-    window.addEventListener('blur', () => this.release('space'));
     this.update();
   }
 
@@ -169,7 +165,7 @@ export class Voice {
     else this.turnOn();
   }
 
-  private press(by: 'pointer' | 'space'): void {
+  private press(by: Holder): void {
     if (!this.explainNoStt() || !this.usable) return;
     this.holders.add(by);
     this.send(this.machine.press(this.playback()));
@@ -177,7 +173,7 @@ export class Voice {
     this.update();
   }
 
-  private release(by: 'pointer' | 'space'): void {
+  private release(by: Holder): void {
     if (!this.holders.delete(by) || this.holders.size > 0) return;
     this.send(this.machine.release());
     this.update();
@@ -191,26 +187,6 @@ export class Voice {
     this.holders.clear();
     this.send(this.machine.setMode(mode, this.playback()));
     this.update();
-  }
-
-  private key(e: KeyboardEvent, down: boolean): void {
-    if (e.key !== ' ' || this.machine.mode !== 'push_to_talk') return;
-    if (!down) {
-      if (this.holders.has('space')) {
-        e.preventDefault();
-        this.release('space');
-      }
-      return;
-    }
-    if (this.holders.has('space')) {
-      e.preventDefault(); // auto-repeat: no scrolling
-      return;
-    }
-    const el = e.target instanceof HTMLElement ? e.target : null;
-    const target = el && { tagName: el.tagName, isContentEditable: el.isContentEditable, isMicButton: el === this.ui.button };
-    if (!this.usable || !spaceIsPushToTalk(e.key, e.repeat, target)) return;
-    e.preventDefault();
-    this.press('space');
   }
 
   /** True when the server can listen; else says why not. */
