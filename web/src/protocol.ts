@@ -89,6 +89,7 @@ const METRIC_NUMBERS = [
   ...TURN_TIMINGS,
   'generator_windows',
   'builtin_windows',
+  'stt_ms',
 ] as const;
 
 /** The server's `TurnMetrics`, sent flat next to `"type":"metrics"`. */
@@ -107,6 +108,8 @@ export interface MetricsMessage {
   generator_windows?: number;
   /** With an external generator: windows the built-in renderer filled. */
   builtin_windows?: number;
+  /** A spoken prompt: the speech recognizer's time, from the end of the utterance to its transcript. */
+  stt_ms?: number;
   /** The fields above that the message carried, for display. */
   values: Record<string, number | boolean>;
 }

@@ -52,6 +52,11 @@ describe('microphone messages', () => {
     expect(parseServerMessage('{"type":"user_transcript","turn":4}').ok).toBe(false);
   });
 
+  it('keeps the recognizer time of a spoken turn in metrics', () => {
+    const m = ok('{"type":"metrics","turn":4,"stt_ms":412.5,"first_audio_ms":30}');
+    expect(m).toMatchObject({ type: 'metrics', turn: 4, stt_ms: 412.5, values: { turn: 4, stt_ms: 412.5, first_audio_ms: 30 } });
+  });
+
   it('builds mic start and stop exactly as documented', () => {
     expect(encode(micStartMessage('hands_free', 'webrtc'))).toBe(
       '{"type":"mic","action":"start","mode":"hands_free","playback":"webrtc"}',
