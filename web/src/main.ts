@@ -26,6 +26,8 @@ import { Session } from './session';
 import { badgeState, viewerStage, type BadgeState, type ConnectionFacts } from './state';
 import { Ui } from './ui';
 import { ViewerTiming } from './viewer';
+import { Voice } from './voice';
+import type { MicState } from './micstate';
 
 export interface TalkstreamDebug {
   state: BadgeState;
@@ -77,6 +79,18 @@ export interface TalkstreamDebug {
   webrtcPeer(): RTCPeerConnection | null;
   /** program date time (Unix ms) of what is on screen now, on either transport */
   playingPdt(): number | null;
+  /** the microphone: off, listening (sending), hearing (user_speech started), heard (until user_transcript) */
+  readonly micState: MicState;
+  readonly micMode: 'hands_free' | 'push_to_talk';
+  /** binary microphone frames sent (512 samples each), and frames captured but not sent */
+  readonly micFramesSent: number;
+  readonly micFramesDropped: number;
+  /** level of the last captured frame, dBFS (−100: silence or off) */
+  readonly micLevelDb: number;
+  /** every mic message sent, in order */
+  readonly micMessages: unknown[];
+  /** the conversation: what the user said (spoken or typed) and what the avatar said per turn */
+  readonly history: { who: 'user' | 'avatar'; text: string }[];
 }
 
 declare global {
@@ -135,6 +149,27 @@ const debug: TalkstreamDebug = {
   webrtcStats: () => player.webrtc.stats,
   webrtcPeer: () => player.webrtc.peer,
   playingPdt: () => player.playingPdt(),
+  get micState() {
+    return voice.state;
+  },
+  get micMode() {
+    return voice.mode;
+  },
+  get micFramesSent() {
+    return voice.framesSent;
+  },
+  get micFramesDropped() {
+    return voice.framesDropped;
+  },
+  get micLevelDb() {
+    return voice.levelDb;
+  },
+  get micMessages() {
+    return voice.sent;
+  },
+  get history() {
+    return voice.history.plain();
+  },
 };
 window.__talkstream = debug;
 
@@ -147,6 +182,7 @@ function refresh(): void {
   ui.setStage(connected ? viewerStage(facts) : null);
   ui.setPromptEnabled(connected && streaming, connected && streaming && (facts.stage === 'thinking' || facts.stage === 'speaking'));
   ui.setStreamToggle(connected ? (streaming ? 'stop' : 'start') : null);
+  voice.setUsable(connected && streaming);
   if (!facts.hello) ui.setOverlay(reconnectNote ? 'Reconnecting…' : 'Connecting…');
   else if (!streaming && (video.ended || !playing)) ui.setOverlay('Stream stopped');
   else if (video.ended) ui.setOverlay('Stream ended');
@@ -213,6 +249,7 @@ const player = new StreamPlayer(video, {
     debug.transports.push(t);
     ui.setTransport(t, transportLabel(t, reason));
     if (t !== null) sendLog('info', `player: playing over ${transportLabel(t, reason)}`);
+    voice.transportChanged(t);
   },
 }, forcedTransport(window.location.search));
 
@@ -304,6 +341,9 @@ const handlers: Handlers = {
     ui.setInfo('Session', 'generator note', m.generator_note);
     ui.setInfo('Session', 'playlist', m.playlist);
     ui.setInfo('Session', 'whep', m.whep);
+    ui.setInfo('Session', 'speech recognizer', m.stt);
+    ui.setInfo('Session', 'stt note', m.stt_note);
+    ui.setInfo('Session', 'voice detection', m.vad ? Object.entries(m.vad).map(([k, v]) => `${k.replace(/_ms$/, '')} ${v} ms`).join(', ') : undefined);
     player.load({
       playlist: url,
       whep: m.whep ? new URL(m.whep, window.location.href).href : null,
@@ -311,6 +351,7 @@ const handlers: Handlers = {
       serverTimeMs: m.server_time_ms ?? null,
       receivedAtMs: Date.now(),
     });
+    voice.hello(m);
     refresh();
   },
   status(m) {
@@ -321,7 +362,7 @@ const handlers: Handlers = {
     refresh();
   },
   error(m) {
-    showError(`${m.message} (${m.code})`);
+    showError(voice.serverError(m) ?? `${m.message} (${m.code})`);
   },
   transcript(m) {
     if (m.turn !== undefined && m.start_pdt_ms !== undefined && !turnsSeen.has(m.turn)) {
@@ -331,6 +372,7 @@ const handlers: Handlers = {
     }
     if (m.turn !== undefined && m.start_pdt_ms !== undefined) viewer.caption(m.turn, m.start_pdt_ms);
     captions.push(m);
+    voice.caption(m);
     updateCaptions();
   },
   on_screen(m) {
@@ -344,8 +386,15 @@ const handlers: Handlers = {
     if (m.interrupted && m.turn !== undefined) {
       // The server dropped the rest of the turn at about its current render position.
       captions.dropAfter(m.turn, Date.now() + serverClockOffset);
+      voice.interrupted(m.turn, Date.now() + serverClockOffset);
       updateCaptions();
     }
+  },
+  user_speech(m) {
+    voice.userSpeech(m);
+  },
+  user_transcript(m) {
+    voice.userTranscript(m);
   },
   unknown(m) {
     console.info(`talkstream: ignoring unknown message type "${m.rawType}"`, m.data);
@@ -401,11 +450,22 @@ const session = new Session(() => withToken(sessionUrl(window.location), tokens.
     ui.setSession(null);
     streaming = false;
     resetCaptions();
+    voice.socketClosed();
     ui.showUnmute(false);
     reconnectNote = `Disconnected (${code}${reason ? ` ${reason}` : ''}); reconnecting in ${(retryInMs / 1000).toFixed(1)} s`;
     ui.setNote(reconnectNote);
     refresh();
   },
+});
+
+// ---- microphone and conversation history (voice.ts) ----
+
+const voice: Voice = new Voice({
+  send: (msg) => session.send(msg),
+  sendBinary: (data) => session.sendBinary(data),
+  transport: () => player.transport,
+  error: showError,
+  log: sendLog,
 });
 
 // ---- prompt ----
@@ -415,12 +475,15 @@ ui.onSend((text) => {
     showError('Not connected: message not sent.');
     return false;
   }
+  voice.typed(text);
   return true;
 });
 ui.onInterrupt(() => {
   if (!session.send(controlMessage('interrupt'))) showError('Not connected.');
 });
 ui.onStreamToggle((action) => {
+  // The microphone turns off with the stream (its `mic stop` goes first).
+  if (action === 'stop') voice.streamStopped();
   if (!session.send(controlMessage(action))) {
     showError('Not connected.');
     return;

@@ -1,6 +1,17 @@
 // Wire protocol between the page and the talkstream server (WebSocket /session).
 // Incoming JSON is validated here; everything else in the app works with typed messages.
 // The types mirror `crates/server/src/protocol.rs` field for field: change both together.
+// The microphone messages live in micprotocol.ts.
+
+import {
+  parseHelloMic,
+  parseUserSpeech,
+  parseUserTranscript,
+  type HelloMic,
+  type MicClientMessage,
+  type UserSpeechMessage,
+  type UserTranscriptMessage,
+} from './micprotocol';
 
 export interface StreamInfo {
   width?: number;
@@ -17,7 +28,7 @@ export interface IceServer {
   credential?: string;
 }
 
-export interface HelloMessage {
+export interface HelloMessage extends HelloMic {
   type: 'hello';
   session_id: string;
   playlist: string;
@@ -78,6 +89,7 @@ const METRIC_NUMBERS = [
   ...TURN_TIMINGS,
   'generator_windows',
   'builtin_windows',
+  'stt_ms',
 ] as const;
 
 /** The server's `TurnMetrics`, sent flat next to `"type":"metrics"`. */
@@ -96,6 +108,8 @@ export interface MetricsMessage {
   generator_windows?: number;
   /** With an external generator: windows the built-in renderer filled. */
   builtin_windows?: number;
+  /** A spoken prompt: the speech recognizer's time, from the end of the utterance to its transcript. */
+  stt_ms?: number;
   /** The fields above that the message carried, for display. */
   values: Record<string, number | boolean>;
 }
@@ -121,6 +135,8 @@ export type ServerMessage =
   | TranscriptMessage
   | MetricsMessage
   | OnScreenMessage
+  | UserSpeechMessage
+  | UserTranscriptMessage
   | UnknownMessage;
 
 export type ParseResult = { ok: true; message: ServerMessage } | { ok: false; error: string };
@@ -177,6 +193,7 @@ function parseHello(o: Obj): ParseResult {
   if (video_generator !== undefined) msg.video_generator = video_generator;
   const generator_note = optString(o, 'generator_note');
   if (generator_note !== undefined) msg.generator_note = generator_note;
+  parseHelloMic(o, msg);
   if (isObj(o.stream)) {
     const s = o.stream;
     const stream: StreamInfo = {};
@@ -249,6 +266,8 @@ const parsers: Record<string, (o: Obj) => ParseResult> = {
   error: parseError,
   transcript: parseTranscript,
   metrics: parseMetrics,
+  user_speech: parseUserSpeech,
+  user_transcript: parseUserTranscript,
 };
 
 /** Parse one WebSocket text frame. Never throws. */
@@ -276,7 +295,8 @@ export type ClientMessage =
   | { type: 'log'; level: LogLevel; message: string }
   | { type: 'prompt'; text: string }
   | { type: 'control'; action: ControlAction }
-  | { type: 'shown'; turn: number };
+  | { type: 'shown'; turn: number }
+  | MicClientMessage;
 
 /** Longest log line we forward; the server should not be flooded by a runaway error string. */
 export const MAX_LOG_CHARS = 2000;

@@ -16,6 +16,9 @@ export interface SessionHandlers {
   closed(code: number, reason: string, retryInMs: number): void;
 }
 
+/** Queued bytes beyond which microphone frames are dropped (about 2 s of 16 kHz audio). */
+const MAX_BUFFERED_BYTES = 64 * 1024;
+
 export class Session {
   private ws: WebSocket | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -52,6 +55,17 @@ export class Session {
   send(msg: ClientMessage): boolean {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
     this.ws.send(encode(msg));
+    return true;
+  }
+
+  /**
+   * A binary message (microphone audio). Not sent when the socket is closed or already has more
+   * than `MAX_BUFFERED_BYTES` queued (a stalled network): late audio is worse than lost audio.
+   */
+  sendBinary(data: ArrayBuffer): boolean {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    if (this.ws.bufferedAmount > MAX_BUFFERED_BYTES) return false;
+    this.ws.send(data);
     return true;
   }
 
