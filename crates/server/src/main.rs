@@ -74,8 +74,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// `talkstream check`: one line per provider, in plain words; fails if any check fails. The
-/// providers are chosen exactly as `serve` chooses them (`build_llm`, `build_tts`), and each
-/// proves itself through its trait's `check`.
+/// providers are chosen exactly as `serve` chooses them (`build_llm`, `build_tts`,
+/// `build_stt`), and each proves itself through its own `check`.
 fn check(config: &Config) -> anyhow::Result<()> {
     use talkstream::server::{build_llm, build_tts};
 
@@ -108,6 +108,17 @@ fn check(config: &Config) -> anyhow::Result<()> {
                 report(format!("voice: {}", tts.describe()), result);
             }
             Err(e) => report("voice".to_string(), Err(e.to_string())),
+        }
+        match config.build_stt() {
+            Ok(Some(stt)) => {
+                let result = stt.check().await.map_err(|e| e.to_string());
+                report(format!("speech recognizer: {}", stt.describe()), result);
+            }
+            Ok(None) => println!(
+                "ok    speech recognizer: none (the microphone is off; {})",
+                talkstream::listen::STT_NOTE
+            ),
+            Err(e) => report("speech recognizer".to_string(), Err(e.to_string())),
         }
     });
     if failed > 0 {

@@ -9,59 +9,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ws::{collect_until, connect, send_json};
 use common::{
     decode_audio, expected_tts_audio, ffmpeg, ncc, playlist_map, playlist_segments, rms, Server,
 };
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use talkstream_avatar::analysis::{best_lag, loudness_envelope, pearson};
 use talkstream_avatar::{measure_mouth_opening, Avatar};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(server: &Server) -> (Ws, Value) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("connect /session");
-    let hello = next_json(&mut ws, Duration::from_secs(10)).await;
-    assert_eq!(hello["type"], "hello");
-    (ws, hello)
-}
-
-async fn next_json(ws: &mut Ws, within: Duration) -> Value {
-    loop {
-        let msg = tokio::time::timeout(within, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).expect("JSON");
-        }
-    }
-}
-
-/// Collect messages until `done` says stop; returns everything seen.
-async fn collect_until(ws: &mut Ws, within: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "timed out; messages so far: {seen:#?}");
-        let v = next_json(ws, left).await;
-        let stop = done(&v);
-        seen.push(v);
-        if stop {
-            return seen;
-        }
-    }
-}
-
-async fn send_json(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
 
 fn stages(msgs: &[Value]) -> Vec<String> {
     msgs.iter()

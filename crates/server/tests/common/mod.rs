@@ -2,6 +2,8 @@
 //! 127.0.0.1:0, talk to it over plain HTTP/1.1 and WebSocket, run ffprobe, stop it with SIGINT.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
