@@ -19,6 +19,10 @@ pub const VAD_SAMPLE_RATE: u32 = 16_000;
 pub const VAD_FRAME: usize = 256;
 /// Longest run of non-speech frames that does not break a starting utterance's speech.
 pub const START_GAP_MS: u32 = 96;
+/// Longest pause the detector sees inside a run of speech ([`Vad::speech_run_ms`]). Its scores
+/// trail off ~100 ms after sound stops, so this is a real pause of ~200 ms: the gaps between
+/// words of a phrase are shorter; bursts of echo 250 ms apart are separate runs.
+pub const RUN_GAP_MS: u32 = 96;
 /// Silence kept after the last speech frame of an utterance that ended on silence.
 const TAIL_MS: u32 = 200;
 /// After a start (or a push-to-talk press) frames are scored but not taken as speech this long:
@@ -141,6 +145,8 @@ struct Current {
     speech_frames: u32,
     /// Non-speech frames since the last speech frame.
     quiet_frames: u32,
+    /// Speech frames of the current run (pauses up to [`RUN_GAP_MS`] inside).
+    run_frames: u32,
     /// `Started` was reported.
     started: bool,
 }
@@ -225,6 +231,16 @@ impl Vad {
             .map(|c| c.speech_frames * VAD_FRAME as u32 * 1000 / VAD_SAMPLE_RATE)
     }
 
+    /// The longest stretch of continuous speech (pauses up to [`RUN_GAP_MS`] inside) of the
+    /// utterance under way, up to now, if one has started: what barge-in waits for, so that
+    /// short bursts (an echo the canceller let through, a cough) do not add up.
+    pub fn speech_run_ms(&self) -> Option<u32> {
+        self.current
+            .as_ref()
+            .filter(|c| c.started && c.quiet_frames <= frames_for(RUN_GAP_MS))
+            .map(|c| c.run_frames * VAD_FRAME as u32 * 1000 / VAD_SAMPLE_RATE)
+    }
+
     /// Push-to-talk: an utterance begins now (pressed). Hands-free: nothing.
     pub fn begin(&mut self) {
         if self.mode == VadMode::PushToTalk && !self.holding {
@@ -303,6 +319,7 @@ impl Vad {
                 speech_end: frame_start,
                 speech_frames: 0,
                 quiet_frames: 0,
+                run_frames: 0,
                 started: false,
             });
         }
@@ -311,7 +328,11 @@ impl Vad {
         };
         cur.samples.extend_from_slice(frame);
         if speech {
+            if cur.quiet_frames > frames_for(RUN_GAP_MS) {
+                cur.run_frames = 0;
+            }
             cur.speech_frames += 1;
+            cur.run_frames += 1;
             cur.quiet_frames = 0;
             cur.speech_end = frame_start + VAD_FRAME as u64;
         } else {
@@ -366,6 +387,7 @@ impl Vad {
             speech_end: frame_start,
             speech_frames: 0,
             quiet_frames: 0,
+            run_frames: 0,
             started: false,
         });
         cur.samples.extend_from_slice(frame);

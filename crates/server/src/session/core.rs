@@ -124,8 +124,10 @@ pub struct SessionCore {
     flood: Option<Refused>,
     mic: Mic,
     next_utterance: u64,
-    /// Utterances being transcribed: when each ended.
-    transcribing: HashMap<u64, Instant>,
+    /// Utterances being transcribed: when each ended, and whether it interrupted the avatar.
+    transcribing: HashMap<u64, (Instant, bool)>,
+    /// The avatar's words (captions) of the recent turns, newest last, for the echo check.
+    recent_words: std::collections::VecDeque<(u64, String)>,
     /// When the last answer's speech ended (for the echo guard).
     last_answer_end: Option<Instant>,
     last_audio_notice_ms: Option<u64>,
@@ -164,6 +166,7 @@ impl SessionCore {
             flood: None,
             next_utterance: 1,
             transcribing: HashMap::new(),
+            recent_words: std::collections::VecDeque::new(),
             last_answer_end: None,
             last_audio_notice_ms: None,
         }
@@ -349,6 +352,7 @@ impl SessionCore {
                     duration_ms,
                     dropped,
                     audio,
+                    barged_in,
                 } => {
                     out.push(send(ServerMessage::UserSpeech {
                         state: SpeechState::Stopped,
@@ -361,7 +365,7 @@ impl SessionCore {
                     if let Some(audio) = audio {
                         let utterance = self.next_utterance;
                         self.next_utterance += 1;
-                        self.transcribing.insert(utterance, now);
+                        self.transcribing.insert(utterance, (now, barged_in));
                         tracing::info!(parent: &self.span, utterance, duration_ms, "utterance to transcribe");
                         out.push(Action::Transcribe { utterance, audio });
                     }
@@ -371,9 +375,32 @@ impl SessionCore {
         out
     }
 
+    /// `heard` is the avatar's own recent words coming back (see [`super::mic::is_echo_of`]).
+    fn heard_own_words(&self, heard: &str) -> bool {
+        self.recent_words
+            .iter()
+            .any(|(_, spoken)| super::mic::is_echo_of(heard, spoken))
+    }
+
+    /// Remember what the avatar says in `turn` (the last two turns are kept).
+    fn remember_words(&mut self, turn: u64, text: &str) {
+        match self.recent_words.back_mut() {
+            Some((t, words)) if *t == turn => {
+                words.push(' ');
+                words.push_str(text);
+            }
+            _ => {
+                if self.recent_words.len() >= 2 {
+                    self.recent_words.pop_front();
+                }
+                self.recent_words.push_back((turn, text.to_string()));
+            }
+        }
+    }
+
     /// The recognizer's answer for an utterance: its words become a prompt.
     fn on_heard(&mut self, utterance: u64, outcome: HeardOutcome, now: Instant) -> Vec<Action> {
-        let Some(ended) = self.transcribing.remove(&utterance) else {
+        let Some((ended, barged_in)) = self.transcribing.remove(&utterance) else {
             return Vec::new();
         };
         let stt_ms = now.saturating_duration_since(ended).as_secs_f64() * 1000.0;
@@ -393,6 +420,13 @@ impl SessionCore {
             return vec![send(ServerMessage::error(
                 ErrorCode::NothingHeard,
                 "the speech recognizer heard no words",
+            ))];
+        }
+        if barged_in && self.heard_own_words(&text) {
+            tracing::warn!(parent: &self.span, utterance, "the voice that interrupted the answer was the avatar's own (echo through the microphone); not answered");
+            return vec![send(ServerMessage::error(
+                ErrorCode::NothingHeard,
+                "what interrupted the avatar was its own voice coming back through the microphone; use headphones or push-to-talk",
             ))];
         }
         let turn = self.next_turn;
@@ -601,14 +635,17 @@ impl SessionCore {
                 end_ms,
                 start_pdt_ms,
                 end_pdt_ms,
-            } => vec![send(ServerMessage::Transcript {
-                turn,
-                text,
-                start_ms,
-                end_ms,
-                start_pdt_ms,
-                end_pdt_ms,
-            })],
+            } => {
+                self.remember_words(turn, &text);
+                vec![send(ServerMessage::Transcript {
+                    turn,
+                    text,
+                    start_ms,
+                    end_ms,
+                    start_pdt_ms,
+                    end_pdt_ms,
+                })]
+            }
             Event::GeneratorNote { turn, message } => {
                 tracing::warn!(parent: &self.span, turn, "video generator: {message}");
                 vec![send(ServerMessage::error(

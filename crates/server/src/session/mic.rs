@@ -78,6 +78,8 @@ pub enum Heard {
         dropped: Option<&'static str>,
         /// Its audio, to transcribe.
         audio: Option<Vec<i16>>,
+        /// It interrupted the avatar (its words may yet turn out to be the avatar's own echo).
+        barged_in: bool,
     },
 }
 
@@ -90,14 +92,43 @@ impl std::fmt::Debug for Heard {
                 duration_ms,
                 dropped,
                 audio,
+                barged_in,
             } => f
                 .debug_struct("Stopped")
                 .field("duration_ms", duration_ms)
                 .field("dropped", dropped)
                 .field("samples", &audio.as_ref().map(Vec::len))
+                .field("barged_in", barged_in)
                 .finish(),
         }
     }
+}
+
+/// True when `heard` is mostly a stretch of `spoken` (the avatar's own words): at least half of
+/// its word pairs occur, in order, in the avatar's words. A user who talks over the avatar
+/// rarely repeats half of its word pairs; an echo the canceller let through does.
+pub fn is_echo_of(heard: &str, spoken: &str) -> bool {
+    fn words(text: &str) -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+    let heard = words(heard);
+    let spoken = words(spoken);
+    let pairs: std::collections::HashSet<(&str, &str)> = spoken
+        .windows(2)
+        .map(|w| (w[0].as_str(), w[1].as_str()))
+        .collect();
+    let total = heard.len().saturating_sub(1);
+    if total < 2 {
+        return false;
+    }
+    let found = heard
+        .windows(2)
+        .filter(|w| pairs.contains(&(w[0].as_str(), w[1].as_str())))
+        .count();
+    found * 2 >= total
 }
 
 /// What the session knows of the avatar when audio arrives.
@@ -258,7 +289,7 @@ impl Mic {
             && !self.heard_echo
             && !self.barged
             && self.playback == Playback::Webrtc
-            && vad.speech_ms().is_some_and(|ms| ms >= limit)
+            && vad.speech_run_ms().is_some_and(|ms| ms >= limit)
     }
 
     fn stopped(&mut self, u: Utterance) -> Heard {
@@ -272,6 +303,7 @@ impl Mic {
         } else {
             None
         };
+        let barged_in = self.barged;
         self.during_answer = false;
         self.heard_echo = false;
         self.barged = false;
@@ -279,6 +311,7 @@ impl Mic {
             duration_ms: u.duration_ms(),
             dropped,
             audio: dropped.is_none().then_some(u.samples),
+            barged_in,
         }
     }
 }

@@ -227,3 +227,43 @@ fn closing_the_session_forgets_utterances_being_transcribed() {
         .on_event(heard(utterance, "One more thing."), at(t0, 5000))
         .is_empty());
 }
+
+#[test]
+fn an_interruption_that_was_the_avatars_own_echo_is_not_answered() {
+    let (mut core, t0) = started(false);
+    core.on_text(&prompt_json("A robot walks into a bar."), at(t0, 0));
+    core.on_event(
+        Event::Transcript {
+            turn: 1,
+            text: "A robot walks into a bar and orders a drink.".into(),
+            start_ms: 0,
+            end_ms: 3000,
+            start_pdt_ms: 0,
+            end_pdt_ms: 3000,
+        },
+        at(t0, 50),
+    );
+    core.on_text(&mic_start("hands_free", "webrtc"), at(t0, 60));
+    let out = speak(
+        &mut core,
+        t0,
+        100,
+        &said("A robot walks into a bar and orders a drink.", 300, 900),
+    );
+    assert!(
+        out.contains(&Action::CancelTurn { turn: 1 }),
+        "the burst interrupted"
+    );
+    let (utterance, _) = transcribe_requests(&out)[0];
+    let answer = core.on_event(
+        heard(utterance, "a robot walks into a bar and orders"),
+        at(t0, 6000),
+    );
+    assert!(
+        !answer.iter().any(|a| matches!(a, Action::StartTurn { .. })),
+        "{answer:?}"
+    );
+    let msg = &sent(&answer)[0];
+    assert_eq!(msg["code"], "nothing_heard");
+    assert!(msg["message"].as_str().unwrap().contains("own voice"));
+}

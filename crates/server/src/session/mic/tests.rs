@@ -206,3 +206,44 @@ fn switching_to_push_to_talk_ends_a_hands_free_utterance() {
     let switched = mic.start(MicMode::PushToTalk, Playback::Webrtc, 2000);
     assert_eq!(stopped(&switched), vec![(None, true)]);
 }
+
+#[test]
+fn bursts_of_speech_do_not_add_up_to_a_barge_in() {
+    // An echo the browser's canceller lets through comes in bursts: 200 ms of the avatar's
+    // voice, 250 ms of nothing, again and again (well over BARGE_IN_MS of speech in all).
+    let voice = said(
+        "This is the avatar talking on and on about many things at length.",
+        0,
+        0,
+    );
+    let mut pcm = vec![0i16; 16 * 400];
+    for burst in voice.chunks(16 * 200).take(10) {
+        pcm.extend_from_slice(burst);
+        pcm.extend(std::iter::repeat_n(0, 16 * 250));
+    }
+    pcm.extend(std::iter::repeat_n(0, 16 * 1000));
+    let mut mic = Mic::new(settings());
+    mic.start(MicMode::HandsFree, Playback::Webrtc, 0);
+    let heard = speak(&mut mic, &pcm, 0, TALKING);
+    assert!(heard.contains(&Heard::Started), "{heard:?}");
+    assert!(!heard.contains(&Heard::BargeIn), "{heard:?}");
+    assert_eq!(stopped(&heard), vec![(Some(dropped::TOO_SHORT), false)]);
+}
+
+#[test]
+fn the_avatars_own_words_heard_back_are_recognised_as_echo() {
+    let spoken =
+        "Here is one. A robot walks into a bar and orders a drink, and the bartender says no.";
+    assert!(is_echo_of("a robot walks into a bar", spoken));
+    assert!(is_echo_of("A robot walks into a bar and orders", spoken));
+    assert!(is_echo_of(
+        "walks into a bar and, uh, orders a drink",
+        spoken
+    ));
+    assert!(!is_echo_of(
+        "Wait, stop, tell me about the bar instead.",
+        spoken
+    ));
+    assert!(!is_echo_of("What about robots?", spoken));
+    assert!(!is_echo_of("bar", spoken), "too short to tell");
+}
