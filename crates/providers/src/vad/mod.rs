@@ -355,7 +355,9 @@ impl Vad {
             }
             return;
         }
-        let reason = if cur.quiet_frames >= frames_for(s.silence_ms) {
+        // Silence counts from the end of speech, which the scores report SCORE_LAG late.
+        let lag_frames = (SCORE_LAG_SAMPLES / VAD_FRAME as u64) as u32;
+        let reason = if cur.quiet_frames + lag_frames >= frames_for(s.silence_ms) {
             Some(EndReason::Silence)
         } else if cur.samples.len() >= samples_for(s.max_utterance_ms) {
             Some(EndReason::MaxLength)

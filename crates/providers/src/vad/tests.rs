@@ -132,10 +132,9 @@ fn two_sentences_between_silences_are_two_utterances_placed_within_100_ms() {
         }
         for (at, e) in &events {
             if let VadEvent::Stopped(u) = e {
-                // Reported silence_ms after the last speech frame (the end before the 48 ms lag
-                // correction), to within one 32 ms block.
+                // Reported silence_ms after the end of speech, to within one 32 ms block.
                 assert!(
-                    at.abs_diff(u.speech_end_ms + 48 + 600) <= 32,
+                    at.abs_diff(u.speech_end_ms + 600) <= 32,
                     "stopped at {at}: {u:?}"
                 );
             }
