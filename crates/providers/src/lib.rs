@@ -1,5 +1,6 @@
 //! Speech providers for talkstream: the text chunker that feeds a TTS, the streaming TTS
-//! contract ([`TtsProvider`]), the embedded local TTS ([`LocalTts`], eSpeak NG) and a streaming
+//! contract ([`TtsProvider`]), the embedded local TTS ([`LocalTts`], eSpeak NG), the neural local
+//! TTS ([`PiperTts`], a Piper voice in ONNX Runtime) and a streaming
 //! resampler for the PCM they produce.
 #![deny(missing_docs)]
 
@@ -11,6 +12,7 @@ mod local;
 mod openai_chat;
 mod openai_tts;
 mod output;
+mod piper;
 mod resample;
 pub mod retry;
 mod stt;
@@ -29,6 +31,10 @@ pub use local::{LocalTts, LocalTtsConfig, LOCAL_VOICES};
 pub use openai_chat::{OpenAiChat, OpenAiChatConfig};
 pub use openai_tts::{OpenAiTts, OpenAiTtsConfig, OpenAiTtsFormat};
 pub use output::TurnOutput;
+pub use piper::voice::{Scales, VoiceConfig, VoiceConfigError};
+pub use piper::{
+    default_piper_dir, PiperConfig, PiperError, PiperTts, DEFAULT_ORT_LIBRARY, DEFAULT_PIPER_VOICE,
+};
 pub use resample::{ResampleError, Resampler};
 pub use stt::{OpenAiStt, OpenAiSttConfig, SttError};
 pub use tts::{

@@ -7,8 +7,8 @@
 //! sentence or clause, so chunked text still sounds phrased. Cancelling a turn stops synthesis
 //! at the next clause boundary inside the engine and drops text not yet spoken.
 
-mod align;
-mod data;
+pub(crate) mod align;
+pub(crate) mod data;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -356,7 +356,7 @@ impl Engine {
 
 /// Silence after a chunk, in milliseconds: eSpeak's own pauses are per utterance, and a chunk may
 /// end mid-sentence, so phrasing is restored from the chunk's last punctuation mark.
-fn pause_after(text: &str, rate_wpm: u32) -> u64 {
+pub(crate) fn pause_after(text: &str, rate_wpm: u32) -> u64 {
     let end = text
         .trim_end()
         .trim_end_matches(['"', '\'', ')', ']', '}', '”', '’', '»']);
@@ -370,7 +370,7 @@ fn pause_after(text: &str, rate_wpm: u32) -> u64 {
 }
 
 /// `text` cut to 80 characters for error messages.
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     let mut out: String = text.chars().take(80).collect();
     if out.len() < text.len() {
         out.push('…');

@@ -366,6 +366,10 @@ pub struct Config {
     /// Microphone input: the speech recognizer and the voice activity rules.
     #[command(flatten)]
     pub listen: crate::listen::ListenConfig,
+
+    /// The built-in voice's engine: Piper (neural) or eSpeak NG, and Piper's files and scales.
+    #[command(flatten)]
+    pub engine: crate::voice::EngineConfig,
 }
 
 /// The default persona: short, speakable answers.
@@ -669,6 +673,7 @@ impl Config {
         }
         self.webrtc.ice_servers()?;
         self.validate_stt()?;
+        self.engine.validate()?;
         self.access.validate()
     }
 

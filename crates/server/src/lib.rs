@@ -17,4 +17,5 @@ pub mod registry;
 pub mod render;
 pub mod server;
 pub mod session;
+pub mod voice;
 pub mod webrtc;

@@ -77,7 +77,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 /// providers are chosen exactly as `serve` chooses them (`build_llm`, `build_tts`,
 /// `build_stt`), and each proves itself through its own `check`.
 fn check(config: &Config) -> anyhow::Result<()> {
-    use talkstream::server::{build_llm, build_tts};
+    use talkstream::server::{build_llm, build_tts_with_note};
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,10 +102,13 @@ fn check(config: &Config) -> anyhow::Result<()> {
             ),
             Err(e) => report("language model".to_string(), Err(e.to_string())),
         }
-        match build_tts(config) {
-            Ok(tts) => {
+        match build_tts_with_note(config) {
+            Ok((tts, note)) => {
                 let result = tts.check().await.map_err(|e| e.to_string());
                 report(format!("voice: {}", tts.describe()), result);
+                if let Some(note) = note {
+                    println!("note  voice: {note}");
+                }
             }
             Err(e) => report("voice".to_string(), Err(e.to_string())),
         }

@@ -188,6 +188,9 @@ pub enum ServerError {
     /// The speech recognizer could not be set up.
     #[error("speech recognizer: {0}")]
     Stt(#[from] talkstream_providers::SttError),
+    /// The Piper voice was asked for (`LOCAL_TTS_ENGINE=piper`) and could not be loaded.
+    #[error("text-to-speech: {0} (LOCAL_TTS_ENGINE=auto would speak with eSpeak NG instead)")]
+    Piper(#[from] talkstream_providers::PiperError),
     /// The portrait could not be loaded.
     #[error("AVATAR_REF_IMAGE: {0}")]
     Portrait(#[from] PortraitError),
@@ -263,10 +266,24 @@ fn warn_if_exposed(config: &Config, policy: &Policy) {
 
 /// The TTS provider the configuration asks for.
 pub fn build_tts(config: &Config) -> Result<Arc<dyn TtsProvider>, ServerError> {
+    build_tts_with_note(config).map(|(tts, _)| tts)
+}
+
+/// The TTS provider the configuration asks for, and why the built-in voice is eSpeak NG when
+/// `LOCAL_TTS_ENGINE=auto` would have preferred Piper (for `check`).
+pub fn build_tts_with_note(
+    config: &Config,
+) -> Result<(Arc<dyn TtsProvider>, Option<String>), ServerError> {
     Ok(match config.tts_choice() {
-        TtsChoice::Elevenlabs => Arc::new(ElevenLabsTts::new(elevenlabs_config(config))?),
-        TtsChoice::Openai => Arc::new(OpenAiTts::new(openai_tts_config(config))?),
-        TtsChoice::Local | TtsChoice::Auto => Arc::new(build_local_tts(config)?),
+        TtsChoice::Elevenlabs => (
+            Arc::new(ElevenLabsTts::new(elevenlabs_config(config))?),
+            None,
+        ),
+        TtsChoice::Openai => (Arc::new(OpenAiTts::new(openai_tts_config(config))?), None),
+        TtsChoice::Local | TtsChoice::Auto => {
+            let voice = crate::voice::build_local_voice(config)?;
+            (voice.tts, voice.note)
+        }
     })
 }
 

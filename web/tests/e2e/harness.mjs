@@ -78,7 +78,7 @@ export class Harness {
     const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--hls-dir', this.hlsDir, '--static-dir', distDir];
     const server = spawn(bin, args, {
       cwd: webDir,
-      env: { ...process.env, LOG_LEVEL: 'info', NO_COLOR: '1', ...env },
+      env: { ...process.env, LOG_LEVEL: 'info', NO_COLOR: '1', LOCAL_TTS_ENGINE: 'espeak', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.server = server;
