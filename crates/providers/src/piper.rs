@@ -298,7 +298,37 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Words of a turn's first text spoken on their own when the text is longer, so the first audio
+/// comes after the inference of a few words instead of a whole clause (inference time grows with
+/// the length of the audio: ~0.11 s per second of speech on one core).
+const HEAD_WORDS: usize = 4;
+/// A first text of at most this many words is not split.
+const SPLIT_ABOVE_WORDS: usize = 7;
+
+/// The first text of a turn cut into a short head and the rest, at a comma after the third to
+/// sixth word if there is one, else after [`HEAD_WORDS`] words. `None` when the text is short
+/// enough to speak whole.
+pub fn split_head(text: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() <= SPLIT_ABOVE_WORDS {
+        return None;
+    }
+    // A head of at least three words: it plays while the rest is inferred.
+    let at = words
+        .iter()
+        .enumerate()
+        .take(HEAD_WORDS + 2)
+        .skip(2)
+        .find(|(_, w)| w.ends_with([',', ';', ':']))
+        .map_or(HEAD_WORDS, |(i, _)| i + 1);
+    if at >= words.len() {
+        return None;
+    }
+    Some((words[..at].join(" "), words[at..].join(" ")))
+}
+
 /// One turn: synthesize each text in order until End, input closed, output dropped or cancel.
+/// The turn's first text is spoken in two parts ([`split_head`]) for a quicker start.
 async fn run_turn(engine: Arc<Engine>, worker: TurnWorker) {
     let TurnWorker {
         mut input,
@@ -313,19 +343,33 @@ async fn run_turn(engine: Arc<Engine>, worker: TurnWorker) {
         }
     };
     let mut offset_samples = 0u64;
+    let mut first = true;
+    let mut rest: Option<String> = None;
     loop {
-        let message = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = output.closed() => return,
-            message = input.recv() => message,
+        let text = if let Some(text) = rest.take() {
+            text
+        } else {
+            let message = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = output.closed() => return,
+                message = input.recv() => message,
+            };
+            match message {
+                None | Some(TtsInput::End) => return,
+                Some(TtsInput::Flush) => continue,
+                Some(TtsInput::Text(text)) if !has_speakable(&text) => continue,
+                Some(TtsInput::Text(text)) => text,
+            }
         };
-        let text = match message {
-            None | Some(TtsInput::End) => return,
-            Some(TtsInput::Flush) => continue,
-            Some(TtsInput::Text(text)) if !has_speakable(&text) => continue,
-            Some(TtsInput::Text(text)) => text,
+        let text = match (first, split_head(&text)) {
+            (true, Some((head, tail))) => {
+                rest = Some(tail);
+                head
+            }
+            _ => text,
         };
+        first = false;
         let job = {
             let engine = engine.clone();
             let stop = stop.0.clone();
@@ -460,6 +504,32 @@ pub const DEFAULT_ORT_LIBRARY: &str = "libonnxruntime.so";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_first_text_is_cut_after_a_few_words_or_at_a_comma() {
+        assert_eq!(split_head("Hello there, nice to meet you."), None);
+        assert_eq!(
+            split_head("The quick brown fox jumps over the lazy dog today."),
+            Some((
+                "The quick brown fox".to_string(),
+                "jumps over the lazy dog today.".to_string()
+            ))
+        );
+        assert_eq!(
+            split_head("Well, that is a very good question to ask me."),
+            Some((
+                "Well, that is a".to_string(),
+                "very good question to ask me.".to_string()
+            ))
+        );
+        assert_eq!(
+            split_head("I think that you, my friend, are right about this."),
+            Some((
+                "I think that you,".to_string(),
+                "my friend, are right about this.".to_string()
+            ))
+        );
+    }
 
     #[test]
     fn config_path_appends_json() {

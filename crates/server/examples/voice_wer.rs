@@ -10,11 +10,12 @@
 //! taskset -c 0 target/release/examples/voice_wer http://127.0.0.1:PORT/v1
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use talkstream_providers::{
     default_piper_dir, Chunker, ChunkerConfig, LocalTts, LocalTtsConfig, OpenAiStt,
-    OpenAiSttConfig, PiperConfig, PiperTts, TtsChunk, TtsError, DEFAULT_ORT_LIBRARY,
+    OpenAiSttConfig, PiperConfig, PiperTts, TtsInput, TtsProvider, DEFAULT_ORT_LIBRARY,
     DEFAULT_PIPER_VOICE,
 };
 use tokio_util::sync::CancellationToken;
@@ -86,7 +87,31 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-type Synth = Box<dyn Fn(&str) -> Result<TtsChunk, TtsError>>;
+/// Time from the chunker's first chunk entering a turn to the turn's first audio, as a session
+/// sees it (a provider may speak a long first chunk in parts to start sooner).
+async fn first_audio(voice: &dyn TtsProvider, chunk: &str) -> anyhow::Result<Duration> {
+    let mut turn = voice.start_turn(CancellationToken::new());
+    let t = Instant::now();
+    turn.input.send(TtsInput::Text(chunk.to_string())).await?;
+    turn.input.send(TtsInput::End).await?;
+    match turn.output.recv().await {
+        Some(Ok(_)) => Ok(t.elapsed()),
+        Some(Err(e)) => Err(e.into()),
+        None => anyhow::bail!("the turn ended without audio"),
+    }
+}
+
+/// Speaks `text` in one turn; the whole audio.
+async fn speak(voice: &dyn TtsProvider, text: &str) -> anyhow::Result<Vec<i16>> {
+    let mut turn = voice.start_turn(CancellationToken::new());
+    turn.input.send(TtsInput::Text(text.to_string())).await?;
+    turn.input.send(TtsInput::End).await?;
+    let mut pcm = Vec::new();
+    while let Some(item) = turn.output.recv().await {
+        pcm.extend(item?.pcm);
+    }
+    Ok(pcm)
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -109,36 +134,28 @@ async fn main() -> anyhow::Result<()> {
             .map_or_else(|| dir.join(DEFAULT_ORT_LIBRARY), Into::into),
     );
     let piper = PiperTts::new(piper_config)?;
-    let engines: Vec<(&str, Duration, Synth)> = vec![
-        (
-            "eSpeak NG",
-            espeak_load,
-            Box::new(move |t| espeak.synthesize_blocking(t)),
-        ),
-        (
-            "Piper joe-medium",
-            piper.load_time(),
-            Box::new(move |t| piper.synthesize_blocking(t)),
-        ),
+    let piper_load = piper.load_time();
+    let engines: Vec<(&str, Duration, Arc<dyn TtsProvider>)> = vec![
+        ("eSpeak NG", espeak_load, Arc::new(espeak)),
+        ("Piper joe-medium", piper_load, Arc::new(piper)),
     ];
 
     println!("| voice | WER ({} sentences) | real-time factor | first chunk → audio, median / p95 | load |", SENTENCES.len());
     println!("|---|---|---|---|---|");
     let mut examples = Vec::new();
-    for (name, load, synth) in &engines {
+    for (name, load, voice) in &engines {
         let (mut errors, mut total_words) = (0, 0);
         let (mut synth_time, mut audio_time) = (Duration::ZERO, Duration::ZERO);
         let mut firsts = Vec::new();
         for &sentence in SENTENCES {
+            firsts.push(first_audio(voice.as_ref(), &first_chunk(sentence)).await?);
             let t = Instant::now();
-            synth(&first_chunk(sentence))?;
-            firsts.push(t.elapsed());
-            let t = Instant::now();
-            let chunk = synth(sentence)?;
+            let pcm = speak(voice.as_ref(), sentence).await?;
             synth_time += t.elapsed();
-            audio_time += Duration::from_millis(chunk.duration_ms());
+            let rate = voice.sample_rate();
+            audio_time += Duration::from_secs_f64(pcm.len() as f64 / f64::from(rate));
             let heard = stt
-                .transcribe(&chunk.pcm, chunk.sample_rate, &CancellationToken::new())
+                .transcribe(&pcm, rate, &CancellationToken::new())
                 .await?;
             let (reference, hypothesis) = (words(sentence), words(&heard));
             let e = word_errors(&reference, &hypothesis);

@@ -4,7 +4,7 @@
 // to the server (hands-free), whose voice activity detection ends the utterance after
 // VAD_SILENCE_MS; a loopback recognizer and a loopback chat server answer at once, so what is
 // measured is talkstream: VAD + the answer's way to the viewer.
-//   - end of speech: the page's send time of the last loud microphone frame (RMS > -40 dBFS)
+//   - end of speech: the page's send time of the last microphone frame above -50 dBFS
 //     before the silence (WebSocket.send is watched in the page);
 //   - audible: the page's audio analyser hears the answer (the same probe as glass_to_glass.mjs).
 // Prints median and p95 over N questions. Not a test: numbers go to docs/benchmarks.md.
@@ -101,7 +101,7 @@ try {
     await h.waitInPage('the answer audible', ([a, t]) => window.__probe.audioAt.some((x, j) => j >= a && x > t), [before.audio, heardAt - 5000], 30000);
     const r = await page.evaluate(([a, heard]) => {
       // The last loud frame before the transcript came back: the end of the question.
-      const loud = window.__micFrames.filter(([t, rms]) => t < heard && rms > 0.01);
+      const loud = window.__micFrames.filter(([t, rms]) => t < heard && rms > 0.00316);
       const end = loud[loud.length - 1][0];
       const audible = window.__probe.audioAt.find((x, j) => j >= a && x > end);
       return { end, audible, heard };
