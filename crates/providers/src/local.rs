@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunker::has_speakable;
 use crate::tts::{
-    CheckFuture, TtsChunk, TtsError, TtsInput, TtsItem, TtsProvider, TtsTurn, TurnWorker,
-    WordTiming,
+    speak_each_text, CheckFuture, SynthesizeText, TtsChunk, TtsError, TtsProvider, TtsTurn,
+    TurnWorker, WordTiming,
 };
 
 /// Voices of the bundled English data: `(tag, description)`.
@@ -228,63 +228,13 @@ impl TtsProvider for LocalTts {
     }
 }
 
-/// One turn: synthesize each text in order until End, input closed, output dropped or cancel.
+/// One turn: each text synthesized as it arrives ([`speak_each_text`]); the engine stops at its
+/// next clause when the turn is cancelled.
 async fn run_turn(engine: Arc<Engine>, worker: TurnWorker) {
-    let TurnWorker {
-        mut input,
-        output,
-        cancel,
-    } = worker;
-    let mut offset_samples = 0u64;
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = output.closed() => return,
-            message = input.recv() => message,
-        };
-        let text = match message {
-            None | Some(TtsInput::End) => return,
-            // Each text is synthesized as soon as it arrives: nothing to flush.
-            Some(TtsInput::Flush) => continue,
-            Some(TtsInput::Text(text)) if !has_speakable(&text) => continue,
-            Some(TtsInput::Text(text)) => text,
-        };
-        let job = {
-            let engine = engine.clone();
-            let cancel = cancel.clone();
-            tokio::task::spawn_blocking(move || {
-                engine.synthesize(&text, offset_samples, Some(&cancel))
-            })
-        };
-        let result = tokio::select! {
-            biased;
-            // The blocking task sees the token and stops at its next clause.
-            _ = cancel.cancelled() => return,
-            result = job => result,
-        };
-        let item: TtsItem = match result {
-            Ok(Ok(Some(chunk))) => {
-                offset_samples += chunk.pcm.len() as u64;
-                Ok(chunk)
-            }
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(TtsError::Worker {
-                provider: LocalTts::NAME,
-                reason: format!("synthesis task failed: {e}"),
-            }),
-        };
-        let failed = item.is_err();
-        let sent = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            sent = output.send(item) => sent,
-        };
-        if sent.is_err() || failed {
-            return;
-        }
-    }
+    let cancel = worker.cancel.clone();
+    let synthesize: SynthesizeText =
+        Arc::new(move |text, offset| engine.synthesize(text, offset, Some(&cancel)));
+    speak_each_text(LocalTts::NAME, worker, |_| None, synthesize).await;
 }
 
 impl Engine {

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::chunker::has_speakable;
 use crate::local::{align, data, pause_after, shorten};
 use crate::tts::{
-    CheckFuture, TtsChunk, TtsError, TtsInput, TtsItem, TtsProvider, TtsTurn, TurnWorker,
-    WordTiming,
+    speak_each_text, CheckFuture, SynthesizeText, TtsChunk, TtsError, TtsProvider, TtsTurn,
+    TurnWorker, WordTiming,
 };
 use runtime::{InferError, Model, Stop};
 use voice::{Scales, VoiceConfig, VoiceConfigError};
@@ -327,79 +327,22 @@ pub fn split_head(text: &str) -> Option<(String, String)> {
     Some((words[..at].join(" "), words[at..].join(" ")))
 }
 
-/// One turn: synthesize each text in order until End, input closed, output dropped or cancel.
-/// The turn's first text is spoken in two parts ([`split_head`]) for a quicker start.
+/// One turn: each text synthesized as it arrives ([`speak_each_text`]), the first in two parts
+/// ([`split_head`]). The inference under way stops when the turn's task ends (cancel, output
+/// dropped).
 async fn run_turn(engine: Arc<Engine>, worker: TurnWorker) {
-    let TurnWorker {
-        mut input,
-        output,
-        cancel,
-    } = worker;
     let stop = match Stop::new() {
         Ok(stop) => StopOnDrop(Arc::new(stop)),
         Err(reason) => {
-            let _ = output.send(Err(worker_error(reason))).await;
+            let _ = worker.output.send(Err(worker_error(reason))).await;
             return;
         }
     };
-    let mut offset_samples = 0u64;
-    let mut first = true;
-    let mut rest: Option<String> = None;
-    loop {
-        let text = if let Some(text) = rest.take() {
-            text
-        } else {
-            let message = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = output.closed() => return,
-                message = input.recv() => message,
-            };
-            match message {
-                None | Some(TtsInput::End) => return,
-                Some(TtsInput::Flush) => continue,
-                Some(TtsInput::Text(text)) if !has_speakable(&text) => continue,
-                Some(TtsInput::Text(text)) => text,
-            }
-        };
-        let text = match (first, split_head(&text)) {
-            (true, Some((head, tail))) => {
-                rest = Some(tail);
-                head
-            }
-            _ => text,
-        };
-        first = false;
-        let job = {
-            let engine = engine.clone();
-            let stop = stop.0.clone();
-            tokio::task::spawn_blocking(move || engine.synthesize(&text, offset_samples, &stop))
-        };
-        let result = tokio::select! {
-            biased;
-            // Returning drops `stop`, which ends the running inference.
-            _ = cancel.cancelled() => return,
-            result = job => result,
-        };
-        let item: TtsItem = match result {
-            Ok(Ok(Some(chunk))) => {
-                offset_samples += chunk.pcm.len() as u64;
-                Ok(chunk)
-            }
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(worker_error(format!("synthesis task failed: {e}"))),
-        };
-        let failed = item.is_err();
-        let sent = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            sent = output.send(item) => sent,
-        };
-        if sent.is_err() || failed {
-            return;
-        }
-    }
+    let flag = stop.0.clone();
+    let synthesize: SynthesizeText =
+        Arc::new(move |text, offset| engine.synthesize(text, offset, &flag));
+    speak_each_text(PiperTts::NAME, worker, split_head, synthesize).await;
+    drop(stop);
 }
 
 impl Engine {

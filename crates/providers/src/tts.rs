@@ -10,9 +10,11 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::chunker::has_speakable;
 use crate::output::TurnOutput;
 use tokio_util::sync::CancellationToken;
 
@@ -251,6 +253,89 @@ impl TtsTurn {
 /// The receiving end of a turn's audio. Returns nothing once the turn is cancelled, even if audio
 /// was already queued.
 pub type TtsOutput = TurnOutput<TtsItem>;
+
+/// How a voice that synthesizes on the calling thread speaks one text of a turn: `(text, audio
+/// samples of the turn so far)` → the chunk, `Ok(None)` when the turn was stopped meanwhile.
+pub(crate) type SynthesizeText =
+    Arc<dyn Fn(&str, u64) -> Result<Option<TtsChunk>, TtsError> + Send + Sync>;
+
+/// The turn loop of the local voices: each text is synthesized on tokio's blocking pool as soon
+/// as it arrives, in order, until `End`, the input closes, the output is dropped, an error is
+/// sent, or the turn is cancelled (the blocking work is abandoned; `synthesize` is expected to
+/// notice the cancellation itself). `split_first` may cut the turn's first text in two, to be
+/// spoken one after the other (a quicker start).
+pub(crate) async fn speak_each_text(
+    provider: &'static str,
+    worker: TurnWorker,
+    split_first: fn(&str) -> Option<(String, String)>,
+    synthesize: SynthesizeText,
+) {
+    let TurnWorker {
+        mut input,
+        output,
+        cancel,
+    } = worker;
+    let mut offset_samples = 0u64;
+    let mut first = true;
+    let mut rest: Option<String> = None;
+    loop {
+        let text = if let Some(text) = rest.take() {
+            text
+        } else {
+            let message = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = output.closed() => return,
+                message = input.recv() => message,
+            };
+            match message {
+                None | Some(TtsInput::End) => return,
+                // Each text is synthesized as soon as it arrives: nothing to flush.
+                Some(TtsInput::Flush) => continue,
+                Some(TtsInput::Text(text)) if !has_speakable(&text) => continue,
+                Some(TtsInput::Text(text)) => text,
+            }
+        };
+        let text = match (first, split_first(&text)) {
+            (true, Some((head, tail))) => {
+                rest = Some(tail);
+                head
+            }
+            _ => text,
+        };
+        first = false;
+        let job = {
+            let synthesize = synthesize.clone();
+            tokio::task::spawn_blocking(move || synthesize(&text, offset_samples))
+        };
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            result = job => result,
+        };
+        let item: TtsItem = match result {
+            Ok(Ok(Some(chunk))) => {
+                offset_samples += chunk.pcm.len() as u64;
+                Ok(chunk)
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(TtsError::Worker {
+                provider,
+                reason: format!("synthesis task failed: {e}"),
+            }),
+        };
+        let failed = item.is_err();
+        let sent = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            sent = output.send(item) => sent,
+        };
+        if sent.is_err() || failed {
+            return;
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
