@@ -157,6 +157,32 @@ fn to_u16(v: usize, what: &str) -> Result<u16, MediaError> {
     })
 }
 
+/// The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1; the body of `avcC`, and of
+/// FLV's AVC sequence header): version 1, profile/compatibility/level copied from the SPS,
+/// 4-byte NAL unit lengths, one SPS and one PPS.
+pub fn avc_decoder_config(sps: &[u8], pps: &[u8]) -> Result<Vec<u8>, MediaError> {
+    if sps.len() < 4 || pps.is_empty() {
+        return Err(MediaError::Fmp4 {
+            message: format!(
+                "an AVC configuration needs an SPS of at least 4 bytes and a PPS (got {} and {})",
+                sps.len(),
+                pps.len()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(11 + sps.len() + pps.len());
+    out.push(1);
+    out.extend_from_slice(&sps[1..4]); // profile, compatibility, level
+    out.push(0xff); // 4-byte NAL lengths
+    out.push(0xe1); // one SPS
+    out.extend_from_slice(&to_u16(sps.len(), "SPS length")?.to_be_bytes());
+    out.extend_from_slice(sps);
+    out.push(1); // one PPS
+    out.extend_from_slice(&to_u16(pps.len(), "PPS length")?.to_be_bytes());
+    out.extend_from_slice(pps);
+    Ok(out)
+}
+
 /// Builds the init segment: `ftyp` (major `iso6`, CMAF compatible) and a `moov` with an H.264
 /// track (id 1, timescale 90000) and an AAC track (id 2, timescale = sample rate), no samples,
 /// and `mvex`/`trex` for both.
@@ -238,15 +264,7 @@ pub fn init_segment(video: &VideoTrack, audio: &AudioTrack) -> Result<Vec<u8>, M
     w.u16(0x0018); // depth
     w.u16(0xffff); // pre_defined = -1
     w.begin(b"avcC");
-    w.u8(1);
-    w.bytes(&video.sps[1..4]); // profile, compatibility, level
-    w.u8(0xff); // 4-byte NAL lengths
-    w.u8(0xe1); // one SPS
-    w.u16(to_u16(video.sps.len(), "SPS length")?);
-    w.bytes(&video.sps);
-    w.u8(1); // one PPS
-    w.u16(to_u16(video.pps.len(), "PPS length")?);
-    w.bytes(&video.pps);
+    w.bytes(&avc_decoder_config(&video.sps, &video.pps)?);
     w.end()?; // avcC
     w.end()?; // avc1
     w.end()?; // stsd

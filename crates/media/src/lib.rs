@@ -4,8 +4,9 @@
 //! stream: I420 frames ([`video`]), H.264 encoding ([`video::H264Encoder`]), AAC-LC encoding
 //! ([`audio::AacEncoder`]), fMP4/CMAF byte builders ([`fmp4`]), the HLS media playlist model with
 //! its retention rules ([`playlist`]), WebVTT captions ([`subtitles`]), the audio windowing for
-//! video generators ([`windows`]), WAV reading and writing ([`wav`]) and the header patch that
-//! turns a channel's output into a regular MP4 file ([`fmp4::offline_mp4`]).
+//! video generators ([`windows`]), WAV reading and writing ([`wav`]), FLV tags for RTMP
+//! publishing ([`flv`]) and the header patch that turns a channel's output into a regular MP4
+//! file ([`fmp4::offline_mp4`]).
 //!
 //! A live stream is three stages, composed by [`LiveChannel`]:
 //! [`encoder::FrameEncoder`] (frame + PCM → one [`EncodedUnit`]: timed H.264 and AAC access units
@@ -22,6 +23,7 @@ pub mod channel;
 mod config;
 pub mod encoder;
 mod error;
+pub mod flv;
 pub mod fmp4;
 pub mod hls;
 pub mod playlist;
