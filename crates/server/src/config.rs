@@ -370,6 +370,10 @@ pub struct Config {
     /// The built-in voice's engine: Piper (neural) or eSpeak NG, and Piper's files and scales.
     #[command(flatten)]
     pub engine: crate::voice::EngineConfig,
+
+    /// Go live: publishing every session's stream to an RTMP ingest.
+    #[command(flatten)]
+    pub rtmp: crate::rtmp::RtmpConfig,
 }
 
 /// The default persona: short, speakable answers.
@@ -674,6 +678,7 @@ impl Config {
         self.webrtc.ice_servers()?;
         self.validate_stt()?;
         self.engine.validate()?;
+        self.rtmp.validate()?;
         self.access.validate()
     }
 

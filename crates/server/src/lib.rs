@@ -15,6 +15,7 @@ pub mod producer;
 pub mod protocol;
 pub mod registry;
 pub mod render;
+pub mod rtmp;
 pub mod server;
 pub mod session;
 pub mod voice;

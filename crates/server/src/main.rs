@@ -123,6 +123,13 @@ fn check(config: &Config) -> anyhow::Result<()> {
             ),
             Err(e) => report("speech recognizer".to_string(), Err(e.to_string())),
         }
+        match talkstream::rtmp::probe(&config.rtmp, talkstream::rtmp::publisher::CONNECT_TIMEOUT).await {
+            Some(result) => report(
+                "RTMP ingest (connect only, nothing published)".to_string(),
+                result.map_err(|e| e.to_string()),
+            ),
+            None => println!("ok    RTMP ingest: none (going live is off; set RTMP_PUBLISH_URL)"),
+        }
     });
     if failed > 0 {
         anyhow::bail!("{failed} check(s) failed");

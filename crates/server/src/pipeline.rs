@@ -143,6 +143,8 @@ pub enum Event {
     StreamFailed(String),
     /// The media thread ended the playlist and stopped.
     StreamFinished,
+    /// The stream's RTMP publisher changed state (go live).
+    Publish(crate::rtmp::PublishStatus),
     /// The speech recognizer finished an utterance of the microphone.
     Heard {
         /// The utterance (numbered per session).

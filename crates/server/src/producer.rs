@@ -1,6 +1,6 @@
 //! The per-session media thread: it owns the clock, the command channel, the stream's
 //! [`MediaLoop`] (the sans-I/O state machine that mixes, renders, encodes and keeps the turns'
-//! bookkeeping) and its [`MediaSink`]s (today the HLS files writer). It passes the time into the
+//! bookkeeping) and its [`MediaSink`]s (HLS files, WebRTC, RTMP). It passes the time into the
 //! loop, waits until the next frame is due or a command arrives, hands every produced frame to
 //! the sinks and forwards the loop's [`Event`]s to the session, so the live stream advances in
 //! real time.
@@ -23,6 +23,7 @@ use crate::media_loop::{MediaLoop, MediaLoopError, MediaSink, SinkError, Step, S
 pub use crate::media_loop::{FIRST_SPEECH_SEGMENT_MS, SPEECH_LEAD_MS};
 use crate::pipeline::{Event, MediaCommand};
 use crate::registry::Publisher;
+use crate::rtmp::{RtmpOutput, RtmpSink};
 use crate::webrtc::{WebRtcSink, WebRtcStream};
 
 /// Why the media thread stopped early.
@@ -63,6 +64,8 @@ pub struct StreamSetup {
     pub generator: Option<GeneratorLink>,
     /// The stream's WebRTC output, fed by a sink beside the HLS files, if WebRTC is on.
     pub webrtc: Option<WebRtcStream>,
+    /// The stream's RTMP publisher, fed by a sink too, if RTMP_PUBLISH_URL is set.
+    pub rtmp: Option<RtmpOutput>,
 }
 
 impl Producer {
@@ -135,6 +138,7 @@ fn run(
         portrait,
         generator,
         webrtc,
+        rtmp,
     } = setup;
     // Stream time comes from a monotonic clock so a wall-clock step cannot upset deletion.
     let clock = StreamClock {
@@ -148,6 +152,9 @@ fn run(
     )];
     if let Some(stream) = webrtc {
         sinks.push(Box::new(WebRtcSink::new(stream, clock.start)));
+    }
+    if let Some(output) = rtmp {
+        sinks.push(Box::new(RtmpSink::new(output, clock.start)));
     }
     let now = || clock.start.elapsed();
     let report = |list: Vec<Event>, sinks: &mut Vec<Box<dyn MediaSink>>| {

@@ -189,6 +189,9 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         turn: Option<u64>,
     },
+    /// The state of publishing the stream to the RTMP ingest (RTMP_PUBLISH_URL): `connecting`,
+    /// `live`, `retrying` (with the reason and when the next attempt starts) or `stopped`.
+    Publish(crate::rtmp::PublishStatus),
     /// What the session is doing.
     Status {
         /// `idle`, `thinking`, `speaking`, `complete` or `error`.

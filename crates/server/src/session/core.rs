@@ -602,6 +602,7 @@ impl SessionCore {
     pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
         match event {
             Event::SegmentPublished { .. } | Event::StreamFinished => Vec::new(),
+            Event::Publish(status) => vec![send(ServerMessage::Publish(status))],
             Event::Heard { utterance, outcome } => self.on_heard(utterance, outcome, now),
             Event::FirstToken { turn, at } => {
                 self.mark(turn, at, |m| &mut m.first_token_ms);

@@ -13,6 +13,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
+use talkstream_media::ChannelConfig;
 use talkstream_providers::vad::VAD_SAMPLE_RATE;
 use talkstream_providers::{OpenAiStt, SttError};
 
@@ -26,6 +27,7 @@ use crate::pipeline::{run_turn, Event, HeardOutcome, MediaCommand, TextSource, T
 use crate::producer::{Producer, StreamSetup};
 use crate::protocol::{ErrorCode, ListenInfo, ServerMessage, StreamInfo};
 use crate::registry::{Publisher, Registration};
+use crate::rtmp::{RtmpOutput, StreamInfo as RtmpStreamInfo};
 use crate::server::AppState;
 
 /// The live stream of a session.
@@ -246,6 +248,34 @@ impl Driver {
         }
     }
 
+    /// The stream's RTMP publisher, when RTMP_PUBLISH_URL is set; its state goes to the core.
+    fn start_publisher(&self, channel: &ChannelConfig) -> Option<RtmpOutput> {
+        let target = match self.state.config.rtmp.target(&self.id)? {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::error!(parent: &self.span, error = %e, "no RTMP publishing for this stream");
+                return None;
+            }
+        };
+        let info = RtmpStreamInfo {
+            width: channel.width,
+            height: channel.height,
+            fps: channel.fps,
+            video_kbps: channel.video_bitrate_kbps,
+            audio_kbps: channel.audio_bitrate_kbps,
+            sample_rate: channel.sample_rate,
+        };
+        let events = self.events_tx.clone();
+        Some(RtmpOutput::start(
+            target,
+            info,
+            &tokio::runtime::Handle::current(),
+            move |status| {
+                let _ = events.send(Event::Publish(status));
+            },
+        ))
+    }
+
     /// Start a live stream with a fresh id (the first one: the session's id) and build its
     /// `hello`.
     fn start_stream(&mut self) -> Result<ServerMessage, ()> {
@@ -268,6 +298,7 @@ impl Driver {
                 })
                 .ok()
         });
+        let rtmp = self.start_publisher(&channel);
         let published = Publisher::default();
         let setup = StreamSetup {
             dir,
@@ -285,6 +316,7 @@ impl Driver {
                 buffer_ms: cfg.generator_buffer_ms,
             }),
             webrtc: webrtc.clone(),
+            rtmp,
         };
         let producer = Producer::spawn(&stream_id, setup, self.events_tx.clone()).map_err(|e| {
             tracing::error!(parent: &self.span, error = %e, "could not start the media thread");

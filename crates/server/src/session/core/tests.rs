@@ -349,3 +349,26 @@ fn the_page_reports_when_an_answer_was_on_screen_once_per_turn() {
         "on_screen"
     );
 }
+
+#[test]
+fn the_rtmp_publishers_state_goes_to_the_page_and_a_turn_goes_on() {
+    use crate::rtmp::{PublishState, PublishStatus};
+    let (mut core, t0) = started(false);
+    core.on_text(&prompt("Hi."), at(t0, 0));
+    let status = PublishStatus {
+        state: PublishState::Retrying,
+        target: "rtmp://ingest:1935/live/…".into(),
+        reason: Some("the ingest closed the connection during publishing".into()),
+        retry_in_ms: Some(1000),
+    };
+    let out = core.on_event(Event::Publish(status), at(t0, 5));
+    let msgs = sent(&out);
+    assert_eq!(msgs.len(), 1, "{out:?}");
+    assert_eq!(msgs[0]["type"], "publish");
+    assert_eq!(msgs[0]["state"], "retrying");
+    assert_eq!(msgs[0]["retry_in_ms"], 1000);
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::CancelTurn { .. } | Action::Close { .. })),
+        "the ingest's trouble does not touch the session"
+    );
+}
