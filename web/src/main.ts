@@ -5,6 +5,7 @@ import './style.css';
 import { CaptionScheduler } from './captions';
 import { PlaybackMonitor, type Stall } from './playback';
 import type { FatalInfo } from './player';
+import { publishBadge, type PublishMessage } from './publish';
 import { StreamPlayer } from './streamplayer';
 import type { WhepStats } from './webrtc';
 import { forcedTransport, transportLabel, type Transport } from './transport';
@@ -91,6 +92,8 @@ export interface TalkstreamDebug {
   readonly micMessages: unknown[];
   /** the conversation: what the user said (spoken or typed) and what the avatar said per turn */
   readonly history: { who: 'user' | 'avatar'; text: string }[];
+  /** every go-live state received (RTMP publishing), in order */
+  publish: PublishMessage[];
 }
 
 declare global {
@@ -170,6 +173,7 @@ const debug: TalkstreamDebug = {
   get history() {
     return voice.history.plain();
   },
+  publish: [],
 };
 window.__talkstream = debug;
 
@@ -395,6 +399,13 @@ const handlers: Handlers = {
   },
   user_transcript(m) {
     voice.userTranscript(m);
+  },
+  publish(m) {
+    debug.publish.push(m);
+    const badge = publishBadge(m);
+    ui.setPublish(badge);
+    ui.setInfo('Session', 'go live', badge.hidden ? undefined : badge.title);
+    if (m.state === 'retrying') console.warn(`talkstream: going live: ${badge.title}`);
   },
   unknown(m) {
     console.info(`talkstream: ignoring unknown message type "${m.rawType}"`, m.data);

@@ -12,6 +12,7 @@ import {
   type UserSpeechMessage,
   type UserTranscriptMessage,
 } from './micprotocol';
+import { parsePublish, type PublishMessage } from './publish';
 
 export interface StreamInfo {
   width?: number;
@@ -136,6 +137,7 @@ export type ServerMessage =
   | MetricsMessage
   | OnScreenMessage
   | UserSpeechMessage
+  | PublishMessage
   | UserTranscriptMessage
   | UnknownMessage;
 
@@ -268,6 +270,10 @@ const parsers: Record<string, (o: Obj) => ParseResult> = {
   metrics: parseMetrics,
   user_speech: parseUserSpeech,
   user_transcript: parseUserTranscript,
+  publish: (o) => {
+    const msg = parsePublish(o);
+    return msg ? { ok: true, message: msg } : fail('publish: missing or unknown state or target');
+  },
 };
 
 /** Parse one WebSocket text frame. Never throws. */

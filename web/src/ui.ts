@@ -2,6 +2,7 @@
 
 import type { CaptionView } from './captions';
 import { TURN_TIMINGS, type MetricsMessage, type Stage, type TurnTiming } from './protocol';
+import type { PublishBadge } from './publish';
 import type { BadgeState } from './state';
 
 function $<T extends HTMLElement>(id: string): T {
@@ -48,6 +49,7 @@ export class Ui {
   private readonly detailsBody = $('details-body');
   private readonly sessionLabel = $('session-label');
   private readonly transportTag = $('transport');
+  private readonly publishTag = $('publish');
   private readonly tokenForm = $<HTMLFormElement>('token-form');
   private readonly tokenInput = $<HTMLInputElement>('token-input');
   private readonly tokenError = $('token-error');
@@ -79,6 +81,14 @@ export class Ui {
     this.badge.dataset.state = state;
     this.badge.textContent = state;
     document.body.dataset.state = state;
+  }
+
+  /** The go-live badge (RTMP publishing): its text, tooltip and state. */
+  setPublish(badge: PublishBadge): void {
+    this.publishTag.hidden = badge.hidden;
+    this.publishTag.textContent = badge.text;
+    this.publishTag.title = badge.title;
+    this.publishTag.dataset.state = badge.state;
   }
 
   /** Which transport plays (`label` says why not WebRTC); null hides the tag. */
