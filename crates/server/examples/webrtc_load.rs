@@ -716,6 +716,11 @@ async fn main() -> Result<(), DynError> {
             "baseline without WebRTC viewers: CPU per viewer = (CPU with K viewers per session - {server_cores:.2}) / ({sessions} x K)"
         );
     }
+    // With RTMP_PUBLISH_URL set and RUST_LOG=info,talkstream::rtmp=debug, each stream's
+    // publisher logs its frames' delay after their media time every 20 s.
+    for (_, l) in lines.iter().filter(|(_, l)| l.contains("RTMP frames sent so far")) {
+        println!("server: {l}");
+    }
     drop(server);
     Ok(())
 }

@@ -27,6 +27,8 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Frames waiting for the connection at most (10 s at 25 fps); more are dropped and the
 /// connection starts again at a keyframe.
 const QUEUE_FRAMES: usize = 250;
+/// How often the frames' delay is logged (at debug level) while publishing.
+const DELAY_REPORT_EVERY: Duration = Duration::from_secs(20);
 /// How far behind real time the connection may fall before it is given up as too slow.
 const MAX_BEHIND: Duration = Duration::from_secs(5);
 
@@ -290,6 +292,7 @@ impl Publisher {
     async fn stream(&mut self, mut conn: Connection) -> Ended {
         let mut feed = FlvFeed::new(self.info.sample_rate);
         self.keyframe.store(true, Ordering::Relaxed);
+        let mut next_report = Instant::now() + DELAY_REPORT_EVERY;
         loop {
             tokio::select! {
                 n = conn.readable() => {
@@ -337,7 +340,18 @@ impl Publisher {
                             }),
                         }
                     }
-                    self.delays.record(Instant::now().saturating_duration_since(due));
+                    let now = Instant::now();
+                    self.delays.record(now.saturating_duration_since(due));
+                    if now >= next_report {
+                        next_report = now + DELAY_REPORT_EVERY;
+                        tracing::debug!(
+                            target = %self.target,
+                            frames = self.delays.total(),
+                            delay_median_ms = self.delays.quantile(0.5),
+                            delay_p95_ms = self.delays.quantile(0.95),
+                            "RTMP frames sent so far; their delay after media time"
+                        );
+                    }
                 }
             }
         }
