@@ -44,7 +44,7 @@ export function publishBadge(m: PublishMessage): PublishBadge {
     case 'connecting':
       return { text: 'Going live…', title: `Connecting to ${where}`, state: m.state, hidden: false };
     case 'live':
-      return { text: 'LIVE', title: `Publishing to ${where}`, state: m.state, hidden: false };
+      return { text: 'ON AIR', title: `Publishing to ${where}`, state: m.state, hidden: false };
     case 'retrying': {
       const secs = m.retry_in_ms !== undefined ? Math.max(1, Math.round(m.retry_in_ms / 1000)) : null;
       const when = secs !== null ? `retrying in ${secs} s` : 'retrying';

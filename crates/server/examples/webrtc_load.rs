@@ -718,7 +718,10 @@ async fn main() -> Result<(), DynError> {
     }
     // With RTMP_PUBLISH_URL set and RUST_LOG=info,talkstream::rtmp=debug, each stream's
     // publisher logs its frames' delay after their media time every 20 s.
-    for (_, l) in lines.iter().filter(|(_, l)| l.contains("RTMP frames sent so far")) {
+    for (_, l) in lines
+        .iter()
+        .filter(|(_, l)| l.contains("RTMP frames sent so far"))
+    {
         println!("server: {l}");
     }
     drop(server);

@@ -1,6 +1,6 @@
 // End-to-end: going live in the page. The real server publishes each session to a real nginx
-// with Debian's RTMP module (started here on loopback); the page shows LIVE, then "Not live:
-// retrying" with the reason when nginx is killed, and LIVE again once it is back, while its own
+// with Debian's RTMP module (started here on loopback); the page shows ON AIR, then "Not live:
+// retrying" with the reason when nginx is killed, and ON AIR again once it is back, while its own
 // stream keeps playing. The stream key (the session id here) never reaches the page.
 // GOLIVE_SCREENSHOT_PATH saves the page while live.
 
@@ -77,11 +77,11 @@ describe('going live (RTMP publishing) in the page', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('LIVE while nginx takes the stream, retrying with the reason when it goes, LIVE again when it is back', async () => {
+  test('ON AIR while nginx takes the stream, retrying with the reason when it goes, ON AIR again when it is back', async () => {
     const { page } = h;
     await page.goto(`${h.baseUrl}/`);
     await h.waitInPage('hello', () => !!window.__talkstream?.sessionId, undefined, 20000);
-    await h.waitInPage('the LIVE badge', () => document.getElementById('publish')?.textContent === 'LIVE', undefined, 15000);
+    await h.waitInPage('the ON AIR badge', () => document.getElementById('publish')?.textContent === 'ON AIR', undefined, 15000);
     const live = await page.evaluate(() => ({
       hidden: document.getElementById('publish').hidden,
       title: document.getElementById('publish').title,
@@ -105,7 +105,7 @@ describe('going live (RTMP publishing) in the page', () => {
     assert.deepEqual(retrying.errors, [], 'an ingest outage is not an error of the session');
 
     nginx = await startNginx(dir, port);
-    await h.waitInPage('LIVE again', () => document.getElementById('publish').dataset.state === 'live', undefined, 40000);
+    await h.waitInPage('ON AIR again', () => document.getElementById('publish').dataset.state === 'live', undefined, 40000);
     const messages = await page.evaluate(() => JSON.stringify(window.__talkstream.publish));
     assert.ok(!messages.includes(live.id), `the stream key reached the page: ${messages}`);
   });

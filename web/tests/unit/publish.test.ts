@@ -30,9 +30,9 @@ describe('publish messages', () => {
 describe('the go-live badge', () => {
   const msg = (m: Partial<PublishMessage>): PublishMessage => ({ type: 'publish', state: 'live', target, ...m });
 
-  it('says LIVE with where in the tooltip, never a key', () => {
+  it('says ON AIR with where in the tooltip, never a key', () => {
     const b = publishBadge(msg({ state: 'live' }));
-    expect(b).toEqual({ text: 'LIVE', title: 'Publishing to rtmp://media:1935/live', state: 'live', hidden: false });
+    expect(b).toEqual({ text: 'ON AIR', title: 'Publishing to rtmp://media:1935/live', state: 'live', hidden: false });
   });
 
   it('says why and when it tries again', () => {

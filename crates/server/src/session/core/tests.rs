@@ -368,7 +368,8 @@ fn the_rtmp_publishers_state_goes_to_the_page_and_a_turn_goes_on() {
     assert_eq!(msgs[0]["state"], "retrying");
     assert_eq!(msgs[0]["retry_in_ms"], 1000);
     assert!(
-        !out.iter().any(|a| matches!(a, Action::CancelTurn { .. } | Action::Close { .. })),
+        !out.iter()
+            .any(|a| matches!(a, Action::CancelTurn { .. } | Action::Close { .. })),
         "the ingest's trouble does not touch the session"
     );
 }
