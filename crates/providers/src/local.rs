@@ -234,7 +234,7 @@ async fn run_turn(engine: Arc<Engine>, worker: TurnWorker) {
     let cancel = worker.cancel.clone();
     let synthesize: SynthesizeText =
         Arc::new(move |text, offset| engine.synthesize(text, offset, Some(&cancel)));
-    speak_each_text(LocalTts::NAME, worker, |_| None, synthesize).await;
+    speak_each_text(LocalTts::NAME, worker, |_, _| None, synthesize).await;
 }
 
 impl Engine {

@@ -298,29 +298,47 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Words of a turn's first text spoken on their own when the text is longer, so the first audio
-/// comes after the inference of a few words instead of a whole clause (inference time grows with
-/// the length of the audio: ~0.11 s per second of speech on one core).
-const HEAD_WORDS: usize = 4;
-/// A first text of at most this many words is not split.
-const SPLIT_ABOVE_WORDS: usize = 7;
+/// How the first text of a turn is cut so the first audio comes after the inference of a word
+/// or two instead of a whole clause (inference time grows with the length of the audio: ~0.11 s
+/// per second of speech on one idle core, ~70 ms for one word, ~100 ms for two, ~165 ms for
+/// four; docs/benchmarks.md). Each piece must be inferred while the one before it plays, so
+/// they grow: a head of one or two words, then up to five, then the rest.
+struct Piece {
+    /// Words in the piece when no comma comes first.
+    words: usize,
+    /// A comma (semicolon, colon) ending a word at this position (1-based) ends the piece there.
+    comma_at: std::ops::RangeInclusive<usize>,
+    /// The text is cut only when it has more words than this.
+    above: usize,
+}
 
-/// The first text of a turn cut into a short head and the rest, at a comma after the third to
-/// sixth word if there is one, else after [`HEAD_WORDS`] words. `None` when the text is short
-/// enough to speak whole.
-pub fn split_head(text: &str) -> Option<(String, String)> {
+const PIECES: [Piece; 2] = [
+    Piece {
+        words: 2,
+        comma_at: 1..=4,
+        above: 3,
+    },
+    Piece {
+        words: 5,
+        comma_at: 3..=7,
+        above: 8,
+    },
+];
+
+/// Piece `piece` of a turn's first text and the rest (see [`Piece`]): cut at a comma if one
+/// comes early enough, else after a fixed number of words. `None` when the text is short enough
+/// to speak whole, or no more pieces are cut.
+pub fn split_head(text: &str, piece: usize) -> Option<(String, String)> {
+    let rule = PIECES.get(piece)?;
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.len() <= SPLIT_ABOVE_WORDS {
+    if words.len() <= rule.above {
         return None;
     }
-    // A head of at least three words: it plays while the rest is inferred.
     let at = words
         .iter()
         .enumerate()
-        .take(HEAD_WORDS + 2)
-        .skip(2)
-        .find(|(_, w)| w.ends_with([',', ';', ':']))
-        .map_or(HEAD_WORDS, |(i, _)| i + 1);
+        .find(|(i, w)| rule.comma_at.contains(&(i + 1)) && w.ends_with([',', ';', ':']))
+        .map_or(rule.words, |(i, _)| i + 1);
     if at >= words.len() {
         return None;
     }
@@ -449,28 +467,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_first_text_is_cut_after_a_few_words_or_at_a_comma() {
-        assert_eq!(split_head("Hello there, nice to meet you."), None);
+    fn a_long_first_text_is_cut_into_growing_pieces_preferring_commas() {
+        let cut = |text: &str, piece| split_head(text, piece);
+        let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(cut("Hello there, friend.", 0), None, "three words: whole");
         assert_eq!(
-            split_head("The quick brown fox jumps over the lazy dog today."),
-            Some((
-                "The quick brown fox".to_string(),
-                "jumps over the lazy dog today.".to_string()
-            ))
+            cut("Hello there, nice to meet you.", 0),
+            pair("Hello there,", "nice to meet you.")
         );
+        assert_eq!(cut("nice to meet you.", 1), None, "a short rest stays whole");
         assert_eq!(
-            split_head("Well, that is a very good question to ask me."),
-            Some((
-                "Well, that is a".to_string(),
-                "very good question to ask me.".to_string()
-            ))
+            cut("Sure, the capital of France is Paris.", 0),
+            pair("Sure,", "the capital of France is Paris.")
         );
+        let text = "The quick brown fox jumps over the lazy dog by the river today.";
+        let (head, rest) = cut(text, 0).unwrap();
+        assert_eq!(head, "The quick");
+        let (second, third) = cut(&rest, 1).unwrap();
+        assert_eq!(second, "brown fox jumps over the");
+        assert_eq!(third, "lazy dog by the river today.");
+        assert_eq!(cut(&third, 2), None, "two cuts at most");
         assert_eq!(
-            split_head("I think that you, my friend, are right about this."),
-            Some((
-                "I think that you,".to_string(),
-                "my friend, are right about this.".to_string()
-            ))
+            cut("I think that you, my friend, are right about this matter.", 1),
+            pair("I think that you,", "my friend, are right about this matter.")
         );
     }
 

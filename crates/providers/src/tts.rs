@@ -262,12 +262,13 @@ pub(crate) type SynthesizeText =
 /// The turn loop of the local voices: each text is synthesized on tokio's blocking pool as soon
 /// as it arrives, in order, until `End`, the input closes, the output is dropped, an error is
 /// sent, or the turn is cancelled (the blocking work is abandoned; `synthesize` is expected to
-/// notice the cancellation itself). `split_first` may cut the turn's first text in two, to be
-/// spoken one after the other (a quicker start).
+/// notice the cancellation itself). `split_first(text, piece)` may cut the turn's first text
+/// into pieces spoken one after the other (a quicker start): it is asked again for the rest
+/// with the next piece number until it says `None`.
 pub(crate) async fn speak_each_text(
     provider: &'static str,
     worker: TurnWorker,
-    split_first: fn(&str) -> Option<(String, String)>,
+    split_first: fn(&str, usize) -> Option<(String, String)>,
     synthesize: SynthesizeText,
 ) {
     let TurnWorker {
@@ -276,7 +277,8 @@ pub(crate) async fn speak_each_text(
         cancel,
     } = worker;
     let mut offset_samples = 0u64;
-    let mut first = true;
+    // Pieces cut from the first text so far; `None` once the first text is done with.
+    let mut piece: Option<usize> = Some(0);
     let mut rest: Option<String> = None;
     loop {
         let text = if let Some(text) = rest.take() {
@@ -296,14 +298,17 @@ pub(crate) async fn speak_each_text(
                 Some(TtsInput::Text(text)) => text,
             }
         };
-        let text = match (first, split_first(&text)) {
-            (true, Some((head, tail))) => {
+        let text = match piece.and_then(|n| split_first(&text, n).map(|cut| (n, cut))) {
+            Some((n, (head, tail))) => {
                 rest = Some(tail);
+                piece = Some(n + 1);
                 head
             }
-            _ => text,
+            None => {
+                piece = None;
+                text
+            }
         };
-        first = false;
         let job = {
             let synthesize = synthesize.clone();
             tokio::task::spawn_blocking(move || synthesize(&text, offset_samples))

@@ -183,3 +183,29 @@ async fn a_turn_streams_each_text_with_running_word_times() {
     assert_eq!(tts.name(), "piper");
     assert!(tts.check().await.unwrap().contains("ONNX Runtime"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_first_text_is_spoken_in_growing_pieces_that_add_up_to_it() {
+    let tts = voice().clone();
+    let mut turn = tts.start_turn(CancellationToken::new());
+    let text = "The quick brown fox jumps over the lazy dog by the river today.";
+    turn.input.send(TtsInput::Text(text.into())).await.unwrap();
+    turn.input.send(TtsInput::End).await.unwrap();
+    let mut pieces = Vec::new();
+    while let Some(chunk) = turn.output.recv().await {
+        pieces.push(chunk.unwrap());
+    }
+    let texts: Vec<&str> = pieces.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["The quick", "brown fox jumps over the", "lazy dog by the river today."]
+    );
+    // The first piece is short (so it comes quickly); the word times run on across pieces.
+    assert!(pieces[0].duration_ms() < 1500, "{} ms", pieces[0].duration_ms());
+    let starts: Vec<u64> = pieces
+        .iter()
+        .flat_map(|c| c.words.iter().map(|w| w.start_ms))
+        .collect();
+    assert_eq!(starts.len(), 13, "every word timed once");
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+}
