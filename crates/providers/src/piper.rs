@@ -475,7 +475,11 @@ mod tests {
             cut("Hello there, nice to meet you.", 0),
             pair("Hello there,", "nice to meet you.")
         );
-        assert_eq!(cut("nice to meet you.", 1), None, "a short rest stays whole");
+        assert_eq!(
+            cut("nice to meet you.", 1),
+            None,
+            "a short rest stays whole"
+        );
         assert_eq!(
             cut("Sure, the capital of France is Paris.", 0),
             pair("Sure,", "the capital of France is Paris.")
@@ -488,8 +492,14 @@ mod tests {
         assert_eq!(third, "lazy dog by the river today.");
         assert_eq!(cut(&third, 2), None, "two cuts at most");
         assert_eq!(
-            cut("I think that you, my friend, are right about this matter.", 1),
-            pair("I think that you,", "my friend, are right about this matter.")
+            cut(
+                "I think that you, my friend, are right about this matter.",
+                1
+            ),
+            pair(
+                "I think that you,",
+                "my friend, are right about this matter."
+            )
         );
     }
 

@@ -198,10 +198,18 @@ async fn a_long_first_text_is_spoken_in_growing_pieces_that_add_up_to_it() {
     let texts: Vec<&str> = pieces.iter().map(|c| c.text.as_str()).collect();
     assert_eq!(
         texts,
-        ["The quick", "brown fox jumps over the", "lazy dog by the river today."]
+        [
+            "The quick",
+            "brown fox jumps over the",
+            "lazy dog by the river today."
+        ]
     );
     // The first piece is short (so it comes quickly); the word times run on across pieces.
-    assert!(pieces[0].duration_ms() < 1500, "{} ms", pieces[0].duration_ms());
+    assert!(
+        pieces[0].duration_ms() < 1500,
+        "{} ms",
+        pieces[0].duration_ms()
+    );
     let starts: Vec<u64> = pieces
         .iter()
         .flat_map(|c| c.words.iter().map(|w| w.start_ms))

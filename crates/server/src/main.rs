@@ -151,14 +151,20 @@ fn worker(config: &Config) -> anyhow::Result<()> {
 fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
     let mut channel = config.channel_config(0);
     channel.sample_rate = config.audio_sample_rate; // 0: follow the source's rate
-    let tts;
-    let source = match (&args.text, &args.audio) {
-        (Some(text), _) => {
-            tts = talkstream::server::build_local_tts(config)?;
-            RenderSource::Text(text, &tts)
+    let voice = match &args.text {
+        Some(_) => {
+            let (voice, note) = talkstream::voice::build_builtin_voice(config)?;
+            if let Some(note) = note {
+                eprintln!("talkstream render: {note}");
+            }
+            Some(voice)
         }
-        (None, Some(path)) => RenderSource::Audio(path),
-        (None, None) => anyhow::bail!("give --text or --audio"),
+        None => None,
+    };
+    let source = match (&args.text, &voice, &args.audio) {
+        (Some(text), Some(voice), _) => RenderSource::Text(text, voice),
+        (_, _, Some(path)) => RenderSource::Audio(path),
+        _ => anyhow::bail!("give --text or --audio"),
     };
     // The InfiniteTalk contract's --ref_image: a portrait when it has a manifest.
     let mut config = config.clone();
@@ -187,8 +193,9 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
         progress_bar("rendering"),
     )
     .with_context(|| format!("rendering {}", args.output.display()))?;
+    let voice = voice.map_or_else(String::new, |v| format!(", voice {}", v.describe()));
     println!(
-        "wrote {} ({:.1} s of video in {:.1} s)",
+        "wrote {} ({:.1} s of video in {:.1} s{voice})",
         args.output.display(),
         duration_ms as f64 / 1000.0,
         started.elapsed().as_secs_f64()

@@ -10,7 +10,9 @@ use talkstream_generators::mp4::{write_mp4, MuxSample, MuxTrack};
 use talkstream_media::video::H264Encoder;
 use talkstream_media::wav::{parse_wav, WavError};
 use talkstream_media::{ChannelConfig, I420Frame, LiveChannel, MediaError, Output};
-use talkstream_providers::{LocalTts, Resampler, TtsError};
+use talkstream_providers::{Chunker, ChunkerConfig, Resampler, TtsError, WordTiming};
+
+use crate::voice::BuiltInVoice;
 
 /// Renders avatar frames whose mouth follows the audio pushed into it.
 pub struct FaceRenderer {
@@ -98,10 +100,35 @@ pub enum RenderError {
 
 /// What to say in an offline render.
 pub enum RenderSource<'a> {
-    /// Text spoken by the local TTS.
-    Text(&'a str, &'a LocalTts),
+    /// Text spoken by the built-in voice (Piper or eSpeak NG, as the server would speak).
+    Text(&'a str, &'a BuiltInVoice),
     /// A WAV file (PCM 16-bit or float, any rate, mono or stereo).
     Audio(&'a Path),
+}
+
+/// `text` spoken clause by clause, as a session speaks it (the chunker's cuts; a neural voice
+/// phrases a clause better than a page), the audio joined and the word times running on.
+fn speak(text: &str, voice: &BuiltInVoice) -> Result<(Vec<i16>, u32, Vec<WordTiming>), TtsError> {
+    let mut chunker = Chunker::new(ChunkerConfig::default());
+    let mut clauses = chunker.push(text, 0);
+    clauses.extend(chunker.finish());
+    let (mut pcm, mut rate, mut words) = (Vec::new(), 0, Vec::new());
+    for clause in clauses {
+        let chunk = voice.synthesize_blocking(&clause)?;
+        let offset_ms = if chunk.sample_rate == 0 {
+            0
+        } else {
+            pcm.len() as u64 * 1000 / u64::from(chunk.sample_rate)
+        };
+        rate = chunk.sample_rate;
+        words.extend(chunk.words.into_iter().map(|w| WordTiming {
+            start_ms: w.start_ms + offset_ms,
+            end_ms: w.end_ms + offset_ms,
+            ..w
+        }));
+        pcm.extend(chunk.pcm);
+    }
+    Ok((pcm, rate, words))
 }
 
 /// Tail of silence after the speech, so the mouth closes on screen.
@@ -127,10 +154,7 @@ pub fn render_offline(
     mut progress: impl FnMut(f64),
 ) -> Result<u64, RenderError> {
     let (pcm, rate, words) = match source {
-        RenderSource::Text(text, tts) => {
-            let chunk = tts.synthesize_blocking(text)?;
-            (chunk.pcm, chunk.sample_rate, chunk.words)
-        }
+        RenderSource::Text(text, voice) => speak(text, voice)?,
         RenderSource::Audio(path) => {
             let (pcm, rate) = read_wav(path)?;
             (pcm, rate, Vec::new())

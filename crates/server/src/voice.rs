@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use talkstream_providers::{
-    default_piper_dir, PiperConfig, PiperTts, TtsProvider, DEFAULT_ORT_LIBRARY, DEFAULT_PIPER_VOICE,
+    default_piper_dir, LocalTts, PiperConfig, PiperTts, TtsChunk, TtsError, TtsProvider,
+    DEFAULT_ORT_LIBRARY, DEFAULT_PIPER_VOICE,
 };
 
 use crate::config::{Config, ConfigError};
@@ -106,13 +107,10 @@ impl EngineConfig {
 
 /// The built-in voice the settings ask for. With `auto`, a Piper voice that is missing or does
 /// not load gives eSpeak and a note (logged here, once); with `piper` it is an error.
-pub fn build_local_voice(config: &Config) -> Result<LocalVoice, ServerError> {
+pub fn build_builtin_voice(config: &Config) -> Result<(BuiltInVoice, Option<String>), ServerError> {
     let engine = &config.engine;
-    let espeak = |note: Option<String>| -> Result<LocalVoice, ServerError> {
-        Ok(LocalVoice {
-            tts: Arc::new(build_local_tts(config)?),
-            note,
-        })
+    let espeak = |note: Option<String>| -> Result<(BuiltInVoice, Option<String>), ServerError> {
+        Ok((BuiltInVoice::Espeak(build_local_tts(config)?), note))
     };
     if engine.local_tts_engine == EngineChoice::Espeak {
         return espeak(None);
@@ -141,10 +139,7 @@ pub fn build_local_voice(config: &Config) -> Result<LocalVoice, ServerError> {
                 load_ms = tts.load_time().as_millis() as u64,
                 "Piper voice loaded"
             );
-            Ok(LocalVoice {
-                tts: Arc::new(tts),
-                note: None,
-            })
+            Ok((BuiltInVoice::Piper(tts), None))
         }
         Err(e) if engine.local_tts_engine == EngineChoice::Auto => {
             let note = format!("the Piper voice is not used: {e}; speaking with eSpeak NG");
@@ -152,5 +147,42 @@ pub fn build_local_voice(config: &Config) -> Result<LocalVoice, ServerError> {
             espeak(Some(note))
         }
         Err(e) => Err(ServerError::Piper(e)),
+    }
+}
+
+/// The built-in voice as a session provider, with the note when `auto` fell back to eSpeak.
+pub fn build_local_voice(config: &Config) -> Result<LocalVoice, ServerError> {
+    let (voice, note) = build_builtin_voice(config)?;
+    let tts: Arc<dyn TtsProvider> = match voice {
+        BuiltInVoice::Piper(tts) => Arc::new(tts),
+        BuiltInVoice::Espeak(tts) => Arc::new(tts),
+    };
+    Ok(LocalVoice { tts, note })
+}
+
+/// The built-in voice itself, for work that synthesizes whole texts on the calling thread
+/// (`talkstream render`).
+pub enum BuiltInVoice {
+    /// The neural Piper voice.
+    Piper(PiperTts),
+    /// eSpeak NG.
+    Espeak(LocalTts),
+}
+
+impl BuiltInVoice {
+    /// Synthesize `text` here; word times start at the beginning of the audio.
+    pub fn synthesize_blocking(&self, text: &str) -> Result<TtsChunk, TtsError> {
+        match self {
+            BuiltInVoice::Piper(tts) => tts.synthesize_blocking(text),
+            BuiltInVoice::Espeak(tts) => tts.synthesize_blocking(text),
+        }
+    }
+
+    /// The engine's name, for people.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            BuiltInVoice::Piper(_) => "Piper",
+            BuiltInVoice::Espeak(_) => "eSpeak NG",
+        }
     }
 }
