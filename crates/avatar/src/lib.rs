@@ -27,6 +27,7 @@ pub mod analysis;
 mod face;
 mod layers;
 pub mod lipsync;
+pub mod mesh;
 mod motion;
 mod mouth;
 pub mod portrait;

@@ -1,0 +1,352 @@
+//! A photo animated by a landmark mesh (the non-neural approach of "Bringing Portraits to
+//! Life", Averbuch-Elor et al. 2017): the 68 face landmarks, two rings of points around the face
+//! and points along the image border are triangulated once; per frame a small [`Rig`] (jaw, lips,
+//! blinks, a little head motion) moves the landmarks, the rings follow with a falloff, the border
+//! stays, and every triangle's pixels are warped from the photo (piecewise affine, bilinear).
+//! At rest the output is the photo itself, exactly.
+//!
+//! Work in progress toward the photo-avatar issue: the mouth interior (teeth, tongue) and the
+//! wiring into [`crate::Face`] come next. Sans-I/O like the rest of the crate.
+
+mod rig;
+mod template;
+mod triangulate;
+mod warp;
+
+pub use rig::{idx, Rig, CORNER_TRAVEL, JAW_DROP, LIP_PART, MAX_HEAD_DEG, PRESSED_GAP};
+pub use template::template_landmarks;
+pub use triangulate::{signed_area2, triangulate, Triangle};
+pub use warp::{warp, RgbaRef};
+
+/// A point in image pixels (x right, y down; pixel `i` spans `i..i+1`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Point {
+    /// Horizontal position.
+    pub x: f32,
+    /// Vertical position.
+    pub y: f32,
+}
+
+impl Point {
+    /// A point.
+    pub const fn new(x: f32, y: f32) -> Self {
+        Point { x, y }
+    }
+
+    fn dist(self, o: Point) -> f32 {
+        ((self.x - o.x).powi(2) + (self.y - o.y).powi(2)).sqrt()
+    }
+}
+
+/// Landmarks per face (the iBUG 300-W layout).
+pub const LANDMARKS: usize = 68;
+
+/// Why landmarks cannot make a mesh.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MeshError {
+    /// Not 68 points.
+    #[error("expected {LANDMARKS} landmarks, got {0}")]
+    Count(usize),
+    /// A point is not a number or lies outside the image.
+    #[error("landmark {index} ({x}, {y}) is outside the {width}x{height} image")]
+    OutOfBounds {
+        /// Which landmark.
+        index: usize,
+        /// Its x.
+        x: f32,
+        /// Its y.
+        y: f32,
+        /// Image width.
+        width: u32,
+        /// Image height.
+        height: u32,
+    },
+    /// The face is too small to animate.
+    #[error("the eyes are {0:.1} px apart; a face needs at least 8 px between the eyes")]
+    TooSmall(f32),
+    /// The points do not look like an upright face.
+    #[error("the landmarks do not look like an upright face: {0}")]
+    Implausible(&'static str),
+    /// The output buffer has the wrong size.
+    #[error("frame buffer has {actual} bytes, expected {expected}")]
+    BufferSize {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        actual: usize,
+    },
+}
+
+/// What a pose did to the mesh (for tests and checks).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeshQuality {
+    /// Triangles whose orientation flipped (folded over): must be 0.
+    pub flipped: usize,
+    /// Largest factor by which a triangle edge grew or shrank (1 = unchanged), leaving out the
+    /// edges across the mouth's gap and across an eye, which close by design.
+    pub max_stretch: f32,
+}
+
+/// Where a non-landmark point comes from and how much it follows the face.
+#[derive(Debug, Clone, Copy)]
+struct Follower {
+    /// The landmark whose rig displacement it takes (a share of).
+    base: usize,
+    /// Share of that landmark's displacement.
+    follow: f32,
+    /// Share of the head motion.
+    head: f32,
+}
+
+/// The mesh of one photo: rest points (landmarks, rings, border) and their triangles.
+#[derive(Debug, Clone)]
+pub struct FaceMesh {
+    width: u32,
+    height: u32,
+    rest: Vec<Point>,
+    /// For each point after the 68 landmarks: how it moves (`None`: the border, fixed).
+    followers: Vec<Option<Follower>>,
+    tris: Vec<Triangle>,
+    /// Interocular distance, px.
+    scale: f32,
+    /// The face's centre (between the eyes and the mouth), the head's pivot.
+    centre: Point,
+}
+
+/// Ring distances from the face centre, relative to the face contour, and how much each ring
+/// follows the face: the inner ring carries the cheeks and hair near the face, the outer fades
+/// into the background.
+const RINGS: [(f32, f32, f32); 2] = [(1.35, 0.5, 0.6), (1.9, 0.15, 0.25)];
+/// Spacing of the border points, px.
+const BORDER_STEP: f32 = 64.0;
+
+impl FaceMesh {
+    /// The mesh for a `width`×`height` photo with these 68 landmarks (validated).
+    pub fn new(width: u32, height: u32, landmarks: &[Point]) -> Result<Self, MeshError> {
+        validate(width, height, landmarks)?;
+        let eye = |r: std::ops::RangeInclusive<usize>| {
+            let n = r.clone().count() as f32;
+            let (sx, sy) = r.fold((0.0, 0.0), |(x, y), i| {
+                (x + landmarks[i].x, y + landmarks[i].y)
+            });
+            Point::new(sx / n, sy / n)
+        };
+        let (el, er) = (eye(idx::EYE_L), eye(idx::EYE_R));
+        let scale = el.dist(er);
+        let mouth = Point::new(
+            (landmarks[48].x + landmarks[54].x) / 2.0,
+            (landmarks[51].y + landmarks[57].y) / 2.0,
+        );
+        let centre = Point::new(
+            (el.x + er.x + 2.0 * mouth.x) / 4.0,
+            (el.y + er.y + 2.0 * mouth.y) / 4.0,
+        );
+
+        let mut rest = landmarks.to_vec();
+        let mut followers = Vec::new();
+        let (w, h) = (width as f32, height as f32);
+        let inside = |p: Point| p.x > 2.0 && p.y > 2.0 && p.x < w - 2.0 && p.y < h - 2.0;
+        let contour: Vec<usize> = idx::JAW.chain(idx::BROWS.rev()).collect();
+        for &(k, follow, head) in &RINGS {
+            for &i in &contour {
+                let p = landmarks[i];
+                let q = Point::new(
+                    centre.x + (p.x - centre.x) * k,
+                    centre.y + (p.y - centre.y) * k,
+                );
+                let crowded = rest.iter().any(|r| r.dist(q) < 3.0);
+                if inside(q) && !crowded {
+                    rest.push(q);
+                    followers.push(Some(Follower {
+                        base: i,
+                        follow,
+                        head,
+                    }));
+                }
+            }
+        }
+        // The border: corners and evenly spaced points along each side, fixed.
+        let steps = |len: f32| ((len / BORDER_STEP).ceil() as usize).max(1);
+        for i in 0..steps(w) {
+            let x = w * i as f32 / steps(w) as f32;
+            for y in [0.0, h] {
+                rest.push(Point::new(x, y));
+                followers.push(None);
+            }
+        }
+        for i in 0..=steps(h) {
+            let y = h * i as f32 / steps(h) as f32;
+            rest.push(Point::new(w, y));
+            followers.push(None);
+            if i > 0 && i < steps(h) {
+                rest.push(Point::new(0.0, y));
+                followers.push(None);
+            }
+        }
+        let tris = triangulate(&rest);
+        Ok(FaceMesh {
+            width,
+            height,
+            rest,
+            followers,
+            tris,
+            scale,
+            centre,
+        })
+    }
+
+    /// Every point at rest: the 68 landmarks first, then rings and border.
+    pub fn rest_points(&self) -> &[Point] {
+        &self.rest
+    }
+
+    /// The triangles (indices into the points).
+    pub fn triangles(&self) -> &[Triangle] {
+        &self.tris
+    }
+
+    /// Distance between the eye centres, px: the rig's unit.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Where every point goes for `rig`.
+    pub fn pose(&self, rig: &Rig) -> Vec<Point> {
+        let rig = rig.clamped();
+        let faces = rig::pose_landmarks(&self.rest[..LANDMARKS], &rig, self.scale);
+        let mut out: Vec<Point> = faces
+            .iter()
+            .map(|&p| rig::head_motion(p, self.centre, &rig, self.scale, 1.0))
+            .collect();
+        for (k, follower) in self.followers.iter().enumerate() {
+            let p = self.rest[LANDMARKS + k];
+            out.push(match follower {
+                None => p,
+                Some(f) => {
+                    let d = Point::new(
+                        faces[f.base].x - self.rest[f.base].x,
+                        faces[f.base].y - self.rest[f.base].y,
+                    );
+                    let moved = Point::new(p.x + d.x * f.follow, p.y + d.y * f.follow);
+                    rig::head_motion(moved, self.centre, &rig, self.scale, f.head)
+                }
+            });
+        }
+        out
+    }
+
+    /// Render `photo` posed by `rig` into `out` (RGBA, the photo's size). Returns the number of
+    /// triangles that moved.
+    pub fn render(
+        &self,
+        photo: RgbaRef<'_>,
+        rig: &Rig,
+        out: &mut [u8],
+    ) -> Result<usize, MeshError> {
+        let expected = self.width as usize * self.height as usize * 4;
+        if out.len() != expected || photo.data.len() != expected {
+            return Err(MeshError::BufferSize {
+                expected,
+                actual: if out.len() != expected {
+                    out.len()
+                } else {
+                    photo.data.len()
+                },
+            });
+        }
+        let posed = self.pose(rig);
+        Ok(warp(photo, &self.rest, &posed, &self.tris, out))
+    }
+
+    /// Flipped triangles and the largest edge stretch of a pose.
+    pub fn quality(&self, posed: &[Point]) -> MeshQuality {
+        let mut flipped = 0;
+        let mut max_stretch: f32 = 1.0;
+        for t in &self.tris {
+            let [a, b, c] = t.map(|i| i as usize);
+            if signed_area2(posed[a], posed[b], posed[c]) <= 0.0 {
+                flipped += 1;
+            }
+            for (i, j) in [(a, b), (b, c), (c, a)] {
+                if closes(i, j) {
+                    continue;
+                }
+                let before = self.rest[i].dist(self.rest[j]).max(1e-3);
+                let after = posed[i].dist(posed[j]).max(1e-3);
+                max_stretch = max_stretch.max(after / before).max(before / after);
+            }
+        }
+        MeshQuality {
+            flipped,
+            max_stretch,
+        }
+    }
+}
+
+/// Is `i`–`j` an edge that closes by design (across the lips' gap, or an eye's opening)?
+fn closes(i: usize, j: usize) -> bool {
+    [idx::LIPS_INNER, idx::EYE_L, idx::EYE_R]
+        .iter()
+        .any(|r| r.contains(&i) && r.contains(&j))
+}
+
+/// The landmarks' count, bounds and rough geometry.
+fn validate(width: u32, height: u32, p: &[Point]) -> Result<(), MeshError> {
+    if p.len() != LANDMARKS {
+        return Err(MeshError::Count(p.len()));
+    }
+    for (index, q) in p.iter().enumerate() {
+        let ok = q.x.is_finite()
+            && q.y.is_finite()
+            && (0.0..=width as f32).contains(&q.x)
+            && (0.0..=height as f32).contains(&q.y);
+        if !ok {
+            return Err(MeshError::OutOfBounds {
+                index,
+                x: q.x,
+                y: q.y,
+                width,
+                height,
+            });
+        }
+    }
+    let mean = |r: std::ops::RangeInclusive<usize>| {
+        let n = r.clone().count() as f32;
+        let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + p[i].x, y + p[i].y));
+        Point::new(x / n, y / n)
+    };
+    let (el, er) = (mean(idx::EYE_L), mean(idx::EYE_R));
+    let eyes = el.dist(er);
+    if eyes < 8.0 {
+        return Err(MeshError::TooSmall(eyes));
+    }
+    if el.x >= er.x {
+        return Err(MeshError::Implausible(
+            "the left-hand eye is not left of the other",
+        ));
+    }
+    let mouth = mean(idx::LIPS_OUTER);
+    let eye_y = (el.y + er.y) / 2.0;
+    if !(eye_y < p[30].y && p[30].y < mouth.y && mouth.y < p[idx::CHIN].y) {
+        return Err(MeshError::Implausible(
+            "eyes, nose tip, mouth and chin are not in that order from the top",
+        ));
+    }
+    let mouth_width = p[48].dist(p[54]);
+    if !(0.3 * eyes..=2.5 * eyes).contains(&mouth_width) {
+        return Err(MeshError::Implausible(
+            "the mouth is far too narrow or too wide for the eyes",
+        ));
+    }
+    for &(upper, lower) in &idx::LIDS {
+        if p[upper].y > p[lower].y {
+            return Err(MeshError::Implausible(
+                "an upper eyelid is below its lower eyelid",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
