@@ -327,7 +327,8 @@ pub fn load_portrait(config: &Config) -> Result<Option<Portrait>, PortraitError>
     };
     if config.video_generator != GeneratorChoice::Builtin && config.avatar_manifest.is_none() {
         let manifest = talkstream_avatar::portrait::default_manifest_path(image);
-        if !manifest.exists() {
+        let landmarks = talkstream_avatar::portrait::landmarks::default_landmarks_path(image);
+        if !manifest.exists() && !landmarks.exists() {
             // The image is for the external generator; the built-in fallback draws its own face.
             tracing::info!(
                 "no portrait manifest ({}): the built-in fallback uses the drawn avatar",

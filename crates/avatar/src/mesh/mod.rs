@@ -5,14 +5,18 @@
 //! stays, and every triangle's pixels are warped from the photo (piecewise affine, bilinear).
 //! At rest the output is the photo itself, exactly.
 //!
-//! Work in progress toward the photo-avatar issue: the mouth interior (teeth, tongue) and the
-//! wiring into [`crate::Face`] come next. Sans-I/O like the rest of the crate.
+//! The inside of the open mouth (cavity, teeth, tongue) is drawn under the inner lip contour
+//! ([`draw_interior`]). [`crate::PortraitFace`] uses all this when the portrait has landmarks
+//! (`<image>.landmarks.json`, see [`crate::portrait::landmarks`]). Sans-I/O like the rest of the
+//! crate.
 
+mod interior;
 mod rig;
 mod template;
 mod triangulate;
 mod warp;
 
+pub use interior::{draw_interior, sample_colours, InteriorColours};
 pub use rig::{idx, Rig, CORNER_TRAVEL, JAW_DROP, LIP_PART, MAX_HEAD_DEG, PRESSED_GAP};
 pub use template::template_landmarks;
 pub use triangulate::{signed_area2, triangulate, Triangle};

@@ -1,7 +1,8 @@
 //! A user's own portrait as the face: a PNG or JPEG photo plus a small JSON manifest that says
 //! where the mouth and the eyes are. [`PortraitFace`] animates it by warping the mouth region
 //! (the jaw drops, the lips part over a drawn mouth interior) and by drawing eyelids on the
-//! drawn avatar's blink schedule.
+//! drawn avatar's blink schedule. With a landmarks file ([`landmarks`]) the whole photo is
+//! animated by the landmark mesh instead ([`crate::mesh`]).
 //!
 //! # Files
 //!
@@ -37,6 +38,7 @@
 //! else takes bytes or decoded pixels ([`Portrait::from_encoded`], [`Portrait::from_rgba`]).
 
 mod decode;
+pub mod landmarks;
 mod render;
 
 use std::path::{Path, PathBuf};
@@ -209,6 +211,9 @@ pub struct Portrait {
     height: u32,
     rgba: Vec<u8>,
     manifest: PortraitManifest,
+    /// The 68 face landmarks, when the portrait has a landmarks file: then the landmark mesh
+    /// animates it.
+    landmarks: Option<Vec<crate::mesh::Point>>,
 }
 
 impl std::fmt::Debug for Portrait {
@@ -230,12 +235,47 @@ impl Portrait {
             None => default_manifest_path(image_path),
         };
         let image = read_limited(image_path, MAX_IMAGE_FILE_BYTES, "image")?;
-        let manifest = read_limited(&manifest_path, MAX_MANIFEST_FILE_BYTES, "manifest")?;
-        let manifest = String::from_utf8(manifest).map_err(|_| PortraitError::Manifest {
-            path: manifest_path.clone(),
-            why: "not UTF-8 text".into(),
-        })?;
-        Portrait::from_encoded(&image, &manifest, image_path, &manifest_path)
+        let landmarks_path = landmarks::default_landmarks_path(image_path);
+        let points = if landmarks_path.exists() {
+            let text = read_limited(&landmarks_path, MAX_MANIFEST_FILE_BYTES, "landmarks")?;
+            let text = String::from_utf8(text).map_err(|_| PortraitError::Manifest {
+                path: landmarks_path.clone(),
+                why: "not UTF-8 text".into(),
+            })?;
+            let points =
+                landmarks::parse_landmarks(&text).map_err(|why| PortraitError::Manifest {
+                    path: landmarks_path.clone(),
+                    why,
+                })?;
+            Some(points)
+        } else {
+            None
+        };
+        let manifest = match &points {
+            // With landmarks the boxes come from them unless a manifest is there too.
+            Some(points) if !manifest_path.exists() => {
+                landmarks::manifest_from_landmarks(points).to_json()
+            }
+            _ => {
+                let bytes = read_limited(&manifest_path, MAX_MANIFEST_FILE_BYTES, "manifest")?;
+                String::from_utf8(bytes).map_err(|_| PortraitError::Manifest {
+                    path: manifest_path.clone(),
+                    why: "not UTF-8 text".into(),
+                })?
+            }
+        };
+        let portrait = Portrait::from_encoded(&image, &manifest, image_path, &manifest_path)?;
+        match points {
+            Some(points) => {
+                portrait
+                    .with_landmarks(points)
+                    .map_err(|why| PortraitError::Manifest {
+                        path: landmarks_path,
+                        why,
+                    })
+            }
+            None => Ok(portrait),
+        }
     }
 
     /// Decodes an encoded image (PNG or JPEG, recognised by its first bytes) and parses its
@@ -287,6 +327,7 @@ impl Portrait {
             height,
             rgba,
             manifest,
+            landmarks: None,
         })
     }
 
@@ -308,6 +349,19 @@ impl Portrait {
     /// The feature positions.
     pub fn manifest(&self) -> &PortraitManifest {
         &self.manifest
+    }
+
+    /// The 68 face landmarks (image pixels), if the portrait has them.
+    pub fn landmarks(&self) -> Option<&[crate::mesh::Point]> {
+        self.landmarks.as_deref()
+    }
+
+    /// The same portrait animated by the landmark mesh: the landmarks must make a plausible
+    /// upright face inside the image (the message says what is wrong).
+    pub fn with_landmarks(mut self, points: Vec<crate::mesh::Point>) -> Result<Self, String> {
+        crate::mesh::FaceMesh::new(self.width, self.height, &points).map_err(|e| e.to_string())?;
+        self.landmarks = Some(points);
+        Ok(self)
     }
 }
 

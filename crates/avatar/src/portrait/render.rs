@@ -2,6 +2,7 @@
 //! it with the mouth region warped open and the eyelids drawn during blinks.
 
 use super::Portrait;
+use crate::mesh::{draw_interior, sample_colours, FaceMesh, InteriorColours, Point, RgbaRef, Rig};
 use crate::motion::{smoothstep, IdleMotion};
 use crate::{frame_len, AvatarError, BlinkEvent, Motion, MouthPose, MAX_SIDE};
 
@@ -134,6 +135,15 @@ pub struct PortraitFace {
     mouth_rect: Rect,
     eyes_rect: Rect,
     idle: IdleMotion,
+    /// With landmarks: the mesh that animates the photo instead of the box warp.
+    mesh: Option<PhotoMesh>,
+}
+
+/// A portrait's landmark mesh in output pixels, with its mouth colours.
+#[derive(Clone, Debug)]
+struct PhotoMesh {
+    mesh: FaceMesh,
+    colours: InteriorColours,
 }
 
 impl std::fmt::Debug for PortraitFace {
@@ -250,6 +260,17 @@ impl PortraitFace {
             )
         };
         let eyes_rect = lid_rect(&lids[0]).union(lid_rect(&lids[1]));
+        // Landmarks (image pixels -> output pixels) make the mesh; a face too small at this
+        // output size falls back to the box warp.
+        let mesh = portrait.landmarks().and_then(|l| {
+            let pts: Vec<Point> = l
+                .iter()
+                .map(|q| Point::new(ox + q.x * sx, oy + q.y * sy))
+                .collect();
+            let mesh = FaceMesh::new(width, height, &pts).ok()?;
+            let colours = sample_colours(&base, width, height, &pts);
+            Some(PhotoMesh { mesh, colours })
+        });
         Ok(PortraitFace {
             width,
             height,
@@ -260,6 +281,7 @@ impl PortraitFace {
             mouth_rect,
             eyes_rect,
             idle: IdleMotion::new(seed),
+            mesh,
         })
     }
 
@@ -338,8 +360,12 @@ impl PortraitFace {
                 actual: out.len(),
             });
         }
-        out.copy_from_slice(&self.base);
         let pose = mouth.clamped();
+        if let Some(m) = &self.mesh {
+            self.render_mesh(m, motion, pose, out);
+            return Ok(());
+        }
+        out.copy_from_slice(&self.base);
         if pose.open > 0.0 {
             self.draw_mouth(out, pose);
         }
@@ -354,6 +380,52 @@ impl PortraitFace {
             }
         }
         Ok(())
+    }
+
+    /// The landmark mesh path: the rig from the mouth pose and the idle motion, the photo
+    /// warped by it, the inside of the mouth drawn under the inner lips.
+    fn render_mesh(&self, m: &PhotoMesh, motion: &Motion, pose: MouthPose, out: &mut [u8]) {
+        let scale = m.mesh.scale();
+        let finite = |v: f32| if v.is_finite() { v } else { 0.0 };
+        // Head offsets (output px) as the small turn/nod of a head ~1.5 eye distances deep.
+        let angle = |px: f32| {
+            (finite(px) / (1.5 * scale))
+                .clamp(-1.0, 1.0)
+                .asin()
+                .to_degrees()
+        };
+        let rig = Rig {
+            jaw_open: pose.open,
+            lip_open: pose.open * 0.6,
+            width: pose.wide - pose.round,
+            press: 0.0,
+            blink_left: finite(motion.blink),
+            blink_right: finite(motion.blink),
+            roll_deg: finite(motion.tilt_rad).to_degrees(),
+            yaw_deg: angle(motion.head_dx),
+            pitch_deg: angle(motion.head_dy),
+        };
+        let src = RgbaRef {
+            width: self.width,
+            height: self.height,
+            data: &self.base,
+        };
+        // Sizes were checked by the caller; a mismatch leaves the frame as it was.
+        if m.mesh.render(src, &rig, out).is_err() {
+            return;
+        }
+        if pose.open > 0.0 {
+            let posed = m.mesh.pose(&rig);
+            draw_interior(
+                out,
+                self.width,
+                self.height,
+                &posed,
+                scale,
+                pose.open,
+                &m.colours,
+            );
+        }
     }
 
     /// Warps the mouth region of `out` (which holds the base frame) open and paints the inside.
