@@ -171,4 +171,41 @@ mod tests {
             assert!(parse_worker_url(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn the_url_fits_the_other_generator_settings() {
+        let cfg = |url: &str| RemoteWorkerConfig {
+            generator_worker_url: Some(url.into()),
+            generator_worker_token: Some(Secret("tok-123".into())),
+        };
+        let ok = cfg("tcp://gpu1:7870");
+        ok.validate(GeneratorChoice::Worker, "").unwrap();
+        let remote = ok.remote().unwrap();
+        assert_eq!(
+            (remote.addr.as_str(), remote.token.as_str()),
+            ("gpu1:7870", "tok-123")
+        );
+        assert!(
+            !format!("{ok:?} {remote:?}").contains("tok-123"),
+            "never shown"
+        );
+        let msg = ok
+            .validate(GeneratorChoice::Builtin, "")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("VIDEO_GENERATOR=worker"), "{msg}");
+        let msg = ok
+            .validate(GeneratorChoice::Worker, "python w.py")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("GENERATOR_WORKER_CMD"), "{msg}");
+        let msg = cfg("http://gpu1:7870")
+            .validate(GeneratorChoice::Worker, "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("GENERATOR_WORKER_URL=http://gpu1:7870"),
+            "{msg}"
+        );
+    }
 }
