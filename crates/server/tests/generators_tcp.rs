@@ -1,8 +1,9 @@
 //! Generator workers on other machines, with real processes on loopback: one
 //! `talkstream worker --listen` shared by two `talkstream serve` nodes (both get windows from it),
 //! a node with the wrong token (refused, reported once, the built-in renderer draws every window,
-//! the token never logged), `talkstream check` against the worker, and the start-up refusals
-//! (no token on a network address, a bad URL).
+//! the token never logged), a worker killed between answers and restarted (the node draws with
+//! the built-in renderer meanwhile, says so once, and reconnects), `talkstream check` against
+//! the worker, and the start-up refusals (no token on a network address, a bad URL).
 
 mod common;
 
@@ -28,9 +29,13 @@ struct Worker {
 
 impl Worker {
     fn start() -> Worker {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    fn start_on(addr: &str) -> Worker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_talkstream"))
             .current_dir(std::env::temp_dir())
-            .args(["worker", "--listen", "127.0.0.1:0"])
+            .args(["worker", "--listen", addr])
             .env("GENERATOR_WORKER_TOKEN", TOKEN)
             .env("VIDEO_WIDTH", "256")
             .env("VIDEO_HEIGHT", "256")
@@ -81,6 +86,11 @@ async fn session_speaks(server: &Server, text: &str) -> Vec<Value> {
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["video_generator"], "worker", "{hello}");
     assert!(hello.get("generator_note").is_none(), "{hello}");
+    speak(&mut ws, text).await
+}
+
+/// Speaks `text` in an open session; every message up to the turn's metrics.
+async fn speak(ws: &mut Ws, text: &str) -> Vec<Value> {
     ws.send(Message::text(
         serde_json::json!({"type":"prompt","text":text}).to_string(),
     ))
@@ -88,7 +98,7 @@ async fn session_speaks(server: &Server, text: &str) -> Vec<Value> {
     .unwrap();
     let mut seen = Vec::new();
     loop {
-        let v = next_json(&mut ws).await;
+        let v = next_json(ws).await;
         let done = v["type"] == "metrics";
         seen.push(v);
         if done {
@@ -199,6 +209,54 @@ async fn a_wrong_token_is_refused_and_the_builtin_renderer_draws() {
         !log.contains("wrong-secret-1234") && !log.contains(TOKEN),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_between_answers_is_reconnected() {
+    let worker = Worker::start();
+    let addr = worker.addr.clone();
+    let server = node("tcp-restart", &worker, TOKEN);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["video_generator"], "worker", "{hello}");
+    let m = speak(&mut ws, "The worker draws this answer.").await;
+    assert!(
+        m.last().unwrap()["generator_windows"].as_u64().unwrap() >= 1,
+        "{m:#?}"
+    );
+
+    drop(worker); // killed
+    let m = speak(
+        &mut ws,
+        "Now the worker is gone, so talkstream draws me itself.",
+    )
+    .await;
+    let last = m.last().unwrap();
+    assert_eq!(last["generator_windows"], 0, "{last}");
+    assert!(last["builtin_windows"].as_u64().unwrap() >= 1, "{last}");
+    let errors: Vec<&Value> = m.iter().filter(|v| v["type"] == "error").collect();
+    assert_eq!(errors.len(), 1, "reported once: {errors:#?}");
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains(&addr),
+        "{}",
+        errors[0]
+    );
+
+    let _worker = Worker::start_on(&addr);
+    // Long enough to outlast the reconnect back-off of the failures above.
+    let m = speak(
+        &mut ws,
+        "The worker is back. This answer is long on purpose, so that the windows after the \
+         reconnect back-off come from the worker again, and the node says so in its log once.",
+    )
+    .await;
+    let last = m.last().unwrap();
+    assert!(last["generator_windows"].as_u64().unwrap() >= 1, "{last}");
+    let log = server.log();
+    assert_eq!(log.matches("video worker unavailable").count(), 1, "{log}");
+    assert_eq!(log.matches("video worker is back").count(), 1, "{log}");
 }
 
 #[test]
