@@ -111,6 +111,38 @@ pub enum GeneratorError {
         stderr: String,
     },
 
+    /// The worker at `addr` (TCP) could not be reached: connection refused, unreachable, or no
+    /// answer in time. The next window tries again after the backoff.
+    #[error("cannot reach the video worker at {addr}: {source}")]
+    Connect {
+        /// `host:port` as configured.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+
+    /// The worker at `addr` (TCP) refused the connection in its handshake: a wrong or missing
+    /// token, another protocol version, too many connections.
+    #[error("the video worker at {addr} refused the connection: {reason}")]
+    Refused {
+        /// `host:port` as configured.
+        addr: String,
+        /// Why, in words (never the token).
+        reason: String,
+    },
+
+    /// The worker is down (it failed to start, or could not be reached) and the next attempt
+    /// is not due before this window's deadline: the window is not tried.
+    #[error("video worker {worker} unavailable (next attempt in {retry_in:?}): {last}")]
+    Unavailable {
+        /// The program or `tcp://host:port`.
+        worker: String,
+        /// Time until the next attempt.
+        retry_in: Duration,
+        /// What went wrong last time.
+        last: String,
+    },
+
     /// The worker answered the window with an error message; the worker stays up.
     #[error("video worker could not generate window {window}: {message}")]
     WorkerReported {

@@ -12,8 +12,10 @@
 //!   ([`decode`]);
 //! - [`worker::WorkerGenerator`], a persistent generator process speaking the framed protocol of
 //!   [`protocol`] (documented in `docs/generator-protocol.md`), restarted with a backoff when it
-//!   dies, and [`serve::serve_worker`] / [`serve::BuiltinRenderer`], the worker side of that
-//!   protocol around any frame producer (the built-in avatar included);
+//!   dies, over a child's stdin/stdout or a TCP connection to a worker on another machine
+//!   (reconnected with a backoff), and [`serve::serve_worker`] / [`serve::BuiltinRenderer`], the
+//!   worker side of that protocol around any frame producer (the built-in avatar included), with
+//!   [`serve_tcp::serve_tcp`] serving it to several talkstream nodes at once;
 //! - [`fit`], which makes whatever a generator returns fit the stream: bilinear I420 scaling,
 //!   frame-rate mapping, padding and trimming to exactly the fresh part's frames.
 //!
@@ -29,6 +31,7 @@ pub mod mp4;
 mod process;
 pub mod protocol;
 pub mod serve;
+pub mod serve_tcp;
 pub mod wav;
 mod window;
 pub mod worker;
@@ -43,7 +46,7 @@ pub use exec::{ExecConfig, ExecGenerator};
 pub use serve::{serve_worker, BuiltinRenderer, FrameProducer};
 pub use talkstream_media::I420Frame;
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{WorkerConfig, WorkerGenerator, WorkerScope};
+pub use worker::{RemoteWorker, WorkerConfig, WorkerGenerator, WorkerScope};
 
 /// Size and frame rate of the stream the frames are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

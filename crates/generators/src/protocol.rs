@@ -1,5 +1,6 @@
 //! The worker protocol (version [`PROTOCOL_VERSION`]), spoken over a worker process's
-//! stdin/stdout; the full description for implementers is `docs/generator-protocol.md`.
+//! stdin/stdout or a TCP connection; the full description for implementers is
+//! `docs/generator-protocol.md`.
 //!
 //! Every message is `u32 big-endian length` (of what follows) + `u8 type` + payload:
 //!
@@ -12,6 +13,10 @@
 //! | 5 | ERROR | worker → talkstream | JSON [`ErrorMsg`] |
 //! | 6 | END_SESSION | talkstream → worker | JSON [`EndSession`] |
 //! | 7 | SHUTDOWN | talkstream → worker | empty |
+//! | 8 | AUTH | talkstream → worker | JSON [`Auth`]; the first message on TCP, never on stdio |
+//!
+//! Version 2 added AUTH (TCP only); over stdin/stdout versions 1 and 2 are the same exchange,
+//! so talkstream accepts a HELLO of either there ([`MIN_PROTOCOL_VERSION`]).
 //!
 //! Both blocking ([`read_message`], [`write_message`]) and tokio ([`read_message_async`],
 //! [`write_message_async`]) codecs are provided.
@@ -23,7 +28,11 @@ use talkstream_media::I420Frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest worker HELLO accepted over stdin/stdout (version 1 had no AUTH, which stdio does
+/// not use). Over TCP the worker must speak [`PROTOCOL_VERSION`].
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest message accepted (type byte + payload): a 3840x2160 I420 frame is 12.4 MB.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -44,6 +53,28 @@ pub mod kind {
     pub const END_SESSION: u8 = 6;
     /// Talkstream → worker: exit now.
     pub const SHUTDOWN: u8 = 7;
+    /// Talkstream → worker over TCP, first message: [`super::Auth`].
+    pub const AUTH: u8 = 8;
+}
+
+/// The client's first message over TCP: the protocol it speaks and the shared token. The
+/// worker answers HELLO, or ERROR (`id` null) and closes the connection.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    /// Protocol version the client speaks ([`PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// The shared secret (`GENERATOR_WORKER_TOKEN`); empty when none is set.
+    #[serde(default)]
+    pub token: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("protocol", &self.protocol)
+            .field("token", &"[redacted]")
+            .finish()
+    }
 }
 
 /// The worker's handshake.
@@ -138,6 +169,8 @@ pub enum Message {
     EndSession(EndSession),
     /// Exit.
     Shutdown,
+    /// See [`Auth`].
+    Auth(Auth),
 }
 
 /// Why a message could not be read or written.
@@ -162,6 +195,7 @@ impl Message {
             Self::Error(_) => kind::ERROR,
             Self::EndSession(_) => kind::END_SESSION,
             Self::Shutdown => kind::SHUTDOWN,
+            Self::Auth(_) => kind::AUTH,
         }
     }
 
@@ -193,6 +227,7 @@ impl Message {
             Self::Error(e) => json(e),
             Self::EndSession(e) => json(e),
             Self::Shutdown => Vec::new(),
+            Self::Auth(a) => json(a),
         };
         let mut out = Vec::with_capacity(5 + payload.len());
         out.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());
@@ -258,6 +293,7 @@ impl Message {
             kind::ERROR => Self::Error(json("ERROR", &payload)?),
             kind::END_SESSION => Self::EndSession(json("END_SESSION", &payload)?),
             kind::SHUTDOWN => Self::Shutdown,
+            kind::AUTH => Self::Auth(json("AUTH", &payload)?),
             other => {
                 return Err(ProtocolError::Malformed(format!(
                     "unknown message type {other}"
@@ -414,7 +450,20 @@ mod tests {
                 session: "s1".into(),
             }),
             Message::Shutdown,
+            Message::Auth(Auth {
+                protocol: 2,
+                token: "s3cret".into(),
+            }),
         ]
+    }
+
+    #[test]
+    fn auth_debug_hides_the_token() {
+        let m = Message::Auth(Auth {
+            protocol: 2,
+            token: "s3cret".into(),
+        });
+        assert!(!format!("{m:?}").contains("s3cret"));
     }
 
     #[test]

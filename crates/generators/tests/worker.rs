@@ -36,7 +36,7 @@ async fn handshake_then_several_windows_on_one_worker() {
     let g = WorkerGenerator::new(config(&[], &[]), FMT).unwrap();
     let hello = g.warm_up("a").await.unwrap();
     assert_eq!((hello.width, hello.height, hello.fps), (256, 192, 25));
-    assert_eq!(hello.protocol, 1);
+    assert_eq!(hello.protocol, 2);
     assert_eq!(hello.pixel_format, "i420");
     let pid = g.worker_pid("a").await.unwrap();
     let mut next = 0;

@@ -31,11 +31,22 @@ pub enum Command {
     /// Render the avatar saying something into a normal MP4 file with sound (no server).
     Render(RenderArgs),
     /// Serve the built-in renderer behind the generator worker protocol on stdin/stdout
-    /// (docs/generator-protocol.md); used by VIDEO_GENERATOR=worker by default.
-    Worker,
+    /// (docs/generator-protocol.md; used by VIDEO_GENERATOR=worker by default), or with
+    /// --listen on TCP for talkstream nodes on other machines (GENERATOR_WORKER_URL).
+    Worker(WorkerArgs),
     /// Say which language model and voice are active, and whether each is reachable and
     /// accepts its credentials.
     Check,
+}
+
+/// Arguments of `talkstream worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Serve on TCP at this address (e.g. 0.0.0.0:7870) instead of stdin/stdout; any number of
+    /// talkstream nodes may connect. Connections must present GENERATOR_WORKER_TOKEN, which is
+    /// required unless the address is loopback (127.0.0.1, ::1).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Arguments of `talkstream render`.
@@ -207,6 +218,10 @@ pub struct Config {
     /// built-in renderer behind the protocol).
     #[arg(long, env = "GENERATOR_WORKER_CMD", default_value = "", global = true)]
     pub generator_worker_cmd: String,
+
+    /// A generator worker on TCP instead of a child process, and its shared token.
+    #[command(flatten)]
+    pub remote_worker: crate::remote_worker::RemoteWorkerConfig,
 
     /// One worker per session instead of one per server.
     #[arg(
@@ -654,6 +669,8 @@ impl Config {
                 "use 100 to 3600000",
             ));
         }
+        self.remote_worker
+            .validate(self.video_generator, &self.generator_worker_cmd)?;
         if self.generator_buffer_ms > 60_000 {
             return Err(invalid(
                 "GENERATOR_BUFFER_MS",

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod producer;
 pub mod protocol;
 pub mod registry;
+pub mod remote_worker;
 pub mod render;
 pub mod rtmp;
 pub mod server;

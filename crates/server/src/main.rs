@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use talkstream::config::{Cli, Command, Config, RenderArgs};
+use talkstream::config::{Cli, Command, Config, RenderArgs, WorkerArgs};
 use talkstream::render::{progress_bar, render_offline, RenderSource};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(cli.config),
         Command::Render(args) => render(&cli.config, &args),
         Command::Check => check(&cli.config),
-        Command::Worker => worker(&cli.config),
+        Command::Worker(args) => worker(&cli.config, &args),
     };
     // The built-in voice unpacks its data into the temp folder; leave nothing behind.
     talkstream_providers::LocalTts::remove_unpacked_data();
@@ -130,6 +130,9 @@ fn check(config: &Config) -> anyhow::Result<()> {
             ),
             None => println!("ok    RTMP ingest: none (going live is off; set RTMP_PUBLISH_URL)"),
         }
+        if let Some((what, result)) = talkstream::remote_worker::check(config).await {
+            report(what, result);
+        }
     });
     if failed > 0 {
         anyhow::bail!("{failed} check(s) failed");
@@ -137,8 +140,12 @@ fn check(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `talkstream worker`: the built-in renderer behind the generator worker protocol.
-fn worker(config: &Config) -> anyhow::Result<()> {
+/// `talkstream worker`: the built-in renderer behind the generator worker protocol, on
+/// stdin/stdout or (`--listen`) on TCP.
+fn worker(config: &Config, args: &WorkerArgs) -> anyhow::Result<()> {
+    if let Some(addr) = args.listen {
+        return talkstream::remote_worker::listen(config, addr).map_err(anyhow::Error::msg);
+    }
     let mut renderer =
         talkstream_generators::BuiltinRenderer::new(config.width, config.height, config.fps, 1)
             .map_err(anyhow::Error::msg)?;

@@ -379,6 +379,27 @@ pub fn build_generator(config: &Config) -> (Option<Arc<dyn VideoGenerator>>, Opt
             Ok(Arc::new(g) as Arc<dyn VideoGenerator>)
         })(),
         GeneratorChoice::Worker => (|| {
+            if let Some(remote) = config.remote_worker.remote() {
+                let mut cfg = WorkerConfig::remote(remote);
+                cfg.window_timeout = timeout;
+                cfg.scope = if config.generator_worker_per_session {
+                    WorkerScope::PerSession
+                } else {
+                    WorkerScope::PerServer
+                };
+                let g = Arc::new(WorkerGenerator::new(cfg, format).map_err(|e| e.to_string())?);
+                // Connect now, so a wrong token or an unreachable worker shows in the log at
+                // start; the first window then finds the connection open.
+                if !config.generator_worker_per_session {
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        let warm = Arc::clone(&g);
+                        rt.spawn(async move {
+                            let _ = warm.warm_up("").await;
+                        });
+                    }
+                }
+                return Ok(g as Arc<dyn VideoGenerator>);
+            }
             let mut words = config
                 .generator_worker_cmd
                 .split_whitespace()

@@ -17,9 +17,11 @@
 //!   `TALKSTREAM_FAKE_FRAMES_DELTA` (frames more or fewer than the duration calls for);
 //! - `TALKSTREAM_FAKE_PID_FILE`: append the pid of every process it starts, one per line.
 //!
-//! **Worker mode** (`talkstream-test-generator worker [--size WxH] [--fps N]`) serves the
-//! built-in avatar over the worker protocol on stdin/stdout. `TALKSTREAM_FAKE_WORKER_DIE_AT=k`
-//! makes the k-th window of the process exit with code 3 after two frames,
+//! **Worker mode** (`talkstream-test-generator worker [--size WxH] [--fps N] [--listen ADDR]`)
+//! serves the built-in avatar over the worker protocol on stdin/stdout, or with `--listen` on TCP
+//! to any number of connections (token: `GENERATOR_WORKER_TOKEN`; it prints `listening on
+//! ADDR` on stdout once bound). `TALKSTREAM_FAKE_WORKER_DIE_AT=k`
+//! makes the k-th window of the process (over all connections) exit with code 3 after two frames,
 //! `TALKSTREAM_FAKE_WORKER_HANG_AT=k` makes it hang there, `TALKSTREAM_FAKE_WORKER_BLANK=1`
 //! sends grey frames without rendering (to time the protocol alone); `TALKSTREAM_FAKE_PID_FILE`
 //! as above.
@@ -27,6 +29,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use talkstream_avatar::{Avatar, LipSync};
@@ -219,7 +222,6 @@ fn run_exec(args: &ExecArgs) -> Result<(), String> {
 /// The built-in renderer with failure injection.
 struct FaultyRenderer {
     inner: BuiltinRenderer,
-    count: u64,
     die_at: u64,
     hang_at: u64,
     /// Send a constant grey picture instead of rendering (measures the protocol alone).
@@ -239,10 +241,10 @@ impl FrameProducer for FaultyRenderer {
         pcm: &[i16],
         emit: &mut dyn FnMut(&I420Frame) -> std::io::Result<()>,
     ) -> Result<(), RenderFailure> {
-        self.count += 1;
-        if self.count == self.die_at || self.count == self.hang_at {
+        let count = WINDOWS.fetch_add(1, Ordering::SeqCst) + 1;
+        if count == self.die_at || count == self.hang_at {
             let mut sent = 0;
-            let dying = self.count == self.die_at;
+            let dying = count == self.die_at;
             self.inner.render(req, pcm, &mut |f| {
                 if sent < 2 {
                     sent += 1;
@@ -271,25 +273,46 @@ impl FrameProducer for FaultyRenderer {
     }
 }
 
+/// Windows rendered by this process, over all connections.
+static WINDOWS: AtomicU64 = AtomicU64::new(0);
+
 fn run_worker(args: &[String]) -> Result<(), String> {
     let (mut w, mut h, mut fps) = (256, 192, 25);
+    let mut listen = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--size" => (w, h) = parse_size(value)?,
             "--fps" => fps = value.parse().map_err(|_| format!("--fps {value:?}"))?,
+            "--listen" => listen = Some(value.clone()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     record_pid(std::process::id());
-    let mut producer = FaultyRenderer {
-        inner: BuiltinRenderer::new(w, h, fps, 7)?,
-        count: 0,
-        die_at: env_num("TALKSTREAM_FAKE_WORKER_DIE_AT", 0u64)?,
-        hang_at: env_num("TALKSTREAM_FAKE_WORKER_HANG_AT", 0u64)?,
-        blank: env("TALKSTREAM_FAKE_WORKER_BLANK").map(|_| I420Frame::new(w, h)),
+    let die_at = env_num("TALKSTREAM_FAKE_WORKER_DIE_AT", 0u64)?;
+    let hang_at = env_num("TALKSTREAM_FAKE_WORKER_HANG_AT", 0u64)?;
+    let blank = env("TALKSTREAM_FAKE_WORKER_BLANK").is_some();
+    let make = move || -> Result<FaultyRenderer, String> {
+        Ok(FaultyRenderer {
+            inner: BuiltinRenderer::new(w, h, fps, 7)?,
+            die_at,
+            hang_at,
+            blank: blank.then(|| I420Frame::new(w, h)),
+        })
     };
+    if let Some(addr) = listen {
+        let token = env("GENERATOR_WORKER_TOKEN").unwrap_or_default();
+        let listener =
+            std::net::TcpListener::bind(&addr).map_err(|e| format!("--listen {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        talkstream_generators::serve_tcp::listen_policy(&local, &token)?;
+        println!("listening on {local}");
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        return talkstream_generators::serve_tcp::serve_tcp(listener, &token, make)
+            .map_err(|e| e.to_string());
+    }
+    let mut producer = make()?;
     let stdin = std::io::stdin().lock();
     let stdout = std::io::BufWriter::new(std::io::stdout().lock());
     serve_worker(stdin, stdout, &mut producer).map_err(|e| e.to_string())

@@ -1,6 +1,9 @@
-//! [`WorkerGenerator`]: a persistent generator process speaking [`crate::protocol`] over its
-//! stdin/stdout, so a model loads its weights once and keeps state (the last frames, as
-//! InfiniteTalk does) from one window to the next.
+//! [`WorkerGenerator`]: a persistent generator speaking [`crate::protocol`], so a model loads its
+//! weights once and keeps state (the last frames, as InfiniteTalk does) from one window to the
+//! next. The worker is either our child process (its stdin/stdout, `child.rs`) or a worker
+//! listening on TCP, possibly on another machine and shared by several talkstream nodes
+//! ([`WorkerConfig::remote`], `remote.rs`); everything above the transport (`conn.rs`) is the
+//! same for both; the settings are in `config.rs`.
 //!
 //! Lifecycle:
 //! - One worker per server or per session ([`WorkerScope`]). It is started by the first window
@@ -12,11 +15,15 @@
 //!   the protocol; an ERROR reply for a window leaves the worker running.
 //! - A worker that died (or was killed) is restarted by the next window, after a backoff that
 //!   doubles with each consecutive failure ([`WorkerConfig::restart_backoff`] up to
-//!   [`WorkerConfig::max_restart_backoff`]) and resets after a successful window.
+//!   [`WorkerConfig::max_restart_backoff`], with up to 20 % jitter so nodes sharing a worker do
+//!   not reconnect in step) and resets after a successful window. Over TCP "kill" means closing
+//!   the connection and "restart" reconnecting; a worker that closed an idle connection (it was
+//!   restarted) is reconnected at once by the next window.
+//! - A worker that cannot be started or reached is logged once as a warning when it first fails
+//!   and once when it is back, not once per window.
 //! - Dropping a `generate` future or the generator kills the processes involved.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,9 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::fit::{FitWarnings, RawVideo};
-use crate::protocol::{
-    write_message_async, EndSession, Hello, Message, WindowHeader, PROTOCOL_VERSION,
-};
+use crate::protocol::{write_message_async, EndSession, Hello, Message, WindowHeader};
 use crate::window::{self, Begin, Produced, Shape};
 use crate::{
     GenerateFuture, GeneratedWindow, GeneratorError, GeneratorKind, StreamFormat, UnitFuture,
@@ -35,76 +40,28 @@ use crate::{
 };
 
 mod child;
+mod config;
+mod conn;
+mod remote;
 
-use child::{exchange, start_worker, WorkerProc};
+use config::jitter;
+pub use config::{RemoteWorker, WorkerConfig, WorkerScope};
 
-/// How many workers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WorkerScope {
-    /// One worker for the whole server; sessions are told apart by the `session` field.
-    #[default]
-    PerServer,
-    /// One worker per session, stopped by [`VideoGenerator::end_session`].
-    PerSession,
-}
-
-/// Settings of the worker generator.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// The worker program.
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
-    /// One worker per server or per session.
-    pub scope: WorkerScope,
-    /// Longest time from spawn to HELLO (model loading included).
-    pub startup_timeout: Duration,
-    /// Longest time for one window, request sent to DONE.
-    pub window_timeout: Duration,
-    /// Wait before the first restart after a failure; doubles per consecutive failure.
-    pub restart_backoff: Duration,
-    /// Upper bound of the restart wait.
-    pub max_restart_backoff: Duration,
-}
-
-impl WorkerConfig {
-    /// Defaults for `program`: per server, 10 min startup, 60 s windows, 1 s → 30 s backoff.
-    pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            scope: WorkerScope::PerServer,
-            startup_timeout: Duration::from_secs(600),
-            window_timeout: Duration::from_secs(60),
-            restart_backoff: Duration::from_secs(1),
-            max_restart_backoff: Duration::from_secs(30),
-        }
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        if failures == 0 {
-            return Duration::ZERO;
-        }
-        let factor = 1u32 << (failures - 1).min(16);
-        self.restart_backoff
-            .saturating_mul(factor)
-            .min(self.max_restart_backoff)
-    }
-}
+use conn::{Probe, WorkerConn};
 
 enum State {
     Idle,
-    Starting(JoinHandle<Result<WorkerProc, GeneratorError>>),
-    Ready(Box<WorkerProc>),
+    Starting(JoinHandle<Result<WorkerConn, GeneratorError>>),
+    Ready(Box<WorkerConn>),
 }
 
 struct Slot {
     state: State,
     failures: u32,
-    last_failure: Option<Instant>,
+    /// No new start before this (the backoff after a failure).
+    retry_at: Option<Instant>,
+    /// Why the last start or window failed, while failing.
+    last_error: Option<String>,
     starts: u64,
 }
 
@@ -117,10 +74,17 @@ impl Drop for Slot {
 }
 
 impl Slot {
-    fn failed(&mut self) {
+    fn failed(&mut self, cfg: &WorkerConfig, why: &dyn std::fmt::Display) {
+        self.last_error = Some(why.to_string());
         self.failures = self.failures.saturating_add(1);
-        self.last_failure = Some(Instant::now());
+        self.retry_at = Some(Instant::now() + cfg.backoff(self.failures, jitter()));
         self.state = State::Idle;
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+        self.last_error = None;
     }
 }
 
@@ -189,14 +153,16 @@ impl WorkerGenerator {
                 Arc::new(tokio::sync::Mutex::new(Slot {
                     state: State::Idle,
                     failures: 0,
-                    last_failure: None,
+                    retry_at: None,
+                    last_error: None,
                     starts: 0,
                 }))
             })
             .clone()
     }
 
-    /// How many worker processes were started for `session`'s slot so far.
+    /// How many worker processes were started (or connections opened) for `session`'s slot so
+    /// far.
     pub async fn starts(&self, session: &str) -> u64 {
         self.slot(session).lock().await.starts
     }
@@ -239,15 +205,14 @@ impl WorkerGenerator {
     ) -> Result<(), GeneratorError> {
         let until = tokio::time::Instant::now() + budget;
         if let State::Idle = slot.state {
-            if let Some(last) = slot.last_failure {
-                let wait_until = last + self.cfg.backoff(slot.failures);
-                let wait = wait_until.saturating_duration_since(Instant::now());
+            if let Some(retry_at) = slot.retry_at {
+                let wait = retry_at.saturating_duration_since(Instant::now());
                 if !wait.is_zero() {
                     if wait > until.saturating_duration_since(tokio::time::Instant::now()) {
-                        return Err(GeneratorError::Timeout {
-                            what: "worker restart backoff",
-                            after: budget,
-                            stderr: String::new(),
+                        return Err(GeneratorError::Unavailable {
+                            worker: self.cfg.describe(),
+                            retry_in: wait,
+                            last: slot.last_error.clone().unwrap_or_default(),
                         });
                     }
                     tokio::select! {
@@ -260,7 +225,11 @@ impl WorkerGenerator {
             }
             let cfg = self.cfg.clone();
             slot.starts += 1;
-            slot.state = State::Starting(tokio::spawn(start_worker(cfg)));
+            let start = match cfg.remote.clone() {
+                Some(remote) => tokio::spawn(remote::connect_remote(cfg, remote)),
+                None => tokio::spawn(child::start_child(cfg)),
+            };
+            slot.state = State::Starting(start);
         }
         if let State::Starting(handle) = &mut slot.state {
             let joined = tokio::select! {
@@ -277,16 +246,35 @@ impl WorkerGenerator {
                 }
             };
             match joined {
-                Ok(Ok(proc)) => {
-                    tracing::info!(pid = ?proc.pid(), hello = ?proc.hello, "video worker ready");
-                    slot.state = State::Ready(Box::new(proc));
+                Ok(Ok(conn)) => {
+                    if slot.failures > 0 {
+                        tracing::info!(
+                            worker = %self.cfg.describe(),
+                            failed_attempts = slot.failures,
+                            hello = ?conn.hello,
+                            "video worker is back"
+                        );
+                    } else {
+                        tracing::info!(worker = %conn.describe(), hello = ?conn.hello, "video worker ready");
+                    }
+                    slot.state = State::Ready(Box::new(conn));
                 }
                 Ok(Err(e)) => {
-                    slot.failed();
+                    slot.failed(&self.cfg, &e);
+                    // Once per outage, not once per attempt.
+                    if slot.failures == 1 {
+                        tracing::warn!(
+                            worker = %self.cfg.describe(),
+                            error = %e,
+                            "video worker unavailable; the built-in renderer fills in and talkstream retries with a growing back-off"
+                        );
+                    } else {
+                        tracing::debug!(worker = %self.cfg.describe(), error = %e, attempts = slot.failures, "video worker still unavailable");
+                    }
                     return Err(e);
                 }
                 Err(join) => {
-                    slot.failed();
+                    slot.failed(&self.cfg, &join);
                     return Err(GeneratorError::Protocol {
                         reason: format!("worker start task failed: {join}"),
                         stderr: String::new(),
@@ -331,6 +319,32 @@ impl WorkerGenerator {
             &cancel,
         )
         .await?;
+        // A worker that went away while idle (restarted, or its connection dropped) is replaced
+        // now rather than failing this window; that alone is not a failure.
+        if let State::Ready(conn) = &mut slot.state {
+            let probe = conn.probe();
+            if !matches!(probe, Probe::Alive) {
+                if let State::Ready(conn) = std::mem::replace(&mut slot.state, State::Idle) {
+                    let worker = conn.describe();
+                    match probe {
+                        Probe::Unsolicited => {
+                            tracing::warn!(%worker, "video worker sent a message between windows; reconnecting");
+                            let _ = conn.kill().await;
+                        }
+                        Probe::Closed | Probe::Alive => {
+                            let (status, _) = conn.death().await;
+                            tracing::info!(%worker, %status, "video worker went away while idle; reconnecting");
+                        }
+                    }
+                }
+                self.ensure_ready(
+                    &mut slot,
+                    until.saturating_duration_since(tokio::time::Instant::now()),
+                    &cancel,
+                )
+                .await?;
+            }
+        }
         let State::Ready(proc) = std::mem::replace(&mut slot.state, State::Idle) else {
             return Err(GeneratorError::Protocol {
                 reason: "worker not ready".into(),
@@ -356,7 +370,7 @@ impl WorkerGenerator {
         let prepare = job.elapsed();
         let t1 = Instant::now();
         let outcome = tokio::select! {
-            r = exchange(&mut proc, &msg, id) => Ok(r),
+            r = proc.exchange(&msg, id) => Ok(r),
             _ = tokio::time::sleep_until(until) => Err(true),
             _ = cancel.cancelled() => Err(false),
         };
@@ -364,8 +378,7 @@ impl WorkerGenerator {
         let during = format!("window {}", req.index);
         let frames = match outcome {
             Ok(Ok(frames)) => {
-                slot.failures = 0;
-                slot.last_failure = None;
+                slot.succeeded();
                 let fps = proc.hello.fps;
                 slot.state = State::Ready(Box::new(proc));
                 RawVideo::constant_rate(frames, fps)
@@ -378,25 +391,28 @@ impl WorkerGenerator {
                 });
             }
             Ok(Err(Exchange::Protocol(reason))) => {
-                slot.failed();
+                let worker = proc.describe();
+                tracing::warn!(window = req.index, %worker, %reason, "video worker broke the protocol; killed (or disconnected)");
                 let stderr = proc.kill().await;
-                tracing::warn!(window = req.index, %reason, "video worker broke the protocol; killed");
-                return Err(GeneratorError::Protocol { reason, stderr });
+                let e = GeneratorError::Protocol { reason, stderr };
+                slot.failed(&self.cfg, &e);
+                return Err(e);
             }
             Ok(Err(Exchange::Died)) => {
-                slot.failed();
+                let worker = proc.describe();
                 let (status, stderr) = proc.death().await;
-                tracing::warn!(window = req.index, %status, "video worker died mid-window");
-                return Err(GeneratorError::WorkerDied {
+                tracing::warn!(window = req.index, %worker, %status, "video worker died (or its connection closed) mid-window");
+                let e = GeneratorError::WorkerDied {
                     during,
                     status,
                     stderr,
-                });
+                };
+                slot.failed(&self.cfg, &e);
+                return Err(e);
             }
             Err(timed_out) => {
-                slot.failed();
                 let stderr = proc.kill().await;
-                return Err(if timed_out {
+                let e = if timed_out {
                     tracing::warn!(
                         window = req.index,
                         ?budget,
@@ -411,7 +427,9 @@ impl WorkerGenerator {
                     GeneratorError::Cancelled {
                         what: "worker window",
                     }
-                });
+                };
+                slot.failed(&self.cfg, &e);
+                return Err(e);
             }
         };
         drop(slot);
@@ -447,12 +465,12 @@ impl WorkerGenerator {
                     let m = Message::EndSession(EndSession {
                         session: session.to_string(),
                     });
-                    if write_message_async(&mut p.stdin, &m).await.is_err() {
+                    if write_message_async(&mut p.writer, &m).await.is_err() {
                         // It died between windows; the next window restarts it.
                         if let State::Ready(p) = std::mem::replace(&mut slot.state, State::Idle) {
-                            let _ = (*p).death().await;
+                            let (status, _) = (*p).death().await;
+                            slot.failed(&self.cfg, &status);
                         }
-                        slot.failed();
                     }
                 }
             }
@@ -472,17 +490,6 @@ impl WorkerGenerator {
                 State::Idle => {}
             }
         }
-    }
-}
-
-fn dummy_hello() -> Hello {
-    Hello {
-        protocol: PROTOCOL_VERSION,
-        width: 0,
-        height: 0,
-        fps: 0,
-        pixel_format: String::new(),
-        name: String::new(),
     }
 }
 

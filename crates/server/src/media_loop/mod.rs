@@ -312,14 +312,18 @@ impl MediaLoop {
         let (frame, decision) = g.frame(n);
         let frame = frame.cloned();
         if let Some(Decision::Builtin { why }) = decision {
-            tracing::warn!(frame = n, "window filled by the built-in renderer: {why}");
+            // Once per answer at warn (a worker that is down would otherwise log every window);
+            // the turn's metrics count them all.
             if g.from_builtin == 1 {
+                tracing::warn!(frame = n, "window filled by the built-in renderer: {why}");
                 if let Some(turn) = self.speech.turn.as_ref() {
                     events.push(Event::GeneratorNote {
                         turn: turn.id,
                         message: why,
                     });
                 }
+            } else {
+                tracing::debug!(frame = n, "window filled by the built-in renderer: {why}");
             }
         }
         frame
