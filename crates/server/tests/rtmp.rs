@@ -191,15 +191,12 @@ async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
 
     let work = common::temp_dir("rtmp-live-read");
     let file = work.join("live.flv");
-    let ffmpeg = record(nginx.port, &id, 12, &file);
-    // Speak once the reader is there (nginx-rtmp hands it the stream from its next keyframe).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !nginx.log().contains("play: name=") {
-        assert!(
-            Instant::now() < deadline,
-            "ffmpeg never played: {}",
-            nginx.log()
-        );
+    let ffmpeg = record(nginx.port, &id, 14, &file);
+    // Speak once the reader is recording: ffmpeg writes media only after probing the stream,
+    // which can take seconds on a busy machine, so wait for the file to grow.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < 64 * 1024 {
+        assert!(Instant::now() < deadline, "ffmpeg never recorded: {}", nginx.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let text = "Hello from the studio. This answer goes out live to the ingest.";
