@@ -345,6 +345,30 @@ pub fn split_head(text: &str, piece: usize) -> Option<(String, String)> {
     Some((words[..at].join(" "), words[at..].join(" ")))
 }
 
+/// Silence the model leaves before the first sound and after the last that is kept, in ms.
+/// VITS voices pad each text with ~60 ms before and ~200 ms after; a turn's pieces and clauses
+/// follow each other, so that padding would delay the first word and put pauses mid-sentence
+/// (the pause a clause ends with is added by [`pause_after`] instead).
+const KEEP_LEAD_MS: usize = 10;
+const KEEP_TAIL_MS: usize = 40;
+/// Below this amplitude (about -46 dBFS) a sample counts as silence.
+const SILENCE: f32 = 0.005;
+
+/// `audio` without the model's silent padding beyond [`KEEP_LEAD_MS`] / [`KEEP_TAIL_MS`].
+fn trim_silence(audio: &[f32], rate: u32) -> &[f32] {
+    let per_ms = rate as usize / 1000;
+    let Some(first) = audio.iter().position(|s| s.abs() > SILENCE) else {
+        return audio;
+    };
+    let last = audio
+        .iter()
+        .rposition(|s| s.abs() > SILENCE)
+        .unwrap_or(first);
+    let start = first.saturating_sub(KEEP_LEAD_MS * per_ms);
+    let end = (last + 1 + KEEP_TAIL_MS * per_ms).min(audio.len());
+    &audio[start..end]
+}
+
 /// One turn: each text synthesized as it arrives ([`speak_each_text`]), the first in two parts
 /// ([`split_head`]). The inference under way stops when the turn's task ends (cancel, output
 /// dropped).
@@ -402,7 +426,8 @@ impl Engine {
             Err(InferError::Stopped) => return Ok(None),
             Err(InferError::Failed(reason)) => return Err(failed(reason)),
         };
-        chunk.pcm = audio
+        let speech = trim_silence(&audio, rate);
+        chunk.pcm = speech
             .iter()
             .map(|&s| (s * 32767.0).clamp(-32768.0, 32767.0) as i16)
             .collect();
@@ -500,6 +525,24 @@ mod tests {
                 "I think that you,",
                 "my friend, are right about this matter."
             )
+        );
+    }
+
+    #[test]
+    fn the_models_silent_padding_is_trimmed_to_a_few_ms() {
+        let rate = 22_050;
+        let mut audio = vec![0.0f32; 2205]; // 100 ms of padding
+        audio.extend(std::iter::repeat_n(0.3f32, 4410)); // 200 ms of sound
+        audio.extend(std::iter::repeat_n(0.001f32, 6615)); // 300 ms of near-silence
+        let kept = trim_silence(&audio, rate);
+        let ms = |n: usize| n * 1000 / rate as usize;
+        assert_eq!(ms(kept.len()), 10 + 200 + 40 - 1);
+        assert_eq!(kept.iter().position(|s| *s > 0.1), Some(220));
+        let quiet = vec![0.0f32; 100];
+        assert_eq!(
+            trim_silence(&quiet, rate).len(),
+            100,
+            "all silence is left alone"
         );
     }
 

@@ -196,7 +196,11 @@ async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
     // which can take seconds on a busy machine, so wait for the file to grow.
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) < 64 * 1024 {
-        assert!(Instant::now() < deadline, "ffmpeg never recorded: {}", nginx.log());
+        assert!(
+            Instant::now() < deadline,
+            "ffmpeg never recorded: {}",
+            nginx.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let text = "Hello from the studio. This answer goes out live to the ingest.";

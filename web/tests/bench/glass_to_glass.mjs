@@ -10,7 +10,8 @@
 //   node web/tests/bench/glass_to_glass.mjs [prompts=10] [transport]
 //
 // Env: TALKSTREAM_BIN (default ../target/release/talkstream from web/), CHROMIUM_PATH,
-// WARMUP_MS (idle time before the first prompt, default 10000).
+// WARMUP_MS (idle time before the first prompt, default 10000), LOCAL_TTS_ENGINE (default auto:
+// Piper when installed, as the server's default).
 // `transport` (webrtc or hls) is appended as ?transport=… to the page URL (default: the page's
 // own choice, WebRTC).
 
@@ -38,7 +39,8 @@ function stats(xs) {
 }
 
 const h = new Harness();
-await h.start({ env: { PROMPTS_PER_MINUTE: '0', LOG_LEVEL: 'warn' } });
+// The product's default voice (Piper when installed); LOCAL_TTS_ENGINE=espeak for the other.
+await h.start({ env: { PROMPTS_PER_MINUTE: '0', LOG_LEVEL: 'warn', LOCAL_TTS_ENGINE: process.env.LOCAL_TTS_ENGINE || 'auto' } });
 const page = h.page;
 try {
   await page.goto(`${h.baseUrl}/${transport ? `?transport=${transport}` : ''}`);
