@@ -155,3 +155,32 @@ async fn a_full_node_answers_busy_and_is_not_ready_until_a_session_ends() {
     let (status, _) = raw_upgrade(&server, "X-Talkstream-Balancer: 1\r\n");
     assert_eq!(status, 101, "a ready node upgrades");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_measured_over_its_media_load_answers_busy() {
+    // 1 % of the cores: one idle 512×512 stream (render + encode at 25 fps) is more than that.
+    let server = Server::start(
+        "admission-load",
+        &[],
+        &[("MAX_MEDIA_LOAD", "1"), ("WEBRTC", "off")],
+    );
+    let (_first, _) = connect(&server).await;
+    // Over the load (or, on a machine so busy that the stream lags, behind real time: also a
+    // measured overload).
+    let not_ready = wait_ready_status(&server, 503);
+    let measured =
+        |text: &str| text.contains("MAX_MEDIA_LOAD") || text.contains("behind real time");
+    assert!(measured(&not_ready.text()), "{}", not_ready.text());
+    let (mut second, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("upgrade");
+    let refused = next_json(&mut second, Duration::from_secs(10)).await;
+    assert_eq!(refused["code"], "busy", "{refused}");
+    let metrics = server.get("/metrics").text();
+    assert!(
+        metrics.contains("talkstream_sessions_refused_total{reason=\"load\"} 1")
+            || metrics.contains("talkstream_sessions_refused_total{reason=\"behind\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("talkstream_ready 0"), "{metrics}");
+}
