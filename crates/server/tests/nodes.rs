@@ -1,7 +1,7 @@
 //! Several nodes behind nginx, end to end: two real `talkstream` nodes (NODE_ID `a` and `b`,
 //! their own ports and HLS folders) and Debian's nginx on loopback with the shipped
 //! `deploy/nginx/talkstream.conf` (templated with the ports). Sessions opened through the proxy
-//! land on both nodes; each one's playlist and segments come through the proxy (the immutable
+//! land on both nodes, and skip a node that is full; each one's playlist and segments come through the proxy (the immutable
 //! files with their caching headers) and pass ffprobe; killing one node leaves the other's
 //! sessions untouched and new sessions go to the survivor. nginx is required: the test fails
 //! without it (scripts/test.sh installs it).
@@ -208,12 +208,15 @@ fn check_media(proxy: &Nginx, id: &str, work: &Path) {
     assert!(streams.contains("aac,audio"), "{id}: {streams}");
 }
 
-fn node(tag: &str, id: &str) -> Server {
+fn node(tag: &str, id: &str, max_sessions: &str) -> Server {
     Server::start(
         tag,
         &[],
         &[
             ("NODE_ID", id),
+            ("MAX_SESSIONS", max_sessions),
+            // Every client arrives from the proxy's address (README "Running several nodes").
+            ("SESSIONS_PER_ADDRESS", "0"),
             ("WEBRTC", "off"),
             ("VIDEO_WIDTH", "128"),
             ("VIDEO_HEIGHT", "128"),
@@ -224,8 +227,9 @@ fn node(tag: &str, id: &str) -> Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_spread_over_two_nodes_and_survive_the_loss_of_the_other() {
     let nginx_bin = nginx_binary();
-    let mut a = node("node-a", "a");
-    let b = node("node-b", "b");
+    // Node a takes two sessions, b more.
+    let mut a = node("node-a", "a", "2");
+    let b = node("node-b", "b", "16");
     let work = common::temp_dir("nodes");
     let proxy = Nginx::start(&work, [a.addr, b.addr]);
     assert!(nginx_bin.is_file());
@@ -244,6 +248,28 @@ async fn sessions_spread_over_two_nodes_and_survive_the_loss_of_the_other() {
         "{:?}",
         sessions.iter().map(|(_, id)| id).collect::<Vec<_>>()
     );
+
+    // Node a is full now (its /readyz says so): the next sessions are refused there before the
+    // upgrade (503) and nginx opens them on b; no client sees a refusal.
+    assert_eq!(http_get(a.addr, "/readyz").status, 503);
+    for _ in 0..2 {
+        let (ws, id) = open(&proxy).await;
+        assert!(id.starts_with("b-"), "{id} opened on the full node?");
+        sessions.push((ws, id));
+    }
+    // (Its log line may reach the reader thread a moment after the session opened on b.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a
+        .log()
+        .contains("refused a session before the upgrade: busy")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nginx never tried the full node; its log:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Each one's playlist and media come from its own node through the proxy.
     for (_, id) in &sessions {
