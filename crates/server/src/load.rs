@@ -191,7 +191,10 @@ impl Busy {
 impl std::fmt::Display for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Busy::Full { max } => write!(f, "{max} sessions run, the most this server takes (MAX_SESSIONS)"),
+            Busy::Full { max } => write!(
+                f,
+                "it runs its maximum of {max} sessions (MAX_SESSIONS)"
+            ),
             Busy::Load { load, max } => write!(
                 f,
                 "the media threads use {:.0} % of the machine's cores, more than {:.0} % (MAX_MEDIA_LOAD)",

@@ -117,7 +117,7 @@ where
         Err(why) => {
             tracing::warn!(reason = %why, "refused a session: busy");
             state.metrics.session_refused(why.label());
-            let msg = format!("this server is busy ({why}); try again later or another server");
+            let msg = format!("this server is busy: {why}; try again in a few seconds");
             send(&mut socket, &busy_message(msg)).await;
             close(&mut socket, 1013, "busy").await;
             return;

@@ -48,7 +48,7 @@ pub async fn upgrade(
         if let Some(why) = state.busy() {
             tracing::info!(reason = %why, "refused a session before the upgrade: busy");
             state.metrics.session_refused(why.label());
-            let msg = driver::busy_message(format!("this server is busy ({why})"));
+            let msg = driver::busy_message(format!("this server is busy: {why}"));
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [
