@@ -13,7 +13,8 @@ need=()
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v nasm >/dev/null || need+=(nasm)
-# nginx with its RTMP module: the ingest the go-live tests publish to (crates/server/tests/rtmp.rs).
+# nginx with its RTMP module: the ingest the go-live tests publish to (crates/server/tests/rtmp.rs),
+# and the proxy of the several-nodes test (crates/server/tests/nodes.rs); run as this user on loopback.
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
 if [ ${#need[@]} -gt 0 ]; then

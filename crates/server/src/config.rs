@@ -155,9 +155,31 @@ pub struct Config {
     )]
     pub session_linger_ms: u64,
 
-    /// Most sessions served at once; further connections get an error message.
-    #[arg(long, env = "MAX_SESSIONS", default_value_t = 16, global = true)]
+    /// Most sessions served at once; further connections get a `busy` error (and `/readyz`
+    /// answers 503 while full). The default is 4 per CPU core (measured: 8 sessions speaking
+    /// back to back keep real time on 2 cores, 14 do not; docs/benchmarks.md).
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = default_max_sessions(), global = true)]
     pub max_sessions: usize,
+
+    /// Share of the machine's CPU cores (percent) the media threads may use before the server
+    /// refuses new sessions (`busy`) and `/readyz` answers 503; a stream that had to repeat
+    /// frames or fell behind real time in the last 2 s does the same. 0 turns these measured
+    /// checks off (MAX_SESSIONS still applies).
+    #[arg(long, env = "MAX_MEDIA_LOAD", default_value_t = 85, global = true)]
+    pub max_media_load: u32,
+
+    /// A stream whose frame is this many milliseconds late (the machine is overloaded) repeats
+    /// its last picture instead of drawing new ones until it is back on real time (audio and
+    /// timestamps go on unchanged). 0: never; a late stream then draws every frame and drifts
+    /// behind real time.
+    #[arg(long, env = "DEGRADE_AFTER_MS", default_value_t = 200, global = true)]
+    pub degrade_after_ms: u64,
+
+    /// This server's name among several behind one proxy: session and stream ids start with
+    /// `<NODE_ID>-`, so the proxy can send `/hls/<id>/…` and `/whep/<id>` to the server that
+    /// owns them. 1 to 16 lowercase letters or digits; empty (the default) for one server.
+    #[arg(long, env = "NODE_ID", default_value = "", global = true)]
+    pub node_id: String,
 
     /// Longest prompt accepted, in characters; longer ones get an error message.
     #[arg(long, env = "MAX_PROMPT_CHARS", default_value_t = 2000, global = true)]
@@ -488,6 +510,24 @@ pub enum ConfigError {
     IceServers(#[from] crate::webrtc::IceServersError),
 }
 
+/// Sessions per CPU core that keep real time while all of them speak, measured on 2 cores
+/// (docs/benchmarks.md).
+pub const SESSIONS_PER_CORE: usize = 4;
+
+/// The default of `MAX_SESSIONS`: [`SESSIONS_PER_CORE`] per core of this machine.
+pub fn default_max_sessions() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    SESSIONS_PER_CORE * cores
+}
+
+/// A valid `NODE_ID`: empty, or 1 to 16 lowercase ASCII letters or digits.
+pub fn is_node_id(id: &str) -> bool {
+    id.len() <= 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 fn invalid(name: &'static str, value: impl ToString, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name,
@@ -502,6 +542,11 @@ const AAC_RATES: [u32; 12] = [
 ];
 
 impl Config {
+    /// `DEGRADE_AFTER_MS` as the media loop takes it (`None`: never).
+    pub fn degrade_after(&self) -> Option<std::time::Duration> {
+        (self.degrade_after_ms > 0).then(|| std::time::Duration::from_millis(self.degrade_after_ms))
+    }
+
     /// Check every setting; the first problem found is returned as one clear line.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.width == 0 || !self.width.is_multiple_of(2) || self.width > 4096 {
@@ -676,6 +721,27 @@ impl Config {
                 "GENERATOR_BUFFER_MS",
                 self.generator_buffer_ms,
                 "use 0 to 60000",
+            ));
+        }
+        if self.max_media_load > 100 {
+            return Err(invalid(
+                "MAX_MEDIA_LOAD",
+                self.max_media_load,
+                "use a percentage from 0 (off) to 100",
+            ));
+        }
+        if self.degrade_after_ms > 60_000 {
+            return Err(invalid(
+                "DEGRADE_AFTER_MS",
+                self.degrade_after_ms,
+                "use 0 (never) to 60000",
+            ));
+        }
+        if !is_node_id(&self.node_id) {
+            return Err(invalid(
+                "NODE_ID",
+                &self.node_id,
+                "use 1 to 16 lowercase letters or digits (or leave it empty)",
             ));
         }
         if self.max_sessions == 0 {

@@ -1,5 +1,6 @@
 //! HTTP routes: the web page (`/` and its assets from `STATIC_DIR`), the live HLS files
-//! (`/hls/<session>/<file>`, nothing else under `/hls/`), `/healthz`, `/api/access` (what the
+//! (`/hls/<session>/<file>`, nothing else under `/hls/`), `/healthz` (liveness), `/readyz`
+//! (takes new sessions: 200, else 503 with the reason), `/metrics` (Prometheus), `/api/access` (what the
 //! page needs to know about the access token), the `/session` WebSocket (handled in
 //! [`crate::session`]) and WHEP playback (`/whep/<stream>[/<viewer>]`, [`crate::webrtc::whep`]).
 //! Every response gets the headers of [`crate::access::headers`].
@@ -31,6 +32,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/access", get(access_info))
         .route("/session", get(crate::session::upgrade))
         .route("/whep/{stream}", post(crate::webrtc::whep::post))
@@ -67,9 +70,18 @@ pub fn is_safe_file_name(name: &str) -> bool {
         && matches!(ext, "m3u8" | "m4s" | "mp4" | "vtt")
 }
 
-/// True for ids the server hands out: 16 lowercase hex digits.
+/// True for ids the server hands out: 16 lowercase hex digits, after `<NODE_ID>-` when the
+/// server has a node id (any valid node id: the proxy in front routes by it).
 pub fn is_session_id(id: &str) -> bool {
-    id.len() == 16 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    let (node, random) = id.rsplit_once('-').unwrap_or(("", id));
+    if id.contains('-') && node.is_empty() {
+        return false;
+    }
+    crate::config::is_node_id(node)
+        && random.len() == 16
+        && random
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 async fn index(State(state): State<Arc<AppState>>) -> Response {
@@ -111,6 +123,52 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "sessions": state.active_sessions(),
         "streams": state.streams.len(),
     }))
+}
+
+/// `GET /readyz`: 200 while this server takes new sessions, 503 with the reason when it is full
+/// (`MAX_SESSIONS`), measured overloaded or shutting down, so a balancer sends new sessions
+/// elsewhere. Like `/healthz`, open to anyone who can reach the port.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let (status, body) = match state.busy() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition. Like `/healthz`, it needs no token (it holds
+/// counts and timings, no keys, prompts or ids); restrict it at the proxy when the port is
+/// exposed (deploy/nginx/talkstream.conf does).
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let snapshot = state.metrics_snapshot();
+    match state.metrics.render(&snapshot, state.started.elapsed()) {
+        Ok(text) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics could not be encoded");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// `GET /api/access`: whether this server needs an access token, and whether the one presented
@@ -169,6 +227,11 @@ async fn hls_file(
     }
     let path = state.config.hls_dir.join(&session).join(&file);
     let is_playlist = file.ends_with(".m3u8");
+    if is_playlist {
+        state
+            .metrics
+            .hls_fetch(&session, peer.ip(), state.started.elapsed());
+    }
     let mut blocked = false;
     if is_playlist {
         let directives = match blocking::parse_directives(query.as_deref()) {
@@ -310,5 +373,12 @@ mod tests {
         assert!(!is_session_id("0123456789ABCDEF"));
         assert!(!is_session_id("../../etc/passwd"));
         assert!(!is_session_id("0123"));
+        assert!(is_session_id("a-0123456789abcdef"));
+        assert!(is_session_id("node7-0123456789abcdef"));
+        assert!(!is_session_id("-0123456789abcdef"));
+        assert!(!is_session_id("a-b-0123456789abcdef"));
+        assert!(!is_session_id("A-0123456789abcdef"));
+        assert!(!is_session_id("..-0123456789abcdef"));
+        assert!(!is_session_id("abcdefghijklmnopq-0123456789abcdef"));
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::files::{FileError, OutputWriter};
 use crate::generation::GeneratorLink;
+use crate::load::NodeLoad;
 use crate::media_loop::{MediaLoop, MediaLoopError, MediaSink, SinkError, Step, StreamClock};
 pub use crate::media_loop::{FIRST_SPEECH_SEGMENT_MS, SPEECH_LEAD_MS};
 use crate::pipeline::{Event, MediaCommand};
@@ -66,6 +67,10 @@ pub struct StreamSetup {
     pub webrtc: Option<WebRtcStream>,
     /// The stream's RTMP publisher, fed by a sink too, if RTMP_PUBLISH_URL is set.
     pub rtmp: Option<RtmpOutput>,
+    /// The node's load, to which this stream reports every frame (time taken, lag).
+    pub node_load: Arc<NodeLoad>,
+    /// How late a frame may be before the stream repeats pictures to catch up (`None`: never).
+    pub degrade_after: Option<Duration>,
 }
 
 impl Producer {
@@ -139,7 +144,18 @@ fn run(
         generator,
         webrtc,
         rtmp,
+        node_load,
+        degrade_after,
     } = setup;
+    let load = node_load.register();
+    // The stream's totals stay in the node's counters once it ends, however it ends.
+    struct Retire<'a>(&'a NodeLoad, &'a Arc<crate::load::StreamLoad>);
+    impl Drop for Retire<'_> {
+        fn drop(&mut self) {
+            self.0.retire(self.1);
+        }
+    }
+    let _retire = Retire(&node_load, &load);
     // Stream time comes from a monotonic clock so a wall-clock step cannot upset deletion.
     let clock = StreamClock {
         start: Instant::now(),
@@ -178,6 +194,7 @@ fn run(
         }
     };
     let mut media = MediaLoop::new(cfg, seed, portrait, generator, clock)?;
+    media.set_degrade_after(degrade_after);
 
     loop {
         // Take everything that is waiting, urgent or not, before deciding what to render.
@@ -229,10 +246,12 @@ fn run(
                 if keyframe {
                     media.request_keyframe();
                 }
+                let started = Instant::now();
                 let mut out = media.produce(at)?;
                 for sink in &mut sinks {
                     sink.on_frame(&out, media.encoder())?;
                 }
+                load.frame(out.kind, out.behind, started.elapsed(), media.is_speaking());
                 report(std::mem::take(&mut out.events), &mut sinks);
             }
         }

@@ -312,8 +312,9 @@ pub enum ErrorCode {
     BadMessage,
     /// The message was larger than [`MAX_CLIENT_MESSAGE_BYTES`].
     MessageTooLarge,
-    /// The server has no room for another session.
-    TooManySessions,
+    /// The server takes no new session now: it runs its maximum (`MAX_SESSIONS`) or its
+    /// streams would slow down (measured load); `retry_after_ms` says when to try again.
+    Busy,
     /// The session's stream failed.
     StreamFailed,
     /// A prompt was empty.

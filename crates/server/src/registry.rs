@@ -232,6 +232,20 @@ impl StreamRegistry {
         self.streams.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    /// WebRTC viewers of all live streams.
+    pub fn webrtc_viewers(&self) -> usize {
+        // Not under the registry's lock: each output has its own.
+        let entries: Vec<Arc<StreamEntry>> = match self.streams.lock() {
+            Ok(streams) => streams.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        entries
+            .iter()
+            .filter_map(|e| e.webrtc.as_ref())
+            .map(WebRtcStream::viewer_count)
+            .sum()
+    }
+
     /// True when no stream is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

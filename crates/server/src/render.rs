@@ -48,6 +48,11 @@ impl FaceRenderer {
         let _ = self.lipsync.pose_for_frame(n);
     }
 
+    /// The last rendered picture (blank before the first), to repeat it.
+    pub fn last_frame(&self) -> &I420Frame {
+        &self.frame
+    }
+
     /// Render frame `n` at media time `t_ms`.
     pub fn render(&mut self, n: u64, t_ms: u64) -> Result<&I420Frame, AvatarError> {
         let mouth = self.lipsync.pose_for_frame(n);

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -26,6 +26,7 @@ use talkstream_generators::{
 
 use crate::access::{Addresses, Policy};
 use crate::config::{Config, GeneratorChoice, LlmChoice, Secret, TtsChoice};
+use crate::load::{Busy, LoadWindow, NodeLoad};
 use crate::registry::StreamRegistry;
 
 /// State shared by every request and session.
@@ -63,6 +64,13 @@ pub struct AppState {
     pub ice_servers: Vec<crate::webrtc::IceServer>,
     /// The speech recognizer for microphone input, if one is configured.
     pub stt: Option<Arc<talkstream_providers::OpenAiStt>>,
+    /// What the media threads measure (time per frame, lag, repeated frames).
+    pub load: Arc<NodeLoad>,
+    /// The Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// The last seconds of load samples (taken every [`crate::load::SAMPLE_EVERY`] while
+    /// serving) and the overload verdict on them.
+    window: Mutex<LoadWindow>,
     active: AtomicUsize,
 }
 
@@ -93,7 +101,7 @@ impl AppState {
     /// Everything the server shares, from the configuration: the HLS folder prepared (stale
     /// session folders removed), the providers, the portrait and the generator set up.
     pub fn build(config: Config, shutdown: CancellationToken) -> Result<Arc<Self>, ServerError> {
-        prepare_hls_dir(&config.hls_dir)?;
+        prepare_hls_dir(&config.hls_dir, &config.node_id)?;
         let tts = build_tts(&config)?;
         let llm = build_llm(&config)?;
         let portrait = load_portrait(&config)?.map(Arc::new);
@@ -126,7 +134,6 @@ impl AppState {
             addresses: Arc::new(Addresses::default()),
             streams: Arc::new(StreamRegistry::default()),
             started: std::time::Instant::now(),
-            config,
             shutdown,
             tracker: TaskTracker::new(),
             tts,
@@ -135,8 +142,55 @@ impl AppState {
             generator_kind,
             generator,
             generator_note,
+            load: Arc::new(NodeLoad::default()),
+            metrics: crate::metrics::Metrics::new(),
+            window: Mutex::new(LoadWindow::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                f64::from(config.max_media_load) / 100.0,
+            )),
+            config,
             active: AtomicUsize::new(0),
         }))
+    }
+
+    /// Take a load sample now (the sampling task calls this every
+    /// [`crate::load::SAMPLE_EVERY`]).
+    pub fn sample_load(&self) {
+        let totals = self.load.totals();
+        let now = self.started.elapsed();
+        if let Ok(mut w) = self.window.lock() {
+            w.observe(now, &totals);
+        }
+    }
+
+    /// The media threads' share of the machine's cores over the last seconds.
+    pub fn media_load(&self) -> f64 {
+        self.window.lock().map_or(0.0, |w| w.load())
+    }
+
+    /// Why this server takes no new session now, if it does not: shutting down, `MAX_SESSIONS`
+    /// reached, or measured overloaded. `None`: ready.
+    pub fn busy(&self) -> Option<Busy> {
+        if self.shutdown.is_cancelled() {
+            return Some(Busy::ShuttingDown);
+        }
+        let max = self.config.max_sessions;
+        if self.active_sessions() >= max {
+            return Some(Busy::Full { max });
+        }
+        self.window.lock().ok().and_then(|w| w.overloaded())
+    }
+
+    /// What `/metrics` reads from the state now.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        crate::metrics::Snapshot {
+            sessions: self.active_sessions(),
+            streams: self.streams.len(),
+            totals: self.load.totals(),
+            webrtc_viewers: self.streams.webrtc_viewers(),
+            media_load: self.media_load(),
+            ready: self.busy().is_none(),
+        }
     }
 
     /// The media channel settings of a new stream.
@@ -211,6 +265,7 @@ pub async fn run(
     let state = AppState::build(config, shutdown.clone())?;
     let generator = state.generator.clone();
     let app = crate::http::router(Arc::clone(&state));
+    spawn_load_sampler(&state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -233,6 +288,21 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sample the media threads' load every [`crate::load::SAMPLE_EVERY`] until shutdown.
+pub fn spawn_load_sampler(state: &Arc<AppState>) {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::load::SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tick.tick() => state.sample_load(),
+            }
+        }
+    });
 }
 
 /// The WebRTC hub, unless disabled. A failure to start it (the UDP port is taken) is logged and
@@ -474,9 +544,17 @@ pub fn build_local_tts(config: &Config) -> Result<LocalTts, talkstream_providers
     })
 }
 
-/// Create the HLS folder and remove session folders a previous run left behind (only folders
-/// named like session ids).
-fn prepare_hls_dir(dir: &Path) -> Result<(), ServerError> {
+/// True if `id` was made by a server with this `NODE_ID` (several nodes may share a disk).
+fn is_own_id(id: &str, node_id: &str) -> bool {
+    match id.rsplit_once('-') {
+        Some((node, _)) => node == node_id,
+        None => node_id.is_empty(),
+    }
+}
+
+/// Create the HLS folder and remove session folders a previous run of this node left behind
+/// (only folders named like this node's session ids).
+fn prepare_hls_dir(dir: &Path, node_id: &str) -> Result<(), ServerError> {
     std::fs::create_dir_all(dir).map_err(|source| ServerError::HlsDir {
         path: dir.display().to_string(),
         source,
@@ -485,7 +563,8 @@ fn prepare_hls_dir(dir: &Path) -> Result<(), ServerError> {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if is_dir && crate::http::is_session_id(&name.to_string_lossy()) {
+            let name = name.to_string_lossy();
+            if is_dir && crate::http::is_session_id(&name) && is_own_id(&name, node_id) {
                 tracing::info!(dir = %entry.path().display(), "removing a stale session folder");
                 crate::files::remove_session_dir(&entry.path());
             }

@@ -27,6 +27,7 @@
 //! ```
 
 mod commands;
+pub mod degrade;
 mod sink;
 mod turn;
 
@@ -44,7 +45,8 @@ use crate::generation::{Decision, GeneratorLink, TurnGeneration};
 use crate::pipeline::Event;
 pub use crate::pipeline::MediaCommand;
 use crate::render::FaceRenderer;
-pub use sink::{FrameOutputs, MediaSink, MemorySink, SinkError};
+use degrade::{Degrade, Picture};
+pub use sink::{FrameKind, FrameOutputs, MediaSink, MemorySink, SinkError};
 use turn::{turn_complete, ActiveTurn, TurnEnding};
 
 /// How far ahead of the wall clock speech frames may be produced.
@@ -144,6 +146,20 @@ pub struct MediaLoop {
     finishing: bool,
     /// How far ahead speech may be produced now (at most [`SPEECH_LEAD_MS`]).
     speech_lead: Duration,
+    /// Repeating pictures while behind real time.
+    degrade: Degrade,
+    stats: FrameStats,
+}
+
+/// Frames a stream produced, by where their picture came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Drawn by the built-in avatar.
+    pub rendered: u64,
+    /// The external generator's.
+    pub generated: u64,
+    /// The previous picture repeated to catch up with real time.
+    pub repeated: u64,
 }
 
 impl MediaLoop {
@@ -183,7 +199,25 @@ impl MediaLoop {
             last_lag_warning: None,
             finishing: false,
             speech_lead: Duration::from_millis(SPEECH_LEAD_MS),
+            degrade: Degrade::new(fps, Some(degrade::DEGRADE_AFTER)),
+            stats: FrameStats::default(),
         })
+    }
+
+    /// How late a frame may be before the loop repeats the last picture instead of rendering
+    /// (`None`: never; [`degrade::DEGRADE_AFTER`] by default).
+    pub fn set_degrade_after(&mut self, after: Option<Duration>) {
+        self.degrade = Degrade::new(self.fps, after);
+    }
+
+    /// Frames produced so far, by source.
+    pub fn stats(&self) -> FrameStats {
+        self.stats
+    }
+
+    /// True while a turn's speech is queued or being published.
+    pub fn is_speaking(&self) -> bool {
+        self.speech.turn.is_some() || !self.speech.queue.is_empty()
     }
 
     /// How far ahead of its time speech may be produced from now on: [`SPEECH_LEAD_MS`] or
@@ -225,6 +259,7 @@ impl MediaLoop {
         let t_ms = self.channel.frame_time_ms(n);
         let media_time = Duration::from_millis(t_ms);
         self.warn_if_behind(media_time, now);
+        let behind = now.saturating_sub(media_time);
         let at = self.clock.instant(now);
         let now_unix_ms = self.clock.unix_ms(now);
         let mut events = Vec::new();
@@ -239,19 +274,39 @@ impl MediaLoop {
         let frame_start_sample = self.stream_samples;
         self.stream_samples += need as u64;
 
+        // Behind real time: the last picture again (no rendering), so the stream catches up
+        // while every frame still carries its audio.
+        let picture = self.degrade.decide(behind, now);
         let generated = self.generated_frame(n, &mut events);
-        let pushed = match &generated {
-            Some(frame) => {
+        let (kind, pushed) = match (&generated, picture) {
+            (Some(frame), _) => {
                 self.face.skip(n);
-                self.channel
-                    .push_frame_with_unit(frame, &self.pcm, now_unix_ms)?
+                let pushed = self
+                    .channel
+                    .push_frame_with_unit(frame, &self.pcm, now_unix_ms)?;
+                (FrameKind::Generated, pushed)
             }
-            None => {
+            (None, Picture::Repeat) => {
+                self.face.skip(n);
+                let frame = self.face.last_frame();
+                let pushed = self
+                    .channel
+                    .push_frame_with_unit(frame, &self.pcm, now_unix_ms)?;
+                (FrameKind::Repeated, pushed)
+            }
+            (None, Picture::Render) => {
                 let frame = self.face.render(n, t_ms)?;
-                self.channel
-                    .push_frame_with_unit(frame, &self.pcm, now_unix_ms)?
+                let pushed = self
+                    .channel
+                    .push_frame_with_unit(frame, &self.pcm, now_unix_ms)?;
+                (FrameKind::Rendered, pushed)
             }
         };
+        match kind {
+            FrameKind::Rendered => self.stats.rendered += 1,
+            FrameKind::Generated => self.stats.generated += 1,
+            FrameKind::Repeated => self.stats.repeated += 1,
+        }
         let mut hls = pushed.outputs;
 
         if let Some(turn) = self.speech.turn.as_mut() {
@@ -279,6 +334,8 @@ impl MediaLoop {
             media_time,
             produced_at: now,
             unit: Some(pushed.unit),
+            kind: Some(kind),
+            behind,
             hls,
             events,
         })
@@ -297,6 +354,8 @@ impl MediaLoop {
             ),
             produced_at: now,
             unit: None,
+            kind: None,
+            behind: Duration::ZERO,
             hls,
             events,
         })

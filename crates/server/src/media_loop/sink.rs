@@ -25,10 +25,25 @@ pub struct FrameOutputs {
     /// The frame's encoded unit (H.264 + the AAC units it completed + its PCM); `None` for the
     /// final outputs of the stream.
     pub unit: Option<EncodedUnit>,
+    /// Where the frame's picture came from; `None` for the final outputs of the stream.
+    pub kind: Option<FrameKind>,
+    /// How far past its real time the frame was produced (zero when on time or ahead).
+    pub behind: Duration,
     /// HLS files to write and delete, in order.
     pub hls: Vec<Output>,
     /// What to report to the session (after the sinks have taken the frame).
     pub events: Vec<Event>,
+}
+
+/// Where a frame's picture came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Drawn by the built-in avatar.
+    Rendered,
+    /// The external generator's frame.
+    Generated,
+    /// The previous picture again: the stream was behind real time ([`super::degrade`]).
+    Repeated,
 }
 
 /// A sink failed; the stream stops.

@@ -480,6 +480,79 @@ fn a_stream_that_falls_behind_catches_up_without_skipping_frames() {
     assert!(h.sink.frames[before..]
         .iter()
         .all(|f| f.produced_at == ms(2400)));
+    // The frames more than 200 ms late repeat the last picture instead of rendering it.
+    let repeated = h.sink.frames[before..]
+        .iter()
+        .filter(|f| f.kind == Some(FrameKind::Repeated))
+        .count();
+    // Frames at 440..=2320 ms: from more than 200 ms late until back within one frame (40 ms).
+    assert_eq!(repeated, 48);
+    assert_eq!(h.media.stats().repeated, 48);
+}
+
+/// What producing a frame costs the starved thread, in stream time: rendering takes longer
+/// than a frame lasts (40 ms), repeating the last picture does not.
+fn starved_cost(kind: Option<FrameKind>) -> Duration {
+    match kind {
+        Some(FrameKind::Repeated) => ms(12),
+        _ => ms(55),
+    }
+}
+
+#[test]
+fn a_starved_stream_stays_on_the_wall_clock_with_continuous_audio() {
+    let mut h = Harness::new();
+    h.run_until(ms(200));
+    let said = speech(RATE as usize * 8, 5); // 8 s of speech
+    h.command(audio(1, said.clone(), "a long answer", Vec::new()));
+    h.command(MediaCommand::TurnEnd { turn: 1 });
+    // The thread is starved: every frame it renders costs more than the frame lasts, so the
+    // clock moves on by that cost after each one (as a real overloaded thread sees it).
+    let until = ms(12_000);
+    let mut worst = Duration::ZERO;
+    while h.now < until {
+        match h.media.poll(h.now) {
+            Step::Produce => {
+                let out = h.media.produce(h.now).unwrap();
+                h.sink.on_frame(&out, h.media.encoder()).unwrap();
+                worst = worst.max(out.behind);
+                // The frame's timestamp is its real time: behind it by what `behind` says.
+                assert_eq!(h.now.saturating_sub(out.media_time), out.behind);
+                h.now += starved_cost(out.kind);
+            }
+            Step::Wait(due) => h.now = due,
+            Step::Finish => break,
+        }
+    }
+    // Never more than the threshold plus one rendered frame behind: no drift.
+    assert!(
+        worst <= degrade::DEGRADE_AFTER + ms(55),
+        "fell {worst:?} behind real time"
+    );
+    let last = h.sink.frames.last().unwrap();
+    assert!(
+        h.now.saturating_sub(last.media_time) <= degrade::DEGRADE_AFTER + ms(100),
+        "the last frame ({:?}) is near the wall clock ({:?})",
+        last.media_time,
+        h.now
+    );
+    // Both kinds happened: it degraded, and rendered whenever it was back on time.
+    let stats = h.media.stats();
+    assert!(stats.repeated > 0 && stats.rendered > 0, "{stats:?}");
+    assert_eq!(
+        stats.rendered + stats.repeated,
+        h.sink.frames.len() as u64,
+        "every frame is counted once"
+    );
+    // Audio is continuous: every frame's PCM follows the previous one, and the speech is in
+    // the stream unchanged, without a gap.
+    let pcm = h.pcm();
+    let start = first_nonzero(&pcm);
+    assert_eq!(&pcm[start..start + said.len()], &said[..]);
+    // Media time is constant-rate: frame n at n * 40 ms.
+    for (n, f) in h.sink.frames.iter().enumerate() {
+        assert_eq!(f.media_time, ms(n as u64 * 40));
+    }
 }
 
 /// A generator whose windows answer with blank frames at once, or never.

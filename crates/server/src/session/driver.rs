@@ -19,7 +19,7 @@ use talkstream_providers::{OpenAiStt, SttError};
 
 use super::core::{Action, CoreConfig, SessionCore, TurnText};
 use super::mic::MicSettings;
-use super::new_id;
+use super::{id_random_part, new_id_on};
 use crate::files::remove_session_dir;
 use crate::generation::GeneratorLink;
 use crate::listen::STT_NOTE;
@@ -74,6 +74,19 @@ where
         .await;
 }
 
+/// The `busy` error: this server takes no new session now (full or overloaded); a client may
+/// retry in a few seconds, or another server behind the same proxy takes it.
+pub(crate) fn busy_message(message: String) -> ServerMessage {
+    ServerMessage::Error {
+        code: ErrorCode::Busy,
+        message,
+        retry_after_ms: Some(BUSY_RETRY_AFTER_MS),
+    }
+}
+
+/// When a refused client may try again: the load window's length.
+pub(crate) const BUSY_RETRY_AFTER_MS: u64 = 2000;
+
 /// Run one session on `socket` until it closes, the stream fails or the server shuts down.
 pub(super) async fn run<S, E>(mut socket: S, state: Arc<AppState>, peer: SocketAddr)
 where
@@ -94,25 +107,26 @@ where
         close(&mut socket, 1013, "too many sessions from this address").await;
         return;
     };
-    let Some(_slot) = state.try_acquire_session() else {
-        tracing::warn!(
-            max = state.config.max_sessions,
-            "refused a session: MAX_SESSIONS reached"
-        );
-        let msg = format!(
-            "this server already runs its maximum of {} sessions; try again later",
-            state.config.max_sessions
-        );
-        send(
-            &mut socket,
-            &ServerMessage::error(ErrorCode::TooManySessions, msg),
-        )
-        .await;
-        close(&mut socket, 1013, "too many sessions").await;
-        return;
+    // Full (MAX_SESSIONS) or measured overloaded: the streams this node has come first.
+    let slot = match state.busy() {
+        Some(why) => Err(why),
+        None => state.try_acquire_session().ok_or(crate::load::Busy::Full {
+            max: state.config.max_sessions,
+        }),
+    };
+    let _slot = match slot {
+        Ok(slot) => slot,
+        Err(why) => {
+            tracing::warn!(reason = %why, "refused a session: busy");
+            state.metrics.session_refused(why.label());
+            let msg = format!("this server is busy: {why}; try again in a few seconds");
+            send(&mut socket, &busy_message(msg)).await;
+            close(&mut socket, 1013, "busy").await;
+            return;
+        }
     };
 
-    let id = new_id();
+    let id = new_id_on(&state.config.node_id);
     let span = tracing::info_span!("session", id = %id);
     let (events_tx, mut events) = unbounded_channel();
     let cfg = &state.config;
@@ -207,6 +221,7 @@ impl Driver {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Send(msg) => {
+                    self.state.metrics.observe_message(&msg);
                     if !send(socket, &msg).await {
                         return Some((1000, ""));
                     }
@@ -284,11 +299,11 @@ impl Driver {
         let stream_id = if self.streams_started == 0 {
             self.id.clone()
         } else {
-            new_id()
+            new_id_on(&cfg.node_id)
         };
         self.streams_started += 1;
         let dir = cfg.hls_dir.join(&stream_id);
-        let seed = u64::from_str_radix(&stream_id, 16).unwrap_or(0);
+        let seed = u64::from_str_radix(id_random_part(&stream_id), 16).unwrap_or(0);
         let channel = state.channel_config();
         let sample_rate = channel.sample_rate;
         let webrtc = state.webrtc.as_ref().and_then(|hub| {
@@ -317,6 +332,8 @@ impl Driver {
             }),
             webrtc: webrtc.clone(),
             rtmp,
+            node_load: Arc::clone(&state.load),
+            degrade_after: cfg.degrade_after(),
         };
         let producer = Producer::spawn(&stream_id, setup, self.events_tx.clone()).map_err(|e| {
             tracing::error!(parent: &self.span, error = %e, "could not start the media thread");
@@ -478,6 +495,7 @@ mod tests {
 
     use super::*;
     use crate::config::Cli;
+    use crate::session::new_id;
 
     /// One side of an in-memory WebSocket.
     struct ChannelSocket {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::access::RequestFacts;
@@ -40,6 +40,27 @@ pub async fn upgrade(
     ) {
         return refusal.into_response();
     }
+    // Behind a balancer that retries another server on 503 (deploy/nginx/talkstream.conf sets
+    // this header), a busy server refuses before the upgrade; a browser talking to it directly
+    // gets the `busy` error message after the upgrade instead (it cannot read a refused
+    // upgrade's answer).
+    if headers.contains_key(BALANCER_HEADER) {
+        if let Some(why) = state.busy() {
+            tracing::info!(reason = %why, "refused a session before the upgrade: busy");
+            state.metrics.session_refused(why.label());
+            let msg = driver::busy_message(format!("this server is busy: {why}"));
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::RETRY_AFTER, "2"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                msg.to_json(),
+            )
+                .into_response();
+        }
+    }
     // Accept frames well past our own limit so an oversized message gets a polite `error`
     // instead of a dropped connection.
     ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES * 64)
@@ -48,6 +69,25 @@ pub async fn upgrade(
             let tracker = state.tracker.clone();
             tracker.track_future(driver::run(socket, state, peer))
         })
+}
+
+/// A request header set by a balancer in front of several servers: a busy server answers `503`
+/// before the WebSocket upgrade, so the balancer tries the next one.
+pub const BALANCER_HEADER: &str = "x-talkstream-balancer";
+
+/// A fresh id on the node `node` (`NODE_ID`): `<node>-` and 16 random lowercase hex digits, or
+/// only the digits when `node` is empty.
+pub fn new_id_on(node: &str) -> String {
+    if node.is_empty() {
+        new_id()
+    } else {
+        format!("{node}-{}", new_id())
+    }
+}
+
+/// The random part of an id made by [`new_id_on`] (after the node's prefix).
+pub fn id_random_part(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(_, r)| r)
 }
 
 /// A fresh random id: 16 lowercase hex digits.

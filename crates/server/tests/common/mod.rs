@@ -62,6 +62,13 @@ impl Server {
             .env("LOG_LEVEL", "info")
             // The tests compare the stream with eSpeak's audio; Piper has its own tests.
             .env("LOCAL_TTS_ENGINE", "espeak")
+            // Tests run in parallel on a busy machine: the measured admission checks would
+            // refuse sessions at random. They have their own tests (a test's env can set it).
+            .env("MAX_MEDIA_LOAD", "0")
+            // Likewise a stream that falls behind would repeat pictures, and the tests that
+            // measure the mouth in the pixels would fail for the machine's load; degrading is
+            // tested in virtual time (media_loop/tests.rs).
+            .env("DEGRADE_AFTER_MS", "0")
             .current_dir(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
