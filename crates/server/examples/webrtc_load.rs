@@ -208,6 +208,24 @@ async fn request(
     Ok((status, body.to_string()))
 }
 
+/// The server's /metrics text (empty if it does not answer).
+async fn scrape(addr: &str) -> String {
+    request(addr, "GET", "/metrics", "text/plain", "")
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+/// The value of the sample named exactly `name` (with its labels) in a /metrics text; 0 if absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .filter_map(|v| v.trim().parse().ok())
+        .next()
+        .unwrap_or(0.0)
+}
+
 /// What one viewer received: arrival time and RTP time of every video frame and Opus packet.
 #[derive(Default)]
 struct Recording {
@@ -483,7 +501,11 @@ async fn main() -> Result<(), DynError> {
         ("MESSAGES_PER_SECOND", "0".to_string()),
         ("LLM_TURNS_PER_HOUR", "0".to_string()),
         ("TTS_CHARS_PER_HOUR", "0".to_string()),
-        ("MAX_SESSIONS", (sessions + 1).to_string()),
+        // Room for every session unless MAX_SESSIONS is given (to measure admission).
+        (
+            "MAX_SESSIONS",
+            std::env::var("MAX_SESSIONS").unwrap_or_else(|_| (sessions + 1).to_string()),
+        ),
         ("WEBRTC_MAX_VIEWERS", viewers.max(1).to_string()),
         ("LOG_LEVEL", "warn,talkstream::webrtc=info".to_string()),
     ];
@@ -493,7 +515,8 @@ async fn main() -> Result<(), DynError> {
     // Sessions: each `hello` names the WHEP endpoint.
     let mut sockets = Vec::new();
     let mut fps = 25.0;
-    for _ in 0..sessions {
+    let mut busy = 0;
+    'open: for _ in 0..sessions {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/session", server.addr))
             .await
             .map_err(|e| format!("opening a session: {e}; log:\n{}", server.log_text()))?;
@@ -505,6 +528,11 @@ async fn main() -> Result<(), DynError> {
                 let v: serde_json::Value = serde_json::from_str(&t)?;
                 if v["type"] == "hello" {
                     break v;
+                }
+                // A node that admits no more sessions (admission control) says so.
+                if v["type"] == "error" && v["code"] == "busy" {
+                    busy += 1;
+                    continue 'open;
                 }
                 return Err(format!("expected hello, got {t}").into());
             }
@@ -547,7 +575,16 @@ async fn main() -> Result<(), DynError> {
         machine_busy_seconds(),
         Instant::now(),
     );
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let m0 = scrape(&server.addr).await;
+    // The worst stream's lag behind real time, sampled from /metrics twice a second.
+    let mut worst_lag: f64 = 0.0;
+    let window_end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < window_end {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let m = scrape(&server.addr).await;
+        worst_lag = worst_lag.max(metric(&m, "talkstream_stream_behind_seconds_max"));
+    }
+    let m1 = scrape(&server.addr).await;
     let (cpu1, own1, busy1, t1) = (
         cpu_seconds(&pid),
         cpu_seconds("self"),
@@ -647,6 +684,24 @@ async fn main() -> Result<(), DynError> {
         }
     }
 
+    let delta = |name: &str| metric(&m1, name) - metric(&m0, name);
+    let segs = delta("talkstream_turn_first_segment_seconds_count");
+    println!(
+        "metrics (/metrics over the window): {} sessions admitted, {busy} refused busy; worst stream lag {:.0} ms; frames repeated {:.0} of {:.0}; first speaking segment mean {} over {segs:.0} turns",
+        sessions - busy,
+        worst_lag * 1000.0,
+        delta("talkstream_frames_total{kind=\"repeated\"}"),
+        delta("talkstream_frames_total{kind=\"repeated\"}")
+            + delta("talkstream_frames_total{kind=\"rendered\"}"),
+        if segs > 0.0 {
+            format!(
+                "{:.0} ms",
+                delta("talkstream_turn_first_segment_seconds_sum") / segs * 1000.0
+            )
+        } else {
+            "-".to_string()
+        },
+    );
     let server_cores = (cpu1 - cpu0) / wall;
     println!(
         "webrtc_load: {sessions} session(s) x {viewers} WebRTC viewer(s) each ({} viewers), {secs} s measured after {} s warm-up, {cores} cores",
