@@ -8,36 +8,20 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::nginx;
 use common::ws::{collect_until, next_json, send_json, Ws};
 use common::{ffprobe, http_get, playlist_map, playlist_segments, Server};
 use serde_json::Value;
 
-/// Debian's nginx, wherever it is.
-fn nginx_binary() -> PathBuf {
-    let sbin = PathBuf::from("/usr/sbin/nginx");
-    if sbin.is_file() {
-        return sbin;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nginx"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!("nginx is needed for this test: `apt-get install nginx` or run scripts/test.sh")
-    })
-}
-
-/// nginx in the foreground as this user, everything it writes under `dir`.
+/// The shipped proxy configuration in nginx, in front of two nodes.
 struct Nginx {
-    child: Child,
+    /// Kept for its lifetime: dropping it stops nginx.
+    _proc: nginx::Nginx,
     addr: SocketAddr,
-    dir: PathBuf,
 }
 
 impl Nginx {
@@ -47,12 +31,7 @@ impl Nginx {
             "/../../deploy/nginx/talkstream.conf"
         ))
         .expect("deploy/nginx/talkstream.conf");
-        // A free port for the proxy (taken back right before nginx binds it).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = nginx::free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let conf = shipped
             .replace("listen 8080;", &format!("listen {addr};"))
@@ -62,63 +41,23 @@ impl Nginx {
             conf, shipped,
             "the shipped config has the addresses the test replaces"
         );
+        std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("talkstream.conf"), conf).unwrap();
         let d = dir.display();
         let main = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n\
+            "{}http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n\
              proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
-             scgi_temp_path {d}/scgi;\n  include {d}/talkstream.conf;\n}}\n"
+             scgi_temp_path {d}/scgi;\n  include {d}/talkstream.conf;\n}}\n",
+            nginx::preamble(dir)
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, main).unwrap();
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx {
-            child,
+        Nginx {
+            _proc: nginx::Nginx::start(dir, &main, port),
             addr,
-            dir: dir.to_path_buf(),
-        };
-        // Up once it accepts connections (it writes no line we could wait for).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}):\n{}", nginx.error_log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen:\n{}",
-                nginx.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        nginx
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
     }
 
     fn get(&self, path: &str) -> common::Response {
         http_get(self.addr, path)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- nginx error log ---\n{}", self.error_log());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -226,7 +165,7 @@ fn node(tag: &str, id: &str, max_sessions: &str) -> Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_spread_over_two_nodes_and_survive_the_loss_of_the_other() {
-    let nginx_bin = nginx_binary();
+    let nginx_bin = nginx::nginx_binary();
     // Node a takes two sessions, b more.
     let mut a = node("node-a", "a", "2");
     let b = node("node-b", "b", "16");

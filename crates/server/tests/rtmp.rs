@@ -6,107 +6,40 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::nginx::{self, Nginx};
 use common::ws::{collect_until, connect, send_json, Ws};
 use common::{decode_audio, expected_tts_audio, ffprobe, ncc, playlist_segments, Server};
 use serde_json::{json, Value};
 
-/// Debian's nginx and its RTMP module (scripts/test.sh installs them).
-const NGINX: &str = "/usr/sbin/nginx";
+/// Debian's nginx RTMP module (scripts/test.sh installs it with nginx).
 const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
-/// An nginx-rtmp process with its own folder; killed when dropped.
-struct Nginx {
-    child: Option<Child>,
-    dir: PathBuf,
-    port: u16,
+/// nginx-rtmp with one application, `live`, on `port`.
+fn start_ingest(dir: &Path, port: u16) -> Nginx {
+    assert!(
+        Path::new(RTMP_MODULE).exists(),
+        "these tests need libnginx-mod-rtmp from Debian: run scripts/test.sh, which installs it"
+    );
+    let conf = format!(
+        "load_module {RTMP_MODULE};\n{}rtmp {{ server {{ listen 127.0.0.1:{port}; \
+         application live {{ live on; }} }} }}\n",
+        nginx::preamble(dir)
+    );
+    Nginx::start(dir, &conf, port)
 }
 
-impl Nginx {
-    /// Start on a free loopback port, with one application, `live`.
-    fn start(tag: &str) -> Nginx {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        Self::start_on(common::temp_dir(tag), port)
-    }
-
-    fn start_on(dir: PathBuf, port: u16) -> Nginx {
-        assert!(
-            Path::new(NGINX).exists() && Path::new(RTMP_MODULE).exists(),
-            "these tests need nginx and libnginx-mod-rtmp from Debian: run scripts/test.sh, \
-             which installs them"
-        );
-        std::fs::create_dir_all(dir.join("logs")).unwrap();
-        let conf = format!(
-            "load_module {RTMP_MODULE};\n\
-             daemon off;\nmaster_process off;\nworker_processes 1;\n\
-             error_log {dir}/logs/error.log info;\npid {dir}/nginx.pid;\n\
-             events {{ worker_connections 64; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx {
-            child: Some(child),
-            dir,
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = nginx.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("nginx exited ({status}): {}", nginx.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen: {}",
-                nginx.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
-    }
-
-    fn url(&self, app: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/{app}/{{session_id}}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Start again on the same port.
-    fn restart(mut self) -> Nginx {
-        self.kill();
-        Self::start_on(self.dir.clone(), self.port)
-    }
+/// A fresh ingest on a free port.
+fn ingest(tag: &str) -> Nginx {
+    start_ingest(&common::temp_dir(tag), nginx::free_port())
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The publish URL for `app` on `nginx`.
+fn url(nginx: &Nginx, app: &str) -> String {
+    format!("rtmp://127.0.0.1:{}/{app}/{{session_id}}", nginx.port)
 }
 
 fn start_server(tag: &str, url: &str) -> Server {
@@ -158,27 +91,10 @@ fn record(port: u16, session: &str, seconds: u32, file: &Path) -> Child {
         .expect("ffmpeg is needed for this test; run scripts/test.sh")
 }
 
-fn packet_times(file: &Path, stream: &str) -> Vec<f64> {
-    let out = ffprobe(&[
-        "-v",
-        "error",
-        "-select_streams",
-        stream,
-        "-show_entries",
-        "packet=pts_time",
-        "-of",
-        "csv=p=0",
-        file.to_str().unwrap(),
-    ]);
-    out.lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
-    let nginx = Nginx::start("rtmp-live");
-    let server = start_server("rtmp-live", &nginx.url("live"));
+    let nginx = ingest("rtmp-live");
+    let server = start_server("rtmp-live", &url(&nginx, "live"));
     let (mut ws, hello) = connect(&server).await;
     let id = hello["session_id"].as_str().unwrap().to_string();
     let live = publish_state(&mut ws, "live", Duration::from_secs(15)).await;
@@ -199,7 +115,7 @@ async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
         assert!(
             Instant::now() < deadline,
             "ffmpeg never recorded: {}",
-            nginx.log()
+            nginx.error_log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -234,7 +150,7 @@ async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
     );
     assert!(streams.contains("aac"), "{streams}");
     // ≥ 10 s of continuous video (one frame every 40 ms) and audio (every 1024 samples).
-    let video = packet_times(&file, "v:0");
+    let video = common::packet_pts(&file, "v:0");
     assert!(video.len() >= 250, "{} video frames", video.len());
     for w in video.windows(2) {
         assert!(
@@ -245,7 +161,7 @@ async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
         );
     }
     let rate = hello["stream"]["audio_sample_rate"].as_u64().unwrap() as u32;
-    let audio = packet_times(&file, "a:0");
+    let audio = common::packet_pts(&file, "a:0");
     let au = 1024.0 / f64::from(rate);
     for w in audio.windows(2) {
         assert!(
@@ -282,8 +198,8 @@ async fn a_session_goes_live_and_nginx_serves_its_h264_aac_and_speech() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingest_going_away_is_retried_while_the_stream_goes_on() {
-    let nginx = Nginx::start("rtmp-restart");
-    let server = start_server("rtmp-restart", &nginx.url("live"));
+    let nginx = ingest("rtmp-restart");
+    let server = start_server("rtmp-restart", &url(&nginx, "live"));
     let (mut ws, hello) = connect(&server).await;
     publish_state(&mut ws, "live", Duration::from_secs(15)).await;
 
@@ -306,7 +222,7 @@ async fn the_ingest_going_away_is_retried_while_the_stream_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let nginx = nginx.restart();
+    let nginx = start_ingest(&nginx.dir.clone(), nginx.port);
     publish_state(&mut ws, "live", Duration::from_secs(40)).await;
     // The stream is there again: nginx serves H.264 and AAC.
     let id = hello["session_id"].as_str().unwrap();
@@ -335,8 +251,8 @@ async fn the_ingest_going_away_is_retried_while_the_stream_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_publish_is_reported_once_and_check_says_why() {
-    let nginx = Nginx::start("rtmp-refused");
-    let wrong = nginx.url("nope");
+    let nginx = ingest("rtmp-refused");
+    let wrong = url(&nginx, "nope");
     let server = start_server("rtmp-refused", &wrong);
     let (mut ws, _hello) = connect(&server).await;
     let first = publish_state(&mut ws, "retrying", Duration::from_secs(15)).await;
@@ -346,8 +262,12 @@ async fn a_refused_publish_is_reported_once_and_check_says_why() {
     );
     // nginx sees the next attempts (after 1 s and 2 s) ...
     let deadline = Instant::now() + Duration::from_secs(15);
-    while nginx.log().matches("application not found").count() < 3 {
-        assert!(Instant::now() < deadline, "no retries: {}", nginx.log());
+    while nginx.error_log().matches("application not found").count() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no retries: {}",
+            nginx.error_log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // ... but the page and the log heard about the refusal once.
@@ -382,7 +302,7 @@ async fn a_refused_publish_is_reported_once_and_check_says_why() {
         text.contains("FAIL  RTMP ingest") && text.contains("application"),
         "{text}"
     );
-    let ok = check(&nginx.url("live"));
+    let ok = check(&url(&nginx, "live"));
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(
         text.contains("ok    RTMP ingest") && text.contains("accepts"),

@@ -93,23 +93,6 @@ fn wait_for_segments(server: &Server, multivariant: &str, n: usize, within: Dura
     }
 }
 
-fn pts_list(file: &std::path::Path, stream: &str) -> Vec<f64> {
-    let out = ffprobe(&[
-        "-v",
-        "error",
-        "-select_streams",
-        stream,
-        "-show_entries",
-        "packet=pts_time",
-        "-of",
-        "csv=p=0",
-        file.to_str().unwrap(),
-    ]);
-    out.lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_stream_is_valid_hls_with_h264_and_aac() {
     let server = Server::start("stream", &[], &[]);
@@ -188,7 +171,7 @@ async fn live_stream_is_valid_hls_with_h264_and_aac() {
         assert!(streams.contains("h264,video"), "{uri}: {streams}");
         assert!(streams.contains("aac,audio"), "{uri}: {streams}");
 
-        let video_pts = pts_list(&path, "v:0");
+        let video_pts = common::packet_pts(&path, "v:0");
         let frames = video_pts.len() as f64;
         assert!(
             (frames / fps - extinf).abs() <= 1.0 / fps + 1e-6,
@@ -205,7 +188,7 @@ async fn live_stream_is_valid_hls_with_h264_and_aac() {
     // Across the three segments timestamps are continuous: no gaps, no overlaps.
     let all = work.join("all.mp4");
     common::write(&all, &whole);
-    let mut v = pts_list(&all, "v:0");
+    let mut v = common::packet_pts(&all, "v:0");
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     for w in v.windows(2) {
         assert!(
@@ -215,7 +198,7 @@ async fn live_stream_is_valid_hls_with_h264_and_aac() {
             w[1]
         );
     }
-    let a = pts_list(&all, "a:0");
+    let a = common::packet_pts(&all, "a:0");
     assert!(a.len() > 100, "audio packets: {}", a.len());
     let rate = hello["stream"]["audio_sample_rate"]
         .as_f64()

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, talk to it over plain HTTP/1.1 and WebSocket, run ffprobe, stop it with SIGINT.
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -260,6 +261,24 @@ pub fn ffprobe(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Presentation times (s) of the packets of `stream` (`v:0`, `a:0`) in `file`, by ffprobe.
+pub fn packet_pts(file: &Path, stream: &str) -> Vec<f64> {
+    let out = ffprobe(&[
+        "-v",
+        "error",
+        "-select_streams",
+        stream,
+        "-show_entries",
+        "packet=pts_time",
+        "-of",
+        "csv=p=0",
+        file.to_str().unwrap(),
+    ]);
+    out.lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
 }
 
 /// Segments listed in a media playlist: (EXTINF seconds, uri).
