@@ -63,9 +63,18 @@ impl Nginx {
 
 /// A session through the proxy: its socket and id.
 async fn open(proxy: &Nginx) -> (Ws, String) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/session", proxy.addr))
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    // As a browser on the page the proxy served: its Origin is the proxy's address, which the
+    // node must see as its own (nginx passes the Host with its port).
+    let mut request = format!("ws://{}/session", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{}", proxy.addr).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
         .await
-        .expect("connect /session through nginx");
+        .expect("connect /session through nginx as the page would");
     let hello = next_json(&mut ws, Duration::from_secs(15)).await;
     assert_eq!(hello["type"], "hello", "{hello}");
     let id = hello["session_id"].as_str().unwrap().to_string();
