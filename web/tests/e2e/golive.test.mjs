@@ -91,6 +91,8 @@ describe('going live (RTMP publishing) in the page', () => {
     assert.equal(live.title, `Publishing to rtmp://127.0.0.1:${port}/live`);
     if (process.env.GOLIVE_SCREENSHOT_PATH) await page.screenshot({ path: process.env.GOLIVE_SCREENSHOT_PATH });
 
+    // The page plays its own stream before the ingest goes away.
+    await h.waitInPage('the page playing', () => window.__talkstream.playingSince !== null, undefined, 20000);
     await stopNginx(nginx);
     await h.waitInPage('the retrying badge', () => document.getElementById('publish').dataset.state === 'retrying', undefined, 15000);
     const retrying = await page.evaluate(() => ({
