@@ -247,12 +247,7 @@ impl Engine {
         cancel: Option<&CancellationToken>,
     ) -> Result<Option<TtsChunk>, TtsError> {
         let rate = LocalTts::SAMPLE_RATE;
-        let mut chunk = TtsChunk {
-            pcm: Vec::new(),
-            sample_rate: rate,
-            words: Vec::new(),
-            text: text.trim().to_string(),
-        };
+        let mut chunk = TtsChunk::empty(rate, text);
         if !has_speakable(text) {
             return Ok(Some(chunk));
         }

@@ -397,12 +397,7 @@ impl Engine {
         stop: &Stop,
     ) -> Result<Option<TtsChunk>, TtsError> {
         let rate = self.voice.sample_rate;
-        let mut chunk = TtsChunk {
-            pcm: Vec::new(),
-            sample_rate: rate,
-            words: Vec::new(),
-            text: text.trim().to_string(),
-        };
+        let mut chunk = TtsChunk::empty(rate, text);
         if !has_speakable(text) {
             return Ok(Some(chunk));
         }

@@ -55,6 +55,16 @@ pub struct TtsChunk {
 }
 
 impl TtsChunk {
+    /// No audio yet for `text` (trimmed) at `sample_rate`: what a synthesizer fills in.
+    pub fn empty(sample_rate: u32, text: &str) -> Self {
+        TtsChunk {
+            pcm: Vec::new(),
+            sample_rate,
+            words: Vec::new(),
+            text: text.trim().to_string(),
+        }
+    }
+
     /// Duration of `pcm` in milliseconds (rounded down).
     pub fn duration_ms(&self) -> u64 {
         if self.sample_rate == 0 {
@@ -330,16 +340,26 @@ pub(crate) async fn speak_each_text(
                 reason: format!("synthesis task failed: {e}"),
             }),
         };
-        let failed = item.is_err();
-        let sent = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            sent = output.send(item) => sent,
-        };
-        if sent.is_err() || failed {
+        if !deliver(&output, &cancel, item).await {
             return;
         }
     }
+}
+
+/// Send one item of a turn to the caller. False when the turn is over: it was cancelled, the
+/// caller stopped listening, or the item was an error (nothing follows an error).
+pub(crate) async fn deliver(
+    output: &mpsc::Sender<TtsItem>,
+    cancel: &CancellationToken,
+    item: TtsItem,
+) -> bool {
+    let failed = item.is_err();
+    let sent = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return false,
+        sent = output.send(item) => sent,
+    };
+    sent.is_ok() && !failed
 }
 
 #[cfg(test)]

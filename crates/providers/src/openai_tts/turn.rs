@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::chunker::has_speakable;
 use crate::http;
 use crate::retry::{Failure, Next, Retry};
-use crate::tts::{TtsChunk, TtsError, TtsInput, TurnWorker};
+use crate::tts::{deliver, TtsChunk, TtsError, TtsInput, TurnWorker};
 
 use super::{decode::estimate_words, Inner, OpenAiTts};
 
@@ -164,13 +164,7 @@ pub(super) async fn run_turn(inner: Arc<Inner>, worker: TurnWorker) {
                         reason: "a request task ended unexpectedly".to_string(),
                     }),
                 };
-                let failed = item.is_err();
-                let sent = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    sent = output.send(item) => sent,
-                };
-                if sent.is_err() || failed {
+                if !deliver(&output, &cancel, item).await {
                     return;
                 }
             }
