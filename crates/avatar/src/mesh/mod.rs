@@ -247,8 +247,19 @@ impl FaceMesh {
         rig: &Rig,
         out: &mut [u8],
     ) -> Result<usize, MeshError> {
+        let posed = self.pose(rig);
+        self.render_posed(photo, &posed, out)
+    }
+
+    /// Like [`FaceMesh::render`] for points already posed (from [`FaceMesh::pose`]).
+    pub fn render_posed(
+        &self,
+        photo: RgbaRef<'_>,
+        posed: &[Point],
+        out: &mut [u8],
+    ) -> Result<usize, MeshError> {
         let expected = self.width as usize * self.height as usize * 4;
-        if out.len() != expected || photo.data.len() != expected {
+        if out.len() != expected || photo.data.len() != expected || posed.len() != self.rest.len() {
             return Err(MeshError::BufferSize {
                 expected,
                 actual: if out.len() != expected {
@@ -258,8 +269,7 @@ impl FaceMesh {
                 },
             });
         }
-        let posed = self.pose(rig);
-        Ok(warp(photo, &self.rest, &posed, &self.tris, out))
+        Ok(warp(photo, &self.rest, posed, &self.tris, out))
     }
 
     /// Flipped triangles and the largest edge stretch of a pose.

@@ -410,12 +410,12 @@ impl PortraitFace {
             height: self.height,
             data: &self.base,
         };
+        let posed = m.mesh.pose(&rig);
         // Sizes were checked by the caller; a mismatch leaves the frame as it was.
-        if m.mesh.render(src, &rig, out).is_err() {
+        if m.mesh.render_posed(src, &posed, out).is_err() {
             return;
         }
         if pose.open > 0.0 {
-            let posed = m.mesh.pose(&rig);
             draw_interior(
                 out,
                 self.width,
