@@ -20,10 +20,12 @@ pub struct InteriorColours {
 impl InteriorColours {
     /// From the photo's mean lip colour and mean skin brightness (0..=255).
     pub fn from_photo(lips: [f32; 3], skin_luma: f32) -> Self {
-        let light = (skin_luma / 200.0).clamp(0.45, 1.1);
+        // Teeth are lighter than the skin around them in any light, but never white on a
+        // dim photo: a little above the cheeks' brightness, between 150 and 232.
+        let teeth = (skin_luma * 1.25).clamp(150.0, 232.0);
         InteriorColours {
             cavity: lips.map(|c| c * 0.22),
-            teeth: [226.0 * light, 218.0 * light, 204.0 * light],
+            teeth: [teeth, teeth * 0.965, teeth * 0.9],
             tongue: [lips[0] * 0.85, lips[1] * 0.55, lips[2] * 0.6],
         }
     }
