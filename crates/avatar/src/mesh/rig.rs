@@ -37,7 +37,7 @@ pub mod idx {
 /// Largest jaw drop, in interocular distances.
 pub const JAW_DROP: f32 = 0.22;
 /// Extra parting of the lips at `lip_open` 1 (upper lip up, lower down), interocular distances.
-pub const LIP_PART: f32 = 0.05;
+pub const LIP_PART: f32 = 0.08;
 /// Mouth corners' sideways travel at `width` ±1, interocular distances.
 pub const CORNER_TRAVEL: f32 = 0.08;
 /// The upper lip's lift at `upper_lip` 1, interocular distances.
