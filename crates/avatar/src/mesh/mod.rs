@@ -6,17 +6,19 @@
 //! At rest the output is the photo itself, exactly.
 //!
 //! The inside of the open mouth (cavity, teeth, tongue) is drawn under the inner lip contour
-//! ([`draw_interior`]). [`crate::PortraitFace`] uses all this when the portrait has landmarks
+//! ([`draw_interior`]), and a blink's closing lids over the eyes ([`draw_lids`]). [`crate::PortraitFace`] uses all this when the portrait has landmarks
 //! (`<image>.landmarks.json`, see [`crate::portrait::landmarks`]). Sans-I/O like the rest of the
 //! crate.
 
 mod interior;
+mod lids;
 mod rig;
 mod template;
 mod triangulate;
 mod warp;
 
 pub use interior::{draw_interior, sample_colours, InteriorColours};
+pub use lids::{draw_lids, sample_lid_colours, LidColours};
 pub use rig::{
     idx, Rig, CORNER_TRAVEL, JAW_DROP, LIP_PART, MAX_HEAD_DEG, PRESSED_GAP, TUCK_BELOW_UPPER,
     TUCK_MAX_RISE, UPPER_LIFT,
@@ -314,9 +316,11 @@ impl FaceMesh {
         let mut max_stretch: f32 = 1.0;
         for t in &self.tris {
             let [a, b, c] = t.map(|i| i as usize);
-            // The lips' gap closes (and on a photo with closed lips is closed at rest) by
-            // design; the interior is drawn over it.
-            let gap = [a, b, c].iter().all(|i| idx::LIPS_INNER.contains(i));
+            // The lips' gap and the eyes' openings close by design (the lips' gap is closed at
+            // rest on a photo with closed lips; the interior is drawn over it when open).
+            let gap = [idx::LIPS_INNER, idx::EYE_L, idx::EYE_R]
+                .iter()
+                .any(|r| [a, b, c].iter().all(|i| r.contains(i)));
             if !gap && signed_area2(posed[a], posed[b], posed[c]) <= 0.0 {
                 flipped += 1;
             }

@@ -22,6 +22,8 @@ pub mod idx {
     pub const LIPS_OUTER: RangeInclusive<usize> = 48..=59;
     /// Inner lip contour: 60 left corner, 61-63 upper (62 centre), 64 right corner, 65-67 lower.
     pub const LIPS_INNER: RangeInclusive<usize> = 60..=67;
+    /// Upper lid points.
+    pub const UPPER_LIDS: [usize; 4] = [37, 38, 43, 44];
     /// Upper lids (with the lower lid point each closes onto).
     pub const LIDS: [(usize, usize); 4] = [(37, 41), (38, 40), (43, 47), (44, 46)];
     /// Lower lip points (outer and inner): they move with the jaw.
@@ -254,8 +256,8 @@ fn pose_upright(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
             rig.blink_right
         };
         if rest[lower].y > rest[upper].y {
-            p[upper].x += (rest[lower].x - rest[upper].x) * closed * 0.92;
-            p[upper].y += (rest[lower].y - rest[upper].y) * closed * 0.92;
+            p[upper].x += (rest[lower].x - rest[upper].x) * closed;
+            p[upper].y += (rest[lower].y - rest[upper].y) * closed;
         }
     }
     p
