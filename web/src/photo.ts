@@ -252,6 +252,7 @@ export class PhotoController {
     this.debug.detected = null;
     this.debug.sharpness = null;
     this.debug.faces = 0;
+    this.debug.notes = [];
     this.openEditor();
     this.state = 'reading';
     this.showProgress('Reading the photo…');
