@@ -117,6 +117,8 @@ export class PhotoController {
   private notes: string[] = [];
   private drag: { id: number; index: number; off: Point } | null = null;
   private active = -1;
+  /** the point the arrow keys move (the last one pressed, or chosen with [ and ]) */
+  private selected = -1;
   private drawQueued = false;
   private answerTimer: ReturnType<typeof setTimeout> | undefined;
   /** a photo is the avatar of this session */
@@ -165,6 +167,7 @@ export class PhotoController {
         this.queueDraw();
       }
     };
+    this.canvas.addEventListener('keydown', (e) => this.key(e));
     this.canvas.addEventListener('pointerup', up);
     this.canvas.addEventListener('pointercancel', up);
     this.canvas.addEventListener('lostpointercapture', up);
@@ -248,6 +251,7 @@ export class PhotoController {
     const stale = () => run !== this.run;
     this.crop = null;
     this.points = null;
+    this.selected = -1;
     this.notes = [];
     this.debug.detected = null;
     this.debug.sharpness = null;
@@ -508,6 +512,8 @@ export class PhotoController {
     const p = this.points[i]!;
     this.drag = { id: e.pointerId, index: i, off: [p[0] - at[0], p[1] - at[1]] };
     this.active = i;
+    this.selected = i;
+    this.canvas.focus({ preventScroll: true });
     this.queueDraw();
   }
 
@@ -527,6 +533,25 @@ export class PhotoController {
       this.active = over;
       this.queueDraw();
     }
+  }
+
+  /** Arrow keys move the selected point 1 px (10 with Shift); [ and ] choose another. */
+  private key(e: KeyboardEvent): void {
+    if (!this.points || this.state !== 'editing') return;
+    const n = this.points.length;
+    if (e.key === '[' || e.key === ']') {
+      this.selected = this.selected < 0 ? 0 : (this.selected + (e.key === ']' ? 1 : n - 1)) % n;
+    } else {
+      const step = e.shiftKey ? 10 : 1;
+      const d: Record<string, Point> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+      const v = d[e.key];
+      if (!v) return;
+      if (this.selected < 0) this.selected = 0;
+      const p = this.points[this.selected]!;
+      this.points[this.selected] = clampPoint([p[0] + v[0], p[1] + v[1]], this.outW, this.outH);
+    }
+    e.preventDefault();
+    this.queueDraw();
   }
 
   private queueDraw(): void {
@@ -563,7 +588,7 @@ export class PhotoController {
       g.stroke();
     }
     pts.forEach((p, i) => {
-      const hot = i === this.active || i === this.drag?.index;
+      const hot = i === this.active || i === this.drag?.index || (i === this.selected && document.activeElement === this.canvas);
       g.beginPath();
       g.arc(p[0], p[1], (hot ? 5 : 2.6) * k, 0, Math.PI * 2);
       g.fillStyle = hot ? '#7c8cff' : '#ffffff';
