@@ -308,9 +308,12 @@ export function hitPoint(pts: readonly Point[], at: Point, radius: number): numb
   return best;
 }
 
-/** `p` kept inside a `w`×`h` picture. */
+/**
+ * `p` kept inside a `w`×`h` picture: 0 to w − 1 (the last pixel's place, whether the reader takes
+ * coordinates as pixel indices or as positions on a 0..w plane).
+ */
 export function clampPoint(p: Point, w: number, h: number): Point {
-  return [Math.min(w, Math.max(0, p[0])), Math.min(h, Math.max(0, p[1]))];
+  return [Math.min(w - 1, Math.max(0, p[0])), Math.min(h - 1, Math.max(0, p[1]))];
 }
 
 /** Why these points cannot be sent for a `w`×`h` picture (null: they can). */
@@ -318,7 +321,7 @@ export function landmarksProblem(pts: readonly Point[], w: number, h: number): s
   if (pts.length !== LANDMARK_COUNT) return `expected ${LANDMARK_COUNT} landmarks, got ${pts.length}`;
   for (const [i, p] of pts.entries()) {
     if (p.length !== 2 || !Number.isFinite(p[0]) || !Number.isFinite(p[1])) return `landmark ${i} is not a number pair`;
-    if (p[0] < 0 || p[1] < 0 || p[0] > w || p[1] > h) return `landmark ${i} is outside the ${w}×${h} picture`;
+    if (p[0] < 0 || p[1] < 0 || p[0] > w - 1 || p[1] > h - 1) return `landmark ${i} is outside the ${w}×${h} picture`;
   }
   const { right, left } = eyeCentres(pts);
   const mouth = mean(pts, range(48, 59));

@@ -170,7 +170,7 @@ describe('"Use my photo"', () => {
 
     const pts = await photo('points');
     assert.equal(pts.length, 68);
-    for (const [i, [x, y]] of pts.entries()) assert.ok(x >= 0 && x <= W && y >= 0 && y <= H, `point ${i} (${x}, ${y}) outside the ${W}×${H} crop`);
+    for (const [i, [x, y]] of pts.entries()) assert.ok(x >= 0 && x <= W - 1 && y >= 0 && y <= H - 1, `point ${i} (${x}, ${y}) outside the ${W}×${H} crop`);
     const eyeR = mean(pts, 36, 41);
     const eyeL = mean(pts, 42, 47);
     const mouth = mean(pts, 48, 67);

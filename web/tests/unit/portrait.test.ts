@@ -244,7 +244,8 @@ describe('editing', () => {
   });
 
   it('keeps dragged points inside the picture', () => {
-    expect(clampPoint([-5, 600], 512, 512)).toEqual([0, 512]);
+    expect(clampPoint([-5, 600], 512, 512)).toEqual([0, 511]);
+    expect(clampPoint([511.5, 3], 512, 512)).toEqual([511, 3]);
     expect(clampPoint([30, 40], 512, 512)).toEqual([30, 40]);
   });
 
@@ -254,7 +255,7 @@ describe('editing', () => {
     expect(landmarksProblem(good.slice(0, 67), 512, 512)).toBe('expected 68 landmarks, got 67');
     const nan = good.map((p, i) => (i === 5 ? ([Number.NaN, 3] as const) : p));
     expect(landmarksProblem(nan, 512, 512)).toBe('landmark 5 is not a number pair');
-    const out = good.map((p, i) => (i === 8 ? ([200, 513] as const) : p));
+    const out = good.map((p, i) => (i === 8 ? ([200, 511.5] as const) : p));
     expect(landmarksProblem(out, 512, 512)).toBe('landmark 8 is outside the 512×512 picture');
     const mirrored = good.map((p) => [512 - p[0], p[1]] as const);
     expect(landmarksProblem(mirrored, 512, 512)).toMatch(/eyes are swapped/);
