@@ -271,22 +271,24 @@ describe('"Use my photo"', () => {
     }
     assert.ok(after < 12 && after < before / 2, `upper face: mean |Δ| ${after.toFixed(1)} to the photo now, ${before.toFixed(1)} before (the drawn avatar)`);
 
-    // Speaking moves the mouth region (against a frame at rest) while the upper face stays put.
+    // Speaking moves the mouth region (against a frame at rest) more than the nose, which only the
+    // small head motion moves (the eyes are left out: they blink).
     const n = await page.evaluate(() => window.__talkstream.statuses.length);
     await frameDiff(null, mouthBox, true);
     await page.fill('#prompt', 'Hello there, this is my own face speaking now.');
     await page.press('#prompt', 'Enter');
     await h.waitInPage('speaking', (k) => window.__talkstream.statuses.slice(k).includes('speaking'), n, 20000);
+    const noseBox = boxOf(msg.landmarks, 27, 35, 4);
     let mouthMax = 0;
-    let upperMax = 0;
+    let noseMax = 0;
     const until = Date.now() + 6000;
     while (Date.now() < until) {
       mouthMax = Math.max(mouthMax, await frameDiff(null, mouthBox));
-      upperMax = Math.max(upperMax, await frameDiff(null, { x0: upper.x0, y0: upper.y0, x1: upper.x1, y1: (upper.y0 + upper.y1) / 2 }));
+      noseMax = Math.max(noseMax, await frameDiff(null, noseBox));
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(mouthMax > 6, `the mouth region changed at most ${mouthMax.toFixed(1)} while speaking`);
-    assert.ok(upperMax < mouthMax, `the brows/eyes changed more (${upperMax.toFixed(1)}) than the mouth (${mouthMax.toFixed(1)})`);
+    assert.ok(noseMax < mouthMax, `the nose changed as much (${noseMax.toFixed(1)}) as the mouth (${mouthMax.toFixed(1)})`);
   });
 
   test('"Back to the default avatar" returns to the drawn avatar', async () => {
