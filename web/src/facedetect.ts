@@ -5,8 +5,9 @@
 //
 // SSD MobileNet v1 rather than the tiny detector: on the face-api demo photos (groups of 3–5
 // people) it found every face with score ≥ 0.69, while the tiny detector missed faces in two of
-// the six photos and placed looser boxes; it is slower (about 8 s per photo in headless
-// Chromium's software WebGL, well under a second on a real GPU) and 5.4 MB larger.
+// the six photos and placed looser boxes; it is slower (7–17 s a photo against 1–5 s in headless
+// Chromium's software WebGL on a busy 2-core machine, the first one longer while the shaders
+// compile; a real GPU takes a fraction of that) and 5.4 MB larger.
 
 import * as faceapi from '@vladmandic/face-api';
 import type { Box, Point } from './portrait';
