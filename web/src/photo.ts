@@ -181,8 +181,17 @@ export class PhotoController {
     this.mode = m.portraits;
     this.maxBytes = m.portrait_max_bytes ?? 0;
     if (m.stream?.width && m.stream.height) {
-      this.outW = Math.round(m.stream.width);
-      this.outH = Math.round(m.stream.height);
+      const [w, h] = [Math.round(m.stream.width), Math.round(m.stream.height)];
+      const changed = w !== this.outW || h !== this.outH;
+      this.outW = w;
+      this.outH = h;
+      // A crop cut for the old size cannot be sent (its points are checked against the new one).
+      if (changed && this.crop) {
+        this.run++;
+        this.crop = null;
+        this.points = null;
+        this.fail(`The stream is now ${w}×${h}; choose the photo again.`);
+      }
     }
     // A new session starts with the server's default avatar.
     if (this.applied) {
