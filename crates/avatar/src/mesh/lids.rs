@@ -12,9 +12,12 @@ use super::{idx, Point, Rig};
 const LID_OVER_LASHES: f32 = 0.04;
 /// Thickness of the drawn lash line at the lid's edge, interocular distances.
 const LASH_LINE: f32 = 0.022;
-/// How far past the lower lid's points a closed lid's edge comes, as a share of the lid's
-/// travel.
-const CLOSED_PAST: f32 = 1.3;
+/// Where a closed lid's edge lies, as a share of the way from the upper lid's points to the
+/// lower lid's.
+const EDGE_CLOSED: f32 = 0.8;
+/// How far the risen lower lid covers, on the same scale (past the lower lid's points: the
+/// white shows a little under them).
+const LOWER_PAST: f32 = 1.2;
 /// How far past each eye corner a closed lid reaches, as a share of the eye's width.
 const CORNER_PAST: f32 = 0.04;
 /// Feathering, px.
@@ -195,9 +198,10 @@ pub fn draw_lids(
             })
             .collect();
         let top = smooth(&top);
-        // Closed, the edge lies a little under the lower lid's points (the lid covers the
-        // whole eye, whose white shows between the landmarks) and past the corners.
-        let reach = b * CLOSED_PAST;
+        // Closed, the lid's edge (the lash line) lies low in the eye, and the lower lid rises a
+        // little to meet it, covering the white that shows between the landmarks and just past
+        // the corners.
+        let reach = b * EDGE_CLOSED;
         let out_by = (c3.x - c0.x).abs() * CORNER_PAST * b;
         let (c0, c3) = (
             Point::new(c0.x - out_by, c0.y),
@@ -209,12 +213,19 @@ pub fn draw_lids(
             lerp(p[eye.upper[1]], p[eye.lower[1]], reach),
             c3,
         ]);
+        let low = smooth(&[
+            c0,
+            lerp(p[eye.upper[0]], p[eye.lower[0]], LOWER_PAST),
+            lerp(p[eye.upper[1]], p[eye.lower[1]], LOWER_PAST),
+            c3,
+        ]);
+        let lower_lid = ((b - 0.6) / 0.4).clamp(0.0, 1.0);
         // The lid fades in over the first part of the blink so its start is not a jump.
         let fade = (b / 0.15).min(1.0);
         let lash_w = LASH_LINE * scale;
         let (x0, x1) = (c0.x.min(c3.x), c0.x.max(c3.x));
         let y_top = top.iter().map(|q| q.y).fold(f32::MAX, f32::min);
-        let y_bot = edge.iter().map(|q| q.y).fold(f32::MIN, f32::max) + FEATHER;
+        let y_bot = low.iter().map(|q| q.y).fold(f32::MIN, f32::max) + FEATHER;
         let xs = (x0.floor().max(0.0) as u32)..=(x1.ceil().min(width as f32 - 1.0).max(0.0) as u32);
         let ys = (y_top.floor().max(0.0) as u32)
             ..=(y_bot.ceil().min(height as f32 - 1.0).max(0.0) as u32);
@@ -225,7 +236,28 @@ pub fn draw_lids(
             for x in xs.clone() {
                 let px = x as f32 + 0.5;
                 let (ty, ey) = (line_y(&top, px), line_y(&edge, px));
-                if ey <= ty || py < ty - FEATHER || py > ey + FEATHER {
+                if ey <= ty || py < ty - FEATHER {
+                    continue;
+                }
+                if py > ey + FEATHER {
+                    // Under the lash line: the lower lid's skin, mirrored up from under it.
+                    let ly = line_y(&low, px);
+                    if lower_lid <= 0.0 || py > ly + FEATHER {
+                        continue;
+                    }
+                    let a = ((ly - py + FEATHER) / (2.0 * FEATHER))
+                        .min((px - x0) / FEATHER)
+                        .min((x1 - px) / FEATHER)
+                        .clamp(0.0, 1.0)
+                        * lower_lid;
+                    let src_y = ly + lift + (ly - py) * 0.7;
+                    let tex = pixel(out, width, height, Point::new(px, src_y));
+                    let i = ((y * width + x) * 4) as usize;
+                    for k in 0..3 {
+                        let v = f32::from(out[i + k]);
+                        let want = (0.7 * tex[k] + 0.3 * c.skin[k]) * 0.96;
+                        out[i + k] = (v + (want - v) * a).round().clamp(0.0, 255.0) as u8;
+                    }
                     continue;
                 }
                 let inside = ((py - ty + FEATHER) / (2.0 * FEATHER))

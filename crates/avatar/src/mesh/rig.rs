@@ -246,8 +246,9 @@ fn pose_upright(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
             p[i].y -= travel * 0.3 * side * side;
         }
     }
-    // Blinks: each upper lid point travels along the straight line to its lower lid point
-    // (never past it). On a real face the two are not above one another; moving straight down
+    // Blinks (for users of the mesh alone; the portrait draws its lids instead, see
+    // `mesh::lids`): each upper lid point travels along the straight line to its lower lid
+    // point (never past it). On a real face the two are not above one another; moving straight down
     // would cross the line from the eye corner to the lower lid and fold that triangle.
     for &(upper, lower) in &idx::LIDS {
         let closed = if idx::EYE_L.contains(&upper) {
@@ -256,8 +257,8 @@ fn pose_upright(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
             rig.blink_right
         };
         if rest[lower].y > rest[upper].y {
-            p[upper].x += (rest[lower].x - rest[upper].x) * closed;
-            p[upper].y += (rest[lower].y - rest[upper].y) * closed;
+            p[upper].x += (rest[lower].x - rest[upper].x) * closed * 0.92;
+            p[upper].y += (rest[lower].y - rest[upper].y) * closed * 0.92;
         }
     }
     p

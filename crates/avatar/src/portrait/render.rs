@@ -139,7 +139,7 @@ pub struct PortraitFace {
     eyes_rect: Rect,
     idle: IdleMotion,
     /// With landmarks: the mesh that animates the photo instead of the box warp.
-    mesh: Option<PhotoMesh>,
+    mesh: Option<Box<PhotoMesh>>,
 }
 
 /// A portrait's landmark mesh in output pixels, with its mouth colours.
@@ -274,11 +274,11 @@ impl PortraitFace {
             let mesh = FaceMesh::new(width, height, &pts).ok()?;
             let colours = sample_colours(&base, width, height, &pts);
             let lids = sample_lid_colours(&base, width, height, &pts);
-            Some(PhotoMesh {
+            Some(Box::new(PhotoMesh {
                 mesh,
                 colours,
                 lids,
-            })
+            }))
         });
         Ok(PortraitFace {
             width,
