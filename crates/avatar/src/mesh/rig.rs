@@ -156,15 +156,19 @@ pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
             p[i].y -= travel * 0.3;
         }
     }
-    // Blinks: each upper lid point closes onto its lower lid point (never past it).
+    // Blinks: each upper lid point travels along the straight line to its lower lid point
+    // (never past it). On a real face the two are not above one another; moving straight down
+    // would cross the line from the eye corner to the lower lid and fold that triangle.
     for &(upper, lower) in &idx::LIDS {
         let closed = if idx::EYE_L.contains(&upper) {
             rig.blink_left
         } else {
             rig.blink_right
         };
-        let gap = rest[lower].y - rest[upper].y;
-        p[upper].y += gap.max(0.0) * closed * 0.92;
+        if rest[lower].y > rest[upper].y {
+            p[upper].x += (rest[lower].x - rest[upper].x) * closed * 0.92;
+            p[upper].y += (rest[lower].y - rest[upper].y) * closed * 0.92;
+        }
     }
     p
 }
