@@ -8,7 +8,7 @@
 /// - `open`: jaw opening, 0 = lips together, 1 = wide open jaw;
 /// - `wide`: lips spread sideways (the "ee" smile), 0 = relaxed, 1 = fully spread;
 /// - `round`: lips rounded and pushed forward (the "oo" pucker), 0 = relaxed, 1 = fully round.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, serde::Serialize)]
 pub struct MouthPose {
     /// Jaw opening, 0 closed .. 1 wide open.
     pub open: f32,

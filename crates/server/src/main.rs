@@ -173,14 +173,16 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
         (_, _, Some(path)) => RenderSource::Audio(path),
         _ => anyhow::bail!("give --text or --audio"),
     };
-    // The InfiniteTalk contract's --ref_image: a portrait when it has a manifest.
+    // The InfiniteTalk contract's --ref_image: a portrait when it has a manifest or landmarks.
     let mut config = config.clone();
     if let Some(image) = &args.ref_image {
-        if talkstream_avatar::portrait::default_manifest_path(image).exists() {
+        if talkstream_avatar::portrait::default_manifest_path(image).exists()
+            || talkstream_avatar::portrait::landmarks::default_landmarks_path(image).exists()
+        {
             config.avatar_ref_image = Some(image.clone());
         } else {
             eprintln!(
-                "talkstream render: {} has no manifest; rendering the drawn avatar",
+                "talkstream render: {} has no manifest or landmarks file; rendering the drawn avatar",
                 image.display()
             );
         }
@@ -189,6 +191,7 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
     let options = talkstream::render::OfflineOptions {
         duration_ms: args.duration_ms,
         no_audio: args.no_audio,
+        pose_log: args.pose_log.clone(),
     };
     let started = std::time::Instant::now();
     let duration_ms = render_offline(
