@@ -14,7 +14,7 @@
 /// - `press`: lips pressed together (m, b, p), whatever the jaw does;
 /// - `bite`: the lower lip drawn up against the upper teeth (f, v);
 /// - `tongue`: the tongue's tip up behind the upper teeth (t, d, n, l, th).
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, serde::Serialize)]
 pub struct MouthPose {
     /// Jaw opening, 0 closed .. 1 wide open.
     pub open: f32,

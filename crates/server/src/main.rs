@@ -192,6 +192,7 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
     let options = talkstream::render::OfflineOptions {
         duration_ms: args.duration_ms,
         no_audio: args.no_audio,
+        pose_log: args.pose_log.clone(),
     };
     let started = std::time::Instant::now();
     let duration_ms = render_offline(

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use talkstream_avatar::{AvatarError, Face, LipSync, Portrait};
+use talkstream_avatar::{AvatarError, Face, LipSync, Motion, MouthPose, Portrait};
 use talkstream_generators::mp4::{write_mp4, MuxSample, MuxTrack};
 use talkstream_media::video::H264Encoder;
 use talkstream_media::wav::{parse_wav, WavError};
@@ -20,6 +20,8 @@ pub struct FaceRenderer {
     lipsync: LipSync,
     rgba: Vec<u8>,
     frame: I420Frame,
+    /// What the last rendered frame was drawn with.
+    last_pose: (MouthPose, Motion),
 }
 
 impl FaceRenderer {
@@ -35,6 +37,7 @@ impl FaceRenderer {
             lipsync: LipSync::new(cfg.sample_rate, cfg.fps),
             rgba: vec![0u8; cfg.width as usize * cfg.height as usize * 4],
             frame: I420Frame::new(cfg.width, cfg.height),
+            last_pose: (MouthPose::CLOSED, Motion::STILL),
         })
     }
 
@@ -56,9 +59,17 @@ impl FaceRenderer {
     /// Render frame `n` at media time `t_ms`.
     pub fn render(&mut self, n: u64, t_ms: u64) -> Result<&I420Frame, AvatarError> {
         let mouth = self.lipsync.pose_for_frame(n);
-        self.avatar.render_rgba(t_ms, mouth, &mut self.rgba)?;
+        let motion = self.avatar.motion_at(t_ms);
+        self.avatar
+            .render_rgba_with_motion(&motion, mouth, &mut self.rgba)?;
+        self.last_pose = (mouth, motion);
         self.frame.fill_from_rgba(&self.rgba);
         Ok(&self.frame)
+    }
+
+    /// The mouth pose and the idle motion the last rendered frame was drawn with.
+    pub fn last_pose(&self) -> (MouthPose, Motion) {
+        self.last_pose
     }
 }
 
@@ -140,12 +151,64 @@ fn speak(text: &str, voice: &BuiltInVoice) -> Result<(Vec<i16>, u32, Vec<WordTim
 const TAIL_MS: u64 = 400;
 
 /// Options of an offline render.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct OfflineOptions {
     /// Exact length in ms (audio padded or cut); `None`: the audio plus a short silent tail.
     pub duration_ms: Option<u64>,
     /// Video only, as a plain (non-fragmented) MP4 (the InfiniteTalk command contract).
     pub no_audio: bool,
+    /// Write one JSON line per video frame with the pose it was drawn with (see [`PoseLog`]).
+    pub pose_log: Option<PathBuf>,
+}
+
+/// `--pose-log`: one JSON line per video frame with what the renderer commanded,
+/// `{"frame":n,"t_ms":…,"blink":…}` plus every field of the mouth pose (`open`, `wide`, …).
+pub struct PoseLog {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl PoseLog {
+    /// Creates (truncates) the file.
+    pub fn create(path: &Path) -> Result<Self, RenderError> {
+        let file = std::fs::File::create(path).map_err(|source| RenderError::Output {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(PoseLog {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::new(file),
+        })
+    }
+
+    /// One frame's line.
+    pub fn frame(
+        &mut self,
+        n: u64,
+        t_ms: u64,
+        (mouth, motion): (MouthPose, Motion),
+    ) -> Result<(), RenderError> {
+        let mut line = serde_json::Map::new();
+        line.insert("frame".into(), n.into());
+        line.insert("t_ms".into(), t_ms.into());
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(mouth) {
+            line.extend(fields);
+        }
+        line.insert("blink".into(), f64::from(motion.blink).into());
+        writeln!(self.out, "{}", serde_json::Value::Object(line)).map_err(|e| self.error(e))
+    }
+
+    /// Flushes the file.
+    pub fn finish(mut self) -> Result<(), RenderError> {
+        self.out.flush().map_err(|e| self.error(e))
+    }
+
+    fn error(&self, source: std::io::Error) -> RenderError {
+        RenderError::Output {
+            path: self.path.clone(),
+            source,
+        }
+    }
 }
 
 /// Render `source` into a normal MP4 (H.264 + AAC, or H.264 alone with `no_audio`) at `out`,
@@ -184,8 +247,25 @@ pub fn render_offline(
         }
         None => pcm.len() as u64 + TAIL_MS * sr / 1000,
     };
+    let mut log = match &options.pose_log {
+        Some(path) => Some(PoseLog::create(path)?),
+        None => None,
+    };
     if options.no_audio {
-        return render_video_only(&pcm, &words, total_samples, portrait, &cfg, out, progress);
+        let ms = render_video_only(
+            &pcm,
+            &words,
+            total_samples,
+            portrait,
+            &cfg,
+            out,
+            log.as_mut(),
+            progress,
+        )?;
+        return match log {
+            Some(log) => log.finish().map(|()| ms),
+            None => Ok(ms),
+        };
     }
 
     cfg.subtitles = false;
@@ -220,11 +300,17 @@ pub fn render_offline(
         frame_pcm.extend_from_slice(&pcm[from..to]);
         frame_pcm.resize(need, 0);
         pos += need as u64;
-        let frame = face.render(n, t_ms)?;
-        collect(channel.push_frame(frame, &frame_pcm, 0)?);
+        face.render(n, t_ms)?;
+        if let Some(log) = log.as_mut() {
+            log.frame(n, t_ms, face.last_pose())?;
+        }
+        collect(channel.push_frame(face.last_frame(), &frame_pcm, 0)?);
         progress((pos as f64 / total_samples as f64).min(1.0));
     }
     collect(channel.finish(0)?);
+    if let Some(log) = log {
+        log.finish()?;
+    }
     let duration_ms = channel.published_duration_ms();
     let seg_refs: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
     let bytes = talkstream_media::offline_mp4(&init, &seg_refs, duration_ms)?;
@@ -236,6 +322,7 @@ pub fn render_offline(
 }
 
 /// The InfiniteTalk contract's output: H.264 frames in a plain MP4, no audio track.
+#[allow(clippy::too_many_arguments)]
 fn render_video_only(
     pcm: &[i16],
     words: &[talkstream_providers::WordTiming],
@@ -243,6 +330,7 @@ fn render_video_only(
     portrait: Option<&Portrait>,
     cfg: &ChannelConfig,
     out: &Path,
+    mut log: Option<&mut PoseLog>,
     mut progress: impl FnMut(f64),
 ) -> Result<u64, RenderError> {
     let sr = u64::from(cfg.sample_rate);
@@ -258,8 +346,11 @@ fn render_video_only(
     let mut samples = Vec::with_capacity(frames as usize);
     for n in 0..frames {
         let t_ms = n * 1000 / fps;
-        let frame = face.render(n, t_ms)?;
-        let encoded = encoder.encode(frame, n == 0)?;
+        face.render(n, t_ms)?;
+        if let Some(log) = log.as_deref_mut() {
+            log.frame(n, t_ms, face.last_pose())?;
+        }
+        let encoded = encoder.encode(face.last_frame(), n == 0)?;
         let start = n * u64::from(timescale) / fps;
         let end = (n + 1) * u64::from(timescale) / fps;
         samples.push(MuxSample {

@@ -341,12 +341,51 @@ async fn bad_prompts_get_errors_and_stop_start_restarts_the_stream() {
 fn render_writes_an_mp4_with_sound() {
     let dir = common::temp_dir("render");
     let out = dir.join("hello.mp4");
+    let pose_log = dir.join("poses.jsonl");
     let status = Command::new(env!("CARGO_BIN_EXE_talkstream"))
         .args(["render", "--text", "Hello from the offline renderer.", "-o"])
         .arg(&out)
+        .arg("--pose-log")
+        .arg(&pose_log)
         .status()
         .unwrap();
     assert!(status.success());
+    // The pose log: one line per video frame, in order, with the commanded mouth and blink.
+    let poses: Vec<Value> = std::fs::read_to_string(&pose_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let frames: usize = common::ffprobe(&[
+        "-v",
+        "error",
+        "-count_frames",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=nb_read_frames",
+        "-of",
+        "csv=p=0",
+        out.to_str().unwrap(),
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(poses.len(), frames, "one pose line per video frame");
+    for (n, p) in poses.iter().enumerate() {
+        assert_eq!(p["frame"], n as u64, "{p}");
+        assert_eq!(p["t_ms"], n as u64 * 40, "{p}");
+        for key in ["open", "wide", "round", "blink"] {
+            let v = p[key].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&v), "{key} in {p}");
+        }
+    }
+    let max_open = poses
+        .iter()
+        .filter_map(|p| p["open"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(max_open > 0.3, "the mouth never opened: {max_open}");
+    assert_eq!(poses.last().and_then(|p| p["open"].as_f64()), Some(0.0));
     let streams = common::ffprobe(&[
         "-v",
         "error",

@@ -71,7 +71,8 @@ pub struct RenderArgs {
     )]
     pub output: PathBuf,
     /// Reference image (InfiniteTalk contract): used as the portrait when a manifest
-    /// (`<image>.json`) is next to it, else the drawn avatar is rendered.
+    /// (`<image>.json`) or landmarks file (`<image>.landmarks.json`) is next to it, else the
+    /// drawn avatar is rendered.
     #[arg(long = "ref_image")]
     pub ref_image: Option<PathBuf>,
     /// Exact length of the video in ms: the audio is padded with silence or cut to it.
@@ -81,6 +82,11 @@ pub struct RenderArgs {
     /// `talkstream render` usable as INFINITETALK_BIN.
     #[arg(long = "no_audio")]
     pub no_audio: bool,
+    /// Write what the renderer commanded for each video frame to this file, one JSON line per
+    /// frame: {"frame":n,"t_ms":…,"open":…,"wide":…,"round":…,"blink":…} (the mouth pose from
+    /// the lip-sync and the blink), to check the video against.
+    #[arg(long = "pose-log", value_name = "FILE")]
+    pub pose_log: Option<PathBuf>,
 }
 
 /// All settings of the server.
