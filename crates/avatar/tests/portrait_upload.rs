@@ -214,8 +214,8 @@ fn an_open_mouth_is_accepted_with_a_note() {
     for i in [65, 66, 67] {
         p[i].y += gap;
     }
-    for i in 55..=59 {
-        p[i].y += gap;
+    for q in &mut p[55..=59] {
+        q.y += gap;
     }
     assert!(mouth_open_ratio(&p) > 0.25);
     let (_, _, notes) = check(FACE128, &p).unwrap();
