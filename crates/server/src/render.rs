@@ -17,6 +17,9 @@ use crate::voice::BuiltInVoice;
 /// Renders avatar frames whose mouth follows the audio pushed into it.
 pub struct FaceRenderer {
     avatar: Face,
+    /// Output size and idle-motion seed, to build another face in place.
+    size: (u32, u32),
+    seed: u64,
     lipsync: LipSync,
     rgba: Vec<u8>,
     frame: I420Frame,
@@ -32,10 +35,19 @@ impl FaceRenderer {
     ) -> Result<Self, AvatarError> {
         Ok(Self {
             avatar: Face::new(cfg.width, cfg.height, seed, portrait)?,
+            size: (cfg.width, cfg.height),
+            seed,
             lipsync: LipSync::new(cfg.sample_rate, cfg.fps),
             rgba: vec![0u8; cfg.width as usize * cfg.height as usize * 4],
             frame: I420Frame::new(cfg.width, cfg.height),
         })
+    }
+
+    /// Show `portrait` from the next frame on (`None`: the drawn avatar). The lip-sync keeps
+    /// its state, so speech under way goes on in the new face.
+    pub fn set_portrait(&mut self, portrait: Option<&Portrait>) -> Result<(), AvatarError> {
+        self.avatar = Face::new(self.size.0, self.size.1, self.seed, portrait)?;
+        Ok(())
     }
 
     /// The lip-sync analyzer (push speech audio and timing hints into it).

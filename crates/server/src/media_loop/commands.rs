@@ -25,6 +25,13 @@ impl MediaLoop {
                 Vec::new()
             }
             MediaCommand::Interrupt { turn } => self.interrupt(turn, at),
+            MediaCommand::SetPortrait {
+                portrait,
+                ref_image,
+            } => {
+                self.set_portrait(portrait.as_deref(), ref_image);
+                Vec::new()
+            }
             MediaCommand::TurnEnd { turn } => self.turn_end(turn, at),
             MediaCommand::Audio {
                 turn,
@@ -32,6 +39,25 @@ impl MediaLoop {
                 text,
                 words,
             } => self.audio(turn, pcm, &text, &words, at),
+        }
+    }
+
+    /// Swap the face (the lip-sync and the turn go on); a new generator reference image is
+    /// used from the next turn on. A face that cannot be built leaves the old one.
+    fn set_portrait(
+        &mut self,
+        portrait: Option<&talkstream_avatar::Portrait>,
+        ref_image: Option<std::path::PathBuf>,
+    ) {
+        match self.face.set_portrait(portrait) {
+            Ok(()) => tracing::info!(
+                portrait = portrait.is_some(),
+                "the stream shows a new face"
+            ),
+            Err(e) => tracing::warn!("the new face could not be built, the old one stays: {e}"),
+        }
+        if let (Some(link), Some(path)) = (self.generator.as_mut(), ref_image) {
+            link.ref_image = path;
         }
     }
 

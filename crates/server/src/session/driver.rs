@@ -3,8 +3,9 @@
 //! [`Action`]s: starts and stops the live stream (one media thread, listed in the stream
 //! registry), starts and cancels turns, sends messages, closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ use crate::protocol::{ErrorCode, ListenInfo, ServerMessage, StreamInfo};
 use crate::registry::{Publisher, Registration};
 use crate::rtmp::{RtmpOutput, StreamInfo as RtmpStreamInfo};
 use crate::server::AppState;
+use crate::uploads::{check_blocking, ref_image_dir, RefImageFile};
+use talkstream_avatar::Portrait;
 
 /// The live stream of a session.
 struct LiveStream {
@@ -49,6 +52,11 @@ struct Driver {
     streams_started: u32,
     /// Cancels transcriptions under way when the session ends.
     listening: CancellationToken,
+    /// The photo this session sent, if it animates the session (else the server's default).
+    portrait: Option<Arc<Portrait>>,
+    /// Private copies of the session's photos for an external generator, newest last (the
+    /// previous one stays while a turn may still use it); removed when the session ends.
+    ref_files: VecDeque<RefImageFile>,
 }
 
 /// Send one message; false when the transport is gone.
@@ -147,6 +155,8 @@ where
             } else {
                 Err(STT_NOTE)
             },
+            portraits: cfg.portrait_uploads,
+            portrait_max_bytes: cfg.portrait_max_bytes,
         },
         span.clone(),
         Instant::now(),
@@ -160,6 +170,8 @@ where
         turns: HashMap::new(),
         streams_started: 0,
         listening: CancellationToken::new(),
+        portrait: None,
+        ref_files: VecDeque::new(),
     };
     tracing::info!(parent: &driver.span, "session started");
 
@@ -201,6 +213,7 @@ where
     }
     driver.listening.cancel();
     driver.stop_stream().await;
+    driver.ref_files.clear();
     while events.try_recv().is_ok() {}
     tracing::info!(parent: &driver.span, "session ended");
 }
@@ -242,6 +255,17 @@ impl Driver {
                 Action::StartTurn { turn, text } => self.start_turn(turn, text),
                 Action::CancelTurn { turn } => self.cancel_turn(turn),
                 Action::Transcribe { utterance, audio } => self.transcribe(utterance, audio),
+                Action::CheckPortrait {
+                    upload,
+                    image,
+                    landmarks,
+                } => self.check_portrait(upload, image, landmarks),
+                Action::ApplyPortrait {
+                    upload,
+                    checked,
+                    make_default,
+                } => self.apply_portrait(upload, checked, make_default).await,
+                Action::ResetPortrait => self.reset_portrait(),
                 Action::Close { code, reason } => return Some((code, reason)),
             }
         }
@@ -320,11 +344,14 @@ impl Driver {
             published: published.clone(),
             channel,
             seed,
-            portrait: state.portrait.clone(),
+            portrait: self
+                .portrait
+                .clone()
+                .or_else(|| state.uploads.default_portrait()),
             generator: state.generator.as_ref().map(|g| GeneratorLink {
                 generator: Arc::clone(g),
                 runtime: tokio::runtime::Handle::current(),
-                ref_image: cfg.avatar_ref_image.clone().unwrap_or_default(),
+                ref_image: self.ref_image(),
                 session_id: self.id.clone(),
                 window_ms: cfg.seg_len_ms,
                 overlap_ms: cfg.seg_overlap_ms,
@@ -376,6 +403,8 @@ impl Driver {
             tts: state.tts.name().into(),
             video_generator: state.generator_kind.clone(),
             generator_note: state.generator_note.clone(),
+            portraits: cfg.portrait_uploads.as_str(),
+            portrait_max_bytes: cfg.portrait_max_bytes,
             listen: Box::new(ListenInfo {
                 stt: if state.stt.is_some() {
                     OpenAiStt::NAME.to_string()
@@ -386,6 +415,132 @@ impl Driver {
                 vad: cfg.listen.vad_info(),
             }),
         })
+    }
+
+    /// The external generator's reference image now: the session's photo, else
+    /// `AVATAR_REF_IMAGE`.
+    fn ref_image(&self) -> PathBuf {
+        match self.ref_files.back() {
+            Some(f) if self.portrait.is_some() => f.path().to_path_buf(),
+            _ => self
+                .state
+                .config
+                .avatar_ref_image
+                .clone()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Check a photo off the session's loop, at most [`crate::uploads::CONCURRENT_CHECKS`] on
+    /// the server at once; the result comes back as [`Event::PortraitChecked`].
+    fn check_portrait(&mut self, upload: u64, image: Vec<u8>, landmarks: Vec<[f32; 2]>) {
+        let checks = Arc::clone(&self.state.uploads.checks);
+        let events = self.events_tx.clone();
+        let cancel = self.listening.clone();
+        let span = self.span.clone();
+        let max = self.state.config.portrait_max_bytes;
+        let keep_file = self.state.generator.is_some();
+        tokio::spawn(async move {
+            let permit = tokio::select! {
+                p = checks.acquire_owned() => p,
+                _ = cancel.cancelled() => return,
+            };
+            let Ok(permit) = permit else { return };
+            let started = Instant::now();
+            let bytes = image.len();
+            let joined = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                check_blocking(&image, &landmarks, max, keep_file)
+            })
+            .await;
+            let check_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let outcome = match joined {
+                Ok(Ok(c)) => {
+                    tracing::info!(
+                        parent: &span,
+                        upload,
+                        bytes,
+                        format = c.kind.name(),
+                        photo_width = c.source_size.0,
+                        photo_height = c.source_size.1,
+                        width = c.portrait.width(),
+                        height = c.portrait.height(),
+                        check_ms,
+                        "photo checked"
+                    );
+                    Ok(c)
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(parent: &span, upload, bytes, check_ms, "photo refused by its check: {e}");
+                    Err(e.to_string())
+                }
+                Err(e) => {
+                    tracing::error!(parent: &span, upload, "the photo check failed: {e}");
+                    Err("the photo could not be checked (a server error)".to_string())
+                }
+            };
+            if events
+                .send(Event::PortraitChecked { upload, outcome })
+                .is_err()
+            {
+                tracing::debug!(parent: &span, upload, "a photo's check ended after the session");
+            }
+        });
+    }
+
+    /// Animate a checked photo: the session's stream shows it from the next frame (a turn
+    /// under way goes on); with `make_default`, later sessions start with it.
+    async fn apply_portrait(
+        &mut self,
+        upload: u64,
+        checked: crate::uploads::CheckedPortrait,
+        make_default: bool,
+    ) {
+        if make_default {
+            self.state
+                .uploads
+                .set_default(Arc::clone(&checked.portrait));
+            tracing::info!(parent: &self.span, upload, "the photo is the server's default portrait now");
+        }
+        self.portrait = Some(Arc::clone(&checked.portrait));
+        let mut ref_image = None;
+        if let (Some(bytes), true) = (checked.encoded, self.state.generator.is_some()) {
+            let (dir, id, kind) = (ref_image_dir(), self.id.clone(), checked.kind);
+            let written = tokio::task::spawn_blocking(move || {
+                RefImageFile::write(&dir, &id, upload, kind, &bytes)
+            })
+            .await;
+            match written {
+                Ok(Ok(file)) => {
+                    ref_image = Some(file.path().to_path_buf());
+                    while self.ref_files.len() >= 2 {
+                        self.ref_files.pop_front();
+                    }
+                    self.ref_files.push_back(file);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(parent: &self.span, upload, "the photo could not be handed to the video generator, which keeps AVATAR_REF_IMAGE: {e}");
+                }
+                Err(e) => tracing::error!(parent: &self.span, "writing the generator's copy failed: {e}"),
+            }
+        }
+        self.show_portrait(Some(checked.portrait), ref_image);
+    }
+
+    /// Back to the server's default portrait (or the drawn avatar).
+    fn reset_portrait(&mut self) {
+        self.portrait = None;
+        let ref_image = self.state.generator.is_some().then(|| self.ref_image());
+        self.show_portrait(self.state.uploads.default_portrait(), ref_image);
+    }
+
+    fn show_portrait(&self, portrait: Option<Arc<Portrait>>, ref_image: Option<PathBuf>) {
+        if let Some(stream) = &self.stream {
+            let _ = stream.producer.sender().send(MediaCommand::SetPortrait {
+                portrait,
+                ref_image,
+            });
+        }
     }
 
     /// Transcribe an utterance off the session's loop; the words come back as
