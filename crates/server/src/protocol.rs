@@ -411,20 +411,24 @@ pub const fn portrait_message_limit(max_photo_bytes: usize) -> usize {
     base64_len(max_photo_bytes) + 16 * 1024
 }
 
-/// Does this text frame announce a `portrait` message in its first bytes (`{"type":
-/// "portrait", …`, as the page sends it)? Lets an oversized photo get a `portrait` refusal
-/// without reading the whole frame.
+/// Does this text frame say `"type": "portrait"` at its start or its end (where the `type`
+/// key is when the photo's base64 is not in the way)? Lets an oversized photo get a `portrait`
+/// refusal without reading the whole frame.
 pub fn looks_like_portrait(text: &str) -> bool {
-    let head = &text.as_bytes()[..text.len().min(256)];
-    let Some(at) = head.windows(6).position(|w| w == b"\"type\"") else {
-        return false;
+    let b = text.as_bytes();
+    let head = &b[..b.len().min(256)];
+    let tail = &b[b.len().saturating_sub(20 * 1024)..];
+    let says_portrait = |area: &[u8]| {
+        area.windows(6)
+            .enumerate()
+            .filter(|(_, w)| *w == b"\"type\"")
+            .any(|(at, _)| {
+                let rest = area[at + 6..].trim_ascii_start();
+                rest.strip_prefix(b":")
+                    .is_some_and(|r| r.trim_ascii_start().starts_with(b"\"portrait\""))
+            })
     };
-    let rest = &head[at + 6..];
-    let rest = rest.trim_ascii_start();
-    let Some(rest) = rest.strip_prefix(b":") else {
-        return false;
-    };
-    rest.trim_ascii_start().starts_with(b"\"portrait\"")
+    says_portrait(head) || says_portrait(tail)
 }
 
 /// Parse one text frame from a client (every message up to [`MAX_CLIENT_MESSAGE_BYTES`]).
@@ -438,13 +442,14 @@ pub fn parse_client_message_with(
     text: &str,
     portrait_limit: usize,
 ) -> Result<ClientMessage, Rejected> {
-    if text.len() > MAX_CLIENT_MESSAGE_BYTES
-        && text.len() <= portrait_limit
-        && looks_like_portrait(text)
-    {
+    if text.len() > MAX_CLIENT_MESSAGE_BYTES && text.len() <= portrait_limit {
+        // Read in full (its size is bounded), but only a photo may be this large.
         return match serde_json::from_str(text) {
             Ok(msg @ ClientMessage::Portrait { .. }) => Ok(msg),
             Ok(_) => Err(too_large(text.len(), MAX_CLIENT_MESSAGE_BYTES)),
+            Err(_) if !looks_like_portrait(text) => {
+                Err(too_large(text.len(), MAX_CLIENT_MESSAGE_BYTES))
+            }
             Err(e) => Err(Rejected {
                 code: ErrorCode::BadMessage,
                 message: format!("could not read the portrait message ({e})"),
@@ -636,6 +641,13 @@ mod tests {
         );
         let sneaky = format!(r#"{{"type":"portrait","type":"prompt","text":"{big}"}}"#);
         assert!(parse_client_message_with(&sneaky, limit).is_err());
+        // The type may come last.
+        let last = format!(r#"{{"image":"{big}","landmarks":[[1,2]],"type" : "portrait"}}"#);
+        assert!(looks_like_portrait(&last));
+        assert!(matches!(
+            parse_client_message_with(&last, limit),
+            Ok(ClientMessage::Portrait { .. })
+        ));
         assert!(!looks_like_portrait(r#"{"type":"portrait_reset"}"#));
     }
 

@@ -50,10 +50,7 @@ impl MediaLoop {
         ref_image: Option<std::path::PathBuf>,
     ) {
         match self.face.set_portrait(portrait) {
-            Ok(()) => tracing::info!(
-                portrait = portrait.is_some(),
-                "the stream shows a new face"
-            ),
+            Ok(()) => tracing::info!(portrait = portrait.is_some(), "the stream shows a new face"),
             Err(e) => tracing::warn!("the new face could not be built, the old one stays: {e}"),
         }
         if let (Some(link), Some(path)) = (self.generator.as_mut(), ref_image) {

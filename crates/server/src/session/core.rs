@@ -13,8 +13,9 @@ use super::mic::{AudioRejected, Avatar, Heard, Mic, MicSettings};
 use crate::access::limits::{LimitSettings, Refused, SessionLimits};
 use crate::pipeline::{Event, HeardOutcome, TurnError};
 use crate::protocol::{
-    looks_like_portrait, parse_client_message_with, portrait_message_limit, ClientMessage, ControlAction, ErrorCode, MicAction, MicMode, Playback,
-    ServerMessage, SpeechState, Stage, TurnMetrics,
+    looks_like_portrait, parse_client_message_with, portrait_message_limit, ClientMessage,
+    ControlAction, ErrorCode, MicAction, MicMode, Playback, ServerMessage, SpeechState, Stage,
+    TurnMetrics,
 };
 
 /// Longest client log line written to the server log.
@@ -651,9 +652,7 @@ impl SessionCore {
             Event::SegmentPublished { .. } | Event::StreamFinished => Vec::new(),
             Event::Publish(status) => vec![send(ServerMessage::Publish(status))],
             Event::Heard { utterance, outcome } => self.on_heard(utterance, outcome, now),
-            Event::PortraitChecked { upload, outcome } => {
-                self.on_portrait_checked(upload, outcome)
-            }
+            Event::PortraitChecked { upload, outcome } => self.on_portrait_checked(upload, outcome),
             Event::FirstToken { turn, at } => {
                 self.mark(turn, at, |m| &mut m.first_token_ms);
                 Vec::new()

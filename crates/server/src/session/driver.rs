@@ -521,7 +521,9 @@ impl Driver {
                 Ok(Err(e)) => {
                     tracing::warn!(parent: &self.span, upload, "the photo could not be handed to the video generator, which keeps AVATAR_REF_IMAGE: {e}");
                 }
-                Err(e) => tracing::error!(parent: &self.span, "writing the generator's copy failed: {e}"),
+                Err(e) => {
+                    tracing::error!(parent: &self.span, "writing the generator's copy failed: {e}")
+                }
             }
         }
         self.show_portrait(Some(checked.portrait), ref_image);
