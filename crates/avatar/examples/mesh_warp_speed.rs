@@ -1,12 +1,15 @@
-//! Benchmark: the photo mesh warp (`talkstream_avatar::mesh`) at 512×512 on one core — per frame
-//! median and p99 over a talking cycle (jaw, lips, width, blinks, head motion all moving), and
-//! the rest pose (the photo copied).
+//! Benchmark: the photo mesh warp plus the mouth interior (`talkstream_avatar::mesh`) at 512×512
+//! on one core — per frame median and p99 over a talking cycle (jaw, lips, width, lips pressed,
+//! lower lip tucked, tongue, blinks, head motion all moving), and the rest pose (the photo
+//! copied).
 //!
 //! `cargo run --release -p talkstream-avatar --example mesh_warp_speed`
 
 use std::time::{Duration, Instant};
 
-use talkstream_avatar::mesh::{template_landmarks, FaceMesh, Point, RgbaRef, Rig};
+use talkstream_avatar::mesh::{
+    draw_interior, sample_colours, template_landmarks, FaceMesh, Point, RgbaRef, Rig,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (w, h) = (512u32, 512u32);
@@ -21,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         height: h,
         data: &photo,
     };
+    let colours = sample_colours(&photo, w, h, mesh.rest_points());
     let mut out = vec![0u8; photo.len()];
     let frames = 1000;
     let mut times = Vec::with_capacity(frames);
@@ -32,6 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             lip_open: (t * 5.0).sin().max(0.0),
             width: (t * 1.3).sin(),
             press: if n % 40 < 4 { 1.0 } else { 0.0 },
+            upper_lip: if n % 30 < 3 { 0.6 } else { 0.0 },
+            lower_lip: if n % 30 < 3 { 1.0 } else { 0.0 },
+            tongue: if n % 20 < 3 { 0.8 } else { 0.0 },
             blink_left: if n % 90 < 4 { 1.0 } else { 0.0 },
             blink_right: if n % 90 < 4 { 1.0 } else { 0.0 },
             roll_deg: 2.0 * (t * 0.7).sin(),
@@ -39,7 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pitch_deg: (t * 0.9).sin(),
         };
         let start = Instant::now();
-        moved = mesh.render(src, &rig, &mut out)?;
+        let posed = mesh.pose(&rig);
+        moved = mesh.render_posed(src, &posed, &mut out)?;
+        draw_interior(&mut out, w, h, &posed, mesh.scale(), &rig, &colours);
         times.push(start.elapsed());
     }
     let mut rest = Vec::with_capacity(200);
@@ -59,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         moved
     );
     println!(
-        "512x512 warp, talking: median {:.2} ms, p99 {:.2} ms over {frames} frames; at rest (copy): median {:.3} ms",
+        "512x512 warp + mouth interior, talking: median {:.2} ms, p99 {:.2} ms over {frames} frames; at rest (copy): median {:.3} ms",
         pct(&mut times, 0.5),
         pct(&mut times, 0.99),
         pct(&mut rest, 0.5)

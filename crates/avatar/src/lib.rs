@@ -31,6 +31,7 @@ pub mod mesh;
 mod motion;
 mod mouth;
 pub mod portrait;
+pub mod viseme;
 
 use tiny_skia::PixmapMut;
 
@@ -39,6 +40,7 @@ pub use lipsync::LipSync;
 pub use motion::{BlinkEvent, Motion};
 pub use mouth::{MouthPose, VowelClass};
 pub use portrait::{Portrait, PortraitError, PortraitFace, PortraitManifest};
+pub use viseme::Viseme;
 
 use face::{Layout, Painter};
 use layers::Layers;

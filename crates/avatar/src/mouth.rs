@@ -1,13 +1,19 @@
 //! Mouth poses: the small, renderer-independent description of the mouth shape that is driven
-//! from outside every frame (by lip-sync or by hand), plus a set of viseme-style presets.
+//! from outside every frame (by lip-sync or by hand), plus viseme presets: a few vowel classes
+//! ([`VowelClass`], what the audio analysis tells apart) and the 15 visemes of the Oculus set
+//! ([`Viseme`], what timing hints from the text add: lips pressed for m/b/p, the lower lip on the
+//! teeth for f/v, the tongue for t/d/n/l/th).
 
 /// The shape of the mouth for one frame. All fields are in `0.0..=1.0`.
 ///
-/// The three axes combine freely, so a lip-sync module can blend between poses with
+/// The axes combine freely, so a lip-sync module can blend between poses with
 /// [`MouthPose::lerp`]:
 /// - `open`: jaw opening, 0 = lips together, 1 = wide open jaw;
 /// - `wide`: lips spread sideways (the "ee" smile), 0 = relaxed, 1 = fully spread;
-/// - `round`: lips rounded and pushed forward (the "oo" pucker), 0 = relaxed, 1 = fully round.
+/// - `round`: lips rounded and pushed forward (the "oo" pucker), 0 = relaxed, 1 = fully round;
+/// - `press`: lips pressed together (m, b, p), whatever the jaw does;
+/// - `bite`: the lower lip drawn up against the upper teeth (f, v);
+/// - `tongue`: the tongue's tip up behind the upper teeth (t, d, n, l, th).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct MouthPose {
     /// Jaw opening, 0 closed .. 1 wide open.
@@ -16,6 +22,12 @@ pub struct MouthPose {
     pub wide: f32,
     /// Lip rounding, 0 relaxed .. 1 fully rounded ("oo").
     pub round: f32,
+    /// Lips pressed together, 0 free .. 1 sealed (m, b, p).
+    pub press: f32,
+    /// Lower lip against the upper teeth, 0 free .. 1 tucked (f, v).
+    pub bite: f32,
+    /// Tongue tip raised to the upper teeth, 0 down .. 1 up (t, d, n, l, th).
+    pub tongue: f32,
 }
 
 impl MouthPose {
@@ -24,11 +36,32 @@ impl MouthPose {
         open: 0.0,
         wide: 0.0,
         round: 0.0,
+        press: 0.0,
+        bite: 0.0,
+        tongue: 0.0,
     };
 
-    /// Builds a pose; values are not clamped (see [`MouthPose::clamped`]).
+    /// Builds a pose of jaw and lip shape (no pressing, biting or tongue); values are not
+    /// clamped (see [`MouthPose::clamped`]).
     pub const fn new(open: f32, wide: f32, round: f32) -> Self {
-        MouthPose { open, wide, round }
+        MouthPose {
+            open,
+            wide,
+            round,
+            press: 0.0,
+            bite: 0.0,
+            tongue: 0.0,
+        }
+    }
+
+    /// The same pose with `press`, `bite` and `tongue` set (not clamped).
+    pub const fn with_articulation(self, press: f32, bite: f32, tongue: f32) -> Self {
+        MouthPose {
+            press,
+            bite,
+            tongue,
+            ..self
+        }
     }
 
     /// The same pose with every field clamped to `0.0..=1.0`; NaN becomes 0.
@@ -37,16 +70,23 @@ impl MouthPose {
             open: clamp01(self.open),
             wide: clamp01(self.wide),
             round: clamp01(self.round),
+            press: clamp01(self.press),
+            bite: clamp01(self.bite),
+            tongue: clamp01(self.tongue),
         }
     }
 
     /// Linear blend from `a` (t = 0) to `b` (t = 1); `t` is clamped to `0.0..=1.0`.
     pub fn lerp(a: MouthPose, b: MouthPose, t: f32) -> Self {
         let t = clamp01(t);
+        let mix = |x: f32, y: f32| x + (y - x) * t;
         MouthPose {
-            open: a.open + (b.open - a.open) * t,
-            wide: a.wide + (b.wide - a.wide) * t,
-            round: a.round + (b.round - a.round) * t,
+            open: mix(a.open, b.open),
+            wide: mix(a.wide, b.wide),
+            round: mix(a.round, b.round),
+            press: mix(a.press, b.press),
+            bite: mix(a.bite, b.bite),
+            tongue: mix(a.tongue, b.tongue),
         }
     }
 
@@ -58,7 +98,7 @@ impl MouthPose {
             VowelClass::I => MouthPose::new(0.22, 1.0, 0.0),
             VowelClass::O => MouthPose::new(0.6, 0.0, 0.75),
             VowelClass::U => MouthPose::new(0.25, 0.0, 1.0),
-            VowelClass::Closed => MouthPose::new(0.0, 0.2, 0.0),
+            VowelClass::Closed => MouthPose::new(0.0, 0.2, 0.0).with_articulation(1.0, 0.0, 0.0),
             VowelClass::Rest => MouthPose::CLOSED,
         }
     }

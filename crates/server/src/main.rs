@@ -173,15 +173,18 @@ fn render(config: &Config, args: &RenderArgs) -> anyhow::Result<()> {
         (_, _, Some(path)) => RenderSource::Audio(path),
         _ => anyhow::bail!("give --text or --audio"),
     };
-    // The InfiniteTalk contract's --ref_image: a portrait when it has a manifest.
+    // The InfiniteTalk contract's --ref_image: a portrait when it has landmarks or a manifest.
     let mut config = config.clone();
     if let Some(image) = &args.ref_image {
-        if talkstream_avatar::portrait::default_manifest_path(image).exists() {
+        let landmarks = talkstream_avatar::portrait::landmarks::default_landmarks_path(image);
+        let manifest = talkstream_avatar::portrait::default_manifest_path(image);
+        if landmarks.exists() || manifest.exists() {
             config.avatar_ref_image = Some(image.clone());
         } else {
             eprintln!(
-                "talkstream render: {} has no manifest; rendering the drawn avatar",
-                image.display()
+                "talkstream render: {} has no landmarks ({}) or manifest; rendering the drawn avatar",
+                image.display(),
+                landmarks.display()
             );
         }
     }

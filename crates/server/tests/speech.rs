@@ -460,3 +460,58 @@ fn a_portrait_is_animated_and_a_missing_one_is_a_clear_error() {
     assert!(err.contains("/nonexistent/me.png"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn render_animates_a_ref_image_that_has_only_landmarks() {
+    let dir = common::temp_dir("landmarks-only");
+    let photo_path = dir.join("me.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x20a040:s=200x200",
+        "-frames:v",
+        "1",
+        "-y",
+        photo_path.to_str().unwrap(),
+    ]);
+    let points = talkstream_avatar::mesh::template_landmarks(
+        talkstream_avatar::mesh::Point::new(100.0, 110.0),
+        44.0,
+    );
+    let json: Vec<[f32; 2]> = points.iter().map(|p| [p.x, p.y]).collect();
+    std::fs::write(
+        talkstream_avatar::portrait::landmarks::default_landmarks_path(&photo_path),
+        serde_json::json!({ "points": json }).to_string(),
+    )
+    .unwrap();
+    let out_path = dir.join("out.mp4");
+    let out = Command::new(env!("CARGO_BIN_EXE_talkstream"))
+        .args(["render", "--width", "256", "--height", "256", "-o"])
+        .arg(&out_path)
+        .args(["--text", "Hello there.", "--ref_image"])
+        .arg(&photo_path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("drawn avatar"), "{err}");
+    // The first frame is the green photo, not the drawn avatar.
+    let frame = ffmpeg(&[
+        "-i",
+        out_path.to_str().unwrap(),
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]);
+    let green = frame
+        .chunks_exact(3)
+        .filter(|p| p[1] > 120 && p[0] < 70 && p[2] < 100)
+        .count();
+    assert!(green > frame.len() / 3 / 2, "{green} green pixels");
+    let _ = std::fs::remove_dir_all(&dir);
+}

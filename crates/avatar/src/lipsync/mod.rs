@@ -25,20 +25,26 @@
 //!    [`SHAPE_MS`]; the vowel also scales the jaw a little (an "ee" opens ~75 % as far as an
 //!    "ah" at the same loudness). Fricative noise (energy above 3.5 kHz) narrows the jaw and
 //!    spreads the lips. The formant estimates are sample-rate independent (8..48 kHz).
-//! 4. **Bilabials.** Timing hints ([`LipSync::add_hint`]) that put an m, b or p at the frame
-//!    press the lips together ([`VowelClass::Closed`]) for that moment.
+//! 4. **Consonants from the text.** Timing hints ([`LipSync::add_hint`]) place the visible
+//!    consonants of the words ([`crate::Viseme`]): an m, b or p at the frame presses the lips
+//!    together ([`MouthPose::press`], the jaw closed) for that moment; f/v put the lower lip on
+//!    the teeth, t/d/n/l/th raise the tongue, s/z, sh/ch and r narrow, spread or round the lips,
+//!    each only ever closing the jaw further than the audio has it.
 //!
 //! Everything is a pure function of what was pushed and asked: no clock, no I/O, no
 //! randomness. Frames are meant to be asked in increasing order (each call advances the
 //! smoothing by one frame); see [`LipSync::pose_for_frame`] for skips and repeats.
 
 use crate::mouth::{MouthPose, VowelClass};
+use crate::viseme::Viseme;
 
 mod buffer;
 mod features;
+mod marks;
 
 use buffer::Audio;
 use features::Analyzer;
+use marks::Marks;
 
 /// Attack time constant of the level smoothing, in milliseconds.
 pub const ATTACK_MS: f32 = 30.0;
@@ -80,12 +86,9 @@ const SILENCE_MARGIN_DB: f32 = 12.0;
 /// Upper end of the FFT window length, in milliseconds (the largest power of two not longer
 /// than this is used).
 const FFT_MS: u32 = 32;
-/// Bilabial closures last at least this long, in milliseconds.
-const CLOSURE_MIN_MS: u64 = 50;
-/// Bilabial closures from a single character are capped at this length, in milliseconds.
-const CLOSURE_MAX_MS: u64 = 300;
-/// Bilabial closures placed inside a word are capped at this length, in milliseconds.
-const CLOSURE_WORD_MAX_MS: u64 = 110;
+/// How far a consonant other than m/b/p moves the mouth toward its own pose (it shares the
+/// moment with the audio's vowel, and the text's timing is a guess).
+const CONSONANT_WEIGHT: f32 = 0.7;
 /// When asked for a frame far from the last one, the smoothing restarts this many seconds of
 /// frames earlier (at least 4 frames).
 const WARMUP_S: f32 = 0.5;
@@ -113,8 +116,8 @@ pub struct LipSync {
     sr: u32,
     fps: u32,
     audio: Audio,
-    /// Bilabial closures in stream milliseconds, sorted by start.
-    closures: Vec<(u64, u64)>,
+    /// Consonants placed by timing hints, in stream milliseconds.
+    marks: Marks,
     analyzer: Analyzer,
     state: State,
     /// State before the last frame was stepped (to answer a repeated frame).
@@ -205,7 +208,7 @@ impl LipSync {
             sr,
             fps,
             audio: Audio::default(),
-            closures: Vec::new(),
+            marks: Marks::default(),
             analyzer,
             state: State::initial(),
             prev: State::initial(),
@@ -262,56 +265,14 @@ impl LipSync {
     }
 
     /// A timing hint from the TTS, in stream milliseconds `[start_ms, end_ms)`: a single
-    /// character or phoneme (`"m"`, `"b"`, `"p"` press the lips together, others are ignored),
-    /// or a word or phrase, inside which each bilabial letter gets a closure placed in
-    /// proportion to its position among the letters (a `p` before `h` and a `b` after a final
-    /// `m` are skipped, doubled letters make one closure). Closures last 50..110 ms in words
-    /// and the hinted length (at least 50 ms, at most 300 ms) for single characters.
+    /// character or phoneme (`"m"`, `"f"`, `"t"` …), or a word or phrase, whose letters are read
+    /// as graphemes ([`crate::viseme::graphemes`]: th, sh, ph … are one sound, doubled letters
+    /// one, a final `mb` one closure) placed in proportion to their position among the letters.
+    /// Each visible consonant gets a mark: bilabial closures last 50..110 ms in words, other
+    /// consonants 40..90 ms, and a single character the hinted length (at least that, at most
+    /// 300 ms). Vowels, h and other characters add nothing: the audio shapes the vowels.
     pub fn add_hint(&mut self, start_ms: u64, end_ms: u64, text: &str) {
-        let end_ms = end_ms.max(start_ms);
-        let letters: Vec<char> = text
-            .chars()
-            .filter(|c| c.is_alphabetic())
-            .flat_map(char::to_lowercase)
-            .collect();
-        if letters.len() == 1 {
-            if is_bilabial(letters[0]) {
-                let len = (end_ms - start_ms).clamp(CLOSURE_MIN_MS, CLOSURE_MAX_MS);
-                self.add_closure(centred(start_ms, end_ms, len));
-            }
-            return;
-        }
-        let n = letters.len() as u64;
-        let span = end_ms - start_ms;
-        let mut i = 0usize;
-        while i < letters.len() {
-            let c = letters[i];
-            let skip = !is_bilabial(c)
-                || (c == 'p' && letters.get(i + 1) == Some(&'h'))
-                || (c == 'b' && i > 0 && letters[i - 1] == 'm' && i + 1 == letters.len());
-            if skip {
-                i += 1;
-                continue;
-            }
-            // A run of bilabials ("mm", "pp", "mb") is one closure.
-            let mut j = i + 1;
-            while j < letters.len() && is_bilabial(letters[j]) {
-                j += 1;
-            }
-            let at = |k: usize| {
-                let off = u128::from(span) * k as u128 / u128::from(n);
-                start_ms.saturating_add(u64::try_from(off).unwrap_or(u64::MAX))
-            };
-            let (a, b) = (at(i), at(j));
-            let len = (b - a).clamp(CLOSURE_MIN_MS, CLOSURE_WORD_MAX_MS);
-            self.add_closure(centred(a, b, len));
-            i = j;
-        }
-    }
-
-    fn add_closure(&mut self, c: (u64, u64)) {
-        let at = self.closures.partition_point(|x| x.0 <= c.0);
-        self.closures.insert(at, c);
+        self.marks.add_hint(start_ms, end_ms, text);
     }
 
     /// Barge-in: forget all audio and hints from stream sample `sample` on. Frames after that
@@ -319,10 +280,7 @@ impl LipSync {
     pub fn clear_from(&mut self, sample: u64) {
         self.audio.truncate(sample);
         let ms = self.sample_to_ms(sample);
-        self.closures.retain_mut(|c| {
-            c.1 = c.1.min(ms);
-            c.0 < ms
-        });
+        self.marks.clear_from(ms);
     }
 
     /// Drop audio and hints before stream sample `sample` (keeps memory bounded; call it with
@@ -332,7 +290,7 @@ impl LipSync {
     pub fn discard_before(&mut self, sample: u64) {
         self.audio.discard_before(sample);
         let ms = self.sample_to_ms(sample);
-        self.closures.retain(|c| c.1 > ms);
+        self.marks.discard_before(ms);
     }
 
     /// Samples of audio held (for monitoring memory use).
@@ -384,7 +342,7 @@ impl LipSync {
         if horizon > 0 {
             self.audio.discard_before(horizon);
             let ms = self.sample_to_ms(horizon);
-            self.closures.retain(|c| c.1 > ms);
+            self.marks.discard_before(ms);
         }
         pose
     }
@@ -445,29 +403,31 @@ impl LipSync {
         } else {
             compose(loud, s.shape, f.fricative)
         };
-        let closure = self.closure_at(n);
-        if closure > 0.0 {
-            MouthPose::lerp(pose, MouthPose::for_vowel(VowelClass::Closed), closure)
-        } else {
-            pose
-        }
-    }
-
-    /// How much frame `n` is covered by a bilabial closure, 0..=1 (half a frame or more
-    /// counts fully).
-    fn closure_at(&self, n: u64) -> f32 {
         let fps = f64::from(self.fps);
-        let t0 = n as f64 * 1000.0 / fps;
-        let t1 = (n as f64 + 1.0) * 1000.0 / fps;
-        let frame = t1 - t0;
-        let end = self.closures.partition_point(|c| (c.0 as f64) < t1);
-        let mut covered = 0.0f64;
-        for &(a, b) in &self.closures[..end] {
-            let (a, b) = (a as f64, b as f64);
-            covered += (b.min(t1) - a.max(t0)).max(0.0);
+        let (t0, t1) = (n as f64 * 1000.0 / fps, (n as f64 + 1.0) * 1000.0 / fps);
+        match self.marks.strongest(t0, t1) {
+            Some((Viseme::Pp, w)) => MouthPose::lerp(pose, Viseme::Pp.pose(), w),
+            Some((v, w)) => articulate(pose, v.pose(), w),
+            None => pose,
         }
-        ((covered / frame) * 2.0).min(1.0) as f32
     }
+}
+
+/// A consonant's pose `c` blended into the audio's pose by `w` (0..=1): the jaw only closes
+/// further, the lips move toward the consonant's shape, the lower lip and the tongue show as
+/// far as the mouth is open to show them.
+fn articulate(pose: MouthPose, c: MouthPose, w: f32) -> MouthPose {
+    let k = w * CONSONANT_WEIGHT;
+    let show = (pose.open / 0.1).min(1.0);
+    MouthPose {
+        open: pose.open + (c.open.min(pose.open) - pose.open) * k,
+        wide: pose.wide + (c.wide - pose.wide) * k * show,
+        round: pose.round + (c.round - pose.round) * k * show,
+        press: 0.0,
+        bite: c.bite * w * show,
+        tongue: c.tongue * w * show,
+    }
+    .clamped()
 }
 
 /// The pose for a loudness-derived opening, smoothed class weights and fricative share.
@@ -508,17 +468,6 @@ fn compose(loud: f32, shape: [f32; 5], fricative: f32) -> MouthPose {
 fn smoothstep(a: f32, b: f32, x: f32) -> f32 {
     let t = ((x - a) / (b - a)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
-}
-
-fn is_bilabial(c: char) -> bool {
-    matches!(c, 'm' | 'b' | 'p')
-}
-
-/// `[a, b)` widened or narrowed to `len` around its centre.
-fn centred(a: u64, b: u64, len: u64) -> (u64, u64) {
-    let mid = a + (b - a) / 2;
-    let start = mid.saturating_sub(len / 2);
-    (start, start.saturating_add(len))
 }
 
 #[cfg(test)]
@@ -747,14 +696,55 @@ mod tests {
         assert!(p[frame_at(400) as usize].open > 0.5);
         assert_eq!(p[frame_at(800) as usize], closed);
 
-        // A word: "moon" from 1000 to 1400 ms closes at its start only.
+        // A word: "moon" from 1000 to 1400 ms closes at its start only; its n raises the
+        // tongue and narrows the jaw without closing the lips.
         let mut ls = LipSync::new(sr, 25);
         ls.push_audio(0, &speech);
         ls.add_hint(1_000, 1_400, "moon,");
         let p = poses(&mut ls, 0..50);
         assert_eq!(p[frame_at(1_000) as usize], closed);
         assert!(p[frame_at(1_120) as usize].open > 0.5);
-        assert!(p[frame_at(1_320) as usize].open > 0.5);
+        let n = p[frame_at(1_320) as usize];
+        assert!(n.tongue > 0.5 && n.press == 0.0, "{n:?}");
+        assert!(
+            n.open > 0.2 && n.open < p[frame_at(1_120) as usize].open,
+            "{n:?}"
+        );
+    }
+
+    #[test]
+    fn consonant_hints_shape_the_mouth_but_never_open_it() {
+        let sr = 16_000;
+        let speech = vowel(sr, VowelClass::A, 2_000, 0.08);
+        let mut plain = LipSync::new(sr, 25);
+        plain.push_audio(0, &speech);
+        let free = poses(&mut plain, 0..50);
+        // "fat" at 400..700 ms (f 400..500, t 600..700), "think" at 1000..1400 (th first).
+        let mut ls = LipSync::new(sr, 25);
+        ls.push_audio(0, &speech);
+        ls.add_hint(400, 700, "fat");
+        ls.add_hint(1_000, 1_400, "think");
+        let p = poses(&mut ls, 0..50);
+        let f = p[frame_at(440) as usize];
+        assert!(
+            f.bite > 0.9 && f.tongue == 0.0 && f.press == 0.0,
+            "f: {f:?}"
+        );
+        let t = p[frame_at(640) as usize];
+        assert!(t.tongue > 0.5 && t.bite == 0.0, "t: {t:?}");
+        let th = p[frame_at(1_040) as usize];
+        assert!(th.tongue > 0.9, "th: {th:?}");
+        // The vowel between keeps its audio pose; no frame opens wider than the audio says.
+        assert_eq!(p[frame_at(560) as usize], free[frame_at(560) as usize]);
+        for (n, (a, b)) in p.iter().zip(&free).enumerate() {
+            assert!(a.open <= b.open + 1e-6, "frame {n}: {a:?} vs {b:?}");
+        }
+        // In silence a hint shows nothing.
+        let mut quiet = LipSync::new(sr, 25);
+        quiet.add_hint(400, 700, "fat");
+        assert!(poses(&mut quiet, 0..30)
+            .iter()
+            .all(|p| *p == MouthPose::CLOSED));
     }
 
     #[test]
@@ -762,21 +752,24 @@ mod tests {
         let mut ls = LipSync::new(16_000, 25);
         ls.add_hint(1_000, 1_600, "ramp");
         // r a m p: "mp" is one closure over letters 2..4 = 1300..1600 ms, capped at 110 ms.
-        assert_eq!(ls.closures, vec![(1_395, 1_505)]);
+        assert_eq!(ls.marks.of(Viseme::Pp), vec![(1_395, 1_505)]);
         let mut ls = LipSync::new(16_000, 25);
         ls.add_hint(0, 500, "phone");
         ls.add_hint(500, 900, "lamb");
         ls.add_hint(900, 1_000, "the");
         // "mb" at the end of lamb is one closure (letters 2..4 = 700..900 ms, capped).
         assert_eq!(
-            ls.closures,
+            ls.marks.of(Viseme::Pp),
             vec![(745, 855)],
             "lamb: one closure, phone: none"
         );
         let mut ls = LipSync::new(16_000, 25);
         ls.add_hint(2_000, 2_000, "b");
         ls.add_hint(3_000, 3_900, "m");
-        assert_eq!(ls.closures, vec![(1_975, 2_025), (3_300, 3_600)]);
+        assert_eq!(
+            ls.marks.of(Viseme::Pp),
+            vec![(1_975, 2_025), (3_300, 3_600)]
+        );
     }
 
     #[test]
@@ -789,7 +782,7 @@ mod tests {
             assert!(before[24].open > 0.7);
             // Barge-in at 1.0 s (frame 25 is the next to render).
             ls.clear_from(u64::from(sr));
-            assert!(ls.closures.is_empty());
+            assert!(ls.marks.len() == 0);
             let after = poses(&mut ls, 25..60);
             let open: Vec<f32> = after.iter().map(|p| p.open).collect();
             // Closed within 200 ms...
@@ -907,9 +900,9 @@ mod tests {
             "{}",
             ls.buffered_samples()
         );
-        assert!(ls.closures.len() <= 2);
+        assert!(ls.marks.len() <= 2);
         assert!(auto.buffered_samples() <= 31 * sr as usize);
-        assert!(auto.closures.len() <= 32, "{}", auto.closures.len());
+        assert!(auto.marks.len() <= 32, "{}", auto.marks.len());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! come from the photo's own lips and skin so the inside matches the light of the picture.
 //! Edges are feathered over about a pixel.
 
-use super::{idx, Point};
+use super::{idx, Point, Rig};
 
 /// Colours of the inside, from the photo.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,17 +44,24 @@ fn contour_y(points: &[Point], x: f32) -> f32 {
 }
 
 /// Draw the inside of the mouth into `out` (RGBA, `width` wide) for the posed landmarks `p`
-/// (at least the 68), with `scale` = interocular distance in px and `open` the jaw opening
-/// (0..=1, for the tongue).
+/// (at least the 68), with `scale` = interocular distance in px and the rig that posed them
+/// (its jaw opening lays the tongue low in the mouth, its `tongue` raises the tongue's tip to
+/// the upper teeth).
 pub fn draw_interior(
     out: &mut [u8],
     width: u32,
     height: u32,
     p: &[Point],
     scale: f32,
-    open: f32,
+    rig: &Rig,
     colours: &InteriorColours,
 ) {
+    let open = rig.jaw_open;
+    let tip = if rig.tongue.is_finite() {
+        rig.tongue.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let upper: Vec<Point> = [60, 61, 62, 63, 64].iter().map(|&i| p[i]).collect();
     let lower: Vec<Point> = [60, 67, 66, 65, 64].iter().map(|&i| p[i]).collect();
     let top = upper.iter().map(|q| q.y).fold(f32::MAX, f32::min);
@@ -94,6 +101,18 @@ pub fn draw_interior(
                     ((t - 0.55) / 0.45 * (1.0 - side / 0.7)).clamp(0.0, 1.0) * (open - 0.3) / 0.7;
                 for (ci, tv) in c.iter_mut().zip(colours.tongue) {
                     *ci += (tv - *ci) * k.min(1.0);
+                }
+            }
+            // The tongue's tip raised to the ridge behind the upper teeth: a rounded front
+            // rising from the floor of the mouth, highest in the middle.
+            if tip > 0.0 {
+                let front = 1.0 - 0.8 * tip + 0.9 * side * side;
+                if t > front {
+                    let k = (((t - front) * gap / feather).clamp(0.0, 1.0)) * tip.min(1.0);
+                    let lit = 1.0 - 0.25 * side;
+                    for (ci, tv) in c.iter_mut().zip(colours.tongue) {
+                        *ci += (tv * lit - *ci) * k;
+                    }
                 }
             }
             // Teeth: a band under the upper lip and a smaller one above the lower lip, fading

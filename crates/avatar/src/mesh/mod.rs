@@ -17,7 +17,10 @@ mod triangulate;
 mod warp;
 
 pub use interior::{draw_interior, sample_colours, InteriorColours};
-pub use rig::{idx, Rig, CORNER_TRAVEL, JAW_DROP, LIP_PART, MAX_HEAD_DEG, PRESSED_GAP};
+pub use rig::{
+    idx, Rig, CORNER_TRAVEL, JAW_DROP, LIP_PART, MAX_HEAD_DEG, PRESSED_GAP, TUCK_BELOW_UPPER,
+    UPPER_LIFT,
+};
 pub use template::template_landmarks;
 pub use triangulate::{signed_area2, triangulate, Triangle};
 pub use warp::{warp, RgbaRef};

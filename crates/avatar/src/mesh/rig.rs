@@ -40,6 +40,11 @@ pub const JAW_DROP: f32 = 0.22;
 pub const LIP_PART: f32 = 0.05;
 /// Mouth corners' sideways travel at `width` ±1, interocular distances.
 pub const CORNER_TRAVEL: f32 = 0.08;
+/// The upper lip's lift at `upper_lip` 1, interocular distances.
+pub const UPPER_LIFT: f32 = 0.035;
+/// How far under the upper inner lip a tucked lower lip stops (the upper teeth's edge that
+/// shows over it), interocular distances.
+pub const TUCK_BELOW_UPPER: f32 = 0.045;
 /// What is left between pressed lips, px (closed to the eye and the encoder).
 pub const PRESSED_GAP: f32 = 0.2;
 /// Head rotation limit, degrees.
@@ -56,6 +61,13 @@ pub struct Rig {
     pub width: f32,
     /// Lips pressed together (m, b, p), 0..=1: closes the lips whatever the jaw does.
     pub press: f32,
+    /// Upper lip raised, 0..=1: the upper teeth show under it.
+    pub upper_lip: f32,
+    /// Lower lip drawn up and in against the upper teeth (f, v), 0..=1.
+    pub lower_lip: f32,
+    /// Tongue tip up behind the upper teeth (t, d, n, l, th), 0..=1: drawn inside the mouth,
+    /// it moves no landmark.
+    pub tongue: f32,
     /// Picture-left eye closed, 0..=1.
     pub blink_left: f32,
     /// Picture-right eye closed, 0..=1.
@@ -84,6 +96,9 @@ impl Rig {
             lip_open: unit(self.lip_open),
             width: signed(self.width, 1.0),
             press: unit(self.press),
+            upper_lip: unit(self.upper_lip),
+            lower_lip: unit(self.lower_lip),
+            tongue: unit(self.tongue),
             blink_left: unit(self.blink_left),
             blink_right: unit(self.blink_right),
             roll_deg: signed(self.roll_deg, MAX_HEAD_DEG),
@@ -131,6 +146,29 @@ pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
     for &i in &idx::LOWER_INNER {
         p[i].y += part * 0.6;
     }
+    // The upper lip lifts off the teeth (its middle most).
+    let lift = rig.upper_lip * (1.0 - press) * UPPER_LIFT * scale;
+    for &i in &idx::UPPER_INNER {
+        p[i].y -= lift;
+    }
+    for i in [50, 51, 52] {
+        p[i].y -= lift * 0.7;
+    }
+    // The lower lip tucks up under the upper teeth: its inner edge rises to just under the
+    // upper lip, the outer edge follows part of the way (the lip rolls in).
+    let tuck = rig.lower_lip * (1.0 - press);
+    if tuck > 0.0 {
+        for ((&u, &l), &o) in idx::UPPER_INNER
+            .iter()
+            .zip(idx::LOWER_INNER.iter())
+            .zip([58usize, 57, 56].iter())
+        {
+            let stop = p[u].y + TUCK_BELOW_UPPER * scale;
+            let rise = ((p[l].y - stop) * tuck).max(0.0);
+            p[l].y -= rise;
+            p[o].y -= rise * 0.6;
+        }
+    }
     // Pressed lips: the inner contours meet on their middle line (a hair apart, so the
     // triangles of the mouth's gap stay triangles).
     if press > 0.0 {
@@ -156,15 +194,19 @@ pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
             p[i].y -= travel * 0.3;
         }
     }
-    // Blinks: each upper lid point closes onto its lower lid point (never past it).
+    // Blinks: each upper lid point travels along the straight line to its lower lid point
+    // (never past it). On a real face the two are not above one another; moving straight down
+    // would cross the line from the eye corner to the lower lid and fold that triangle.
     for &(upper, lower) in &idx::LIDS {
         let closed = if idx::EYE_L.contains(&upper) {
             rig.blink_left
         } else {
             rig.blink_right
         };
-        let gap = rest[lower].y - rest[upper].y;
-        p[upper].y += gap.max(0.0) * closed * 0.92;
+        if rest[lower].y > rest[upper].y {
+            p[upper].x += (rest[lower].x - rest[upper].x) * closed * 0.92;
+            p[upper].y += (rest[lower].y - rest[upper].y) * closed * 0.92;
+        }
     }
     p
 }

@@ -77,13 +77,16 @@ fn no_rig_value_folds_a_triangle_and_stretch_stays_bounded() {
         for lip_open in [0.0, 1.0] {
             for width in [-1.0, 0.0, 1.0] {
                 for press in [0.0, 1.0] {
-                    for blink in [0.0, 1.0] {
+                    for (blink, lips) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
                         for head in [-2.0, 0.0, 2.0] {
                             let rig = Rig {
                                 jaw_open,
                                 lip_open,
                                 width,
                                 press,
+                                upper_lip: lips,
+                                lower_lip: lips,
+                                tongue: lips,
                                 blink_left: blink,
                                 blink_right: 1.0 - blink,
                                 roll_deg: head,
@@ -100,7 +103,7 @@ fn no_rig_value_folds_a_triangle_and_stretch_stays_bounded() {
             }
         }
     }
-    assert_eq!(poses, 216);
+    assert_eq!(poses, 432);
     // Skin stretches or squeezes by less than 2x anywhere (the lips' gap and the eyes close).
     assert!(worst < 2.0, "an edge changed {worst}x");
 }
@@ -182,6 +185,9 @@ fn wild_rig_values_are_clamped() {
         lip_open: f32::NAN,
         width: -5.0,
         press: -1.0,
+        upper_lip: 3.0,
+        lower_lip: f32::NAN,
+        tongue: -2.0,
         blink_left: f32::INFINITY,
         blink_right: 2.0,
         roll_deg: 45.0,
@@ -193,6 +199,9 @@ fn wild_rig_values_are_clamped() {
         lip_open: 0.0,
         width: -1.0,
         press: 0.0,
+        upper_lip: 1.0,
+        lower_lip: 0.0,
+        tongue: 0.0,
         blink_left: 0.0,
         blink_right: 1.0,
         roll_deg: MAX_HEAD_DEG,
@@ -255,4 +264,82 @@ fn bad_landmarks_are_refused_with_the_reason() {
         mesh().render(img, &Rig::default(), &mut buf),
         Err(MeshError::BufferSize { .. })
     ));
+}
+
+#[test]
+fn a_tucked_lower_lip_stops_under_the_upper_teeth_and_the_upper_lip_lifts() {
+    let m = mesh();
+    let s = m.scale();
+    let open = Rig {
+        jaw_open: 0.3,
+        lip_open: 0.2,
+        ..Rig::default()
+    };
+    let free = m.pose(&open);
+    let f = m.pose(&Rig {
+        lower_lip: 1.0,
+        upper_lip: 1.0,
+        ..open
+    });
+    for (&u, &l) in idx::UPPER_INNER.iter().zip(idx::LOWER_INNER.iter()) {
+        assert!(f[l].y < free[l].y - 1.0, "lower inner lip {l} rose");
+        let below = f[l].y - f[u].y;
+        assert!(
+            (below - TUCK_BELOW_UPPER * s).abs() < 0.01,
+            "lip {l} stops {below} px under {u}"
+        );
+    }
+    assert!(
+        (free[62].y - f[62].y - UPPER_LIFT * s).abs() < 0.01,
+        "upper lip lift"
+    );
+    // The tongue moves no landmark.
+    assert_eq!(
+        m.pose(&Rig {
+            tongue: 1.0,
+            ..open
+        }),
+        free
+    );
+}
+
+#[test]
+fn the_raised_tongue_fills_the_front_of_the_mouth() {
+    let m = mesh();
+    let src = photo();
+    let colours = InteriorColours {
+        cavity: [20.0, 5.0, 5.0],
+        teeth: [230.0, 230.0, 230.0],
+        tongue: [200.0, 60.0, 80.0],
+    };
+    let rig = Rig {
+        jaw_open: 1.0,
+        lip_open: 1.0,
+        ..Rig::default()
+    };
+    let posed = m.pose(&rig);
+    let tongue_px = |rig: &Rig| {
+        let mut out = src.clone();
+        draw_interior(&mut out, W, H, &posed, m.scale(), rig, &colours);
+        // Tongue-coloured pixels between the upper teeth and the middle of the gap, in the
+        // middle of the mouth.
+        let (top, bottom) = (posed[62].y, posed[66].y);
+        let under_teeth = top + 0.085 * m.scale() + 1.0;
+        let mid = (top + bottom) / 2.0;
+        assert!(
+            mid > under_teeth + 2.0,
+            "the mouth is open enough to see: {top} {under_teeth} {mid} {bottom}"
+        );
+        let cx = posed[62].x;
+        (under_teeth.ceil() as u32..mid as u32)
+            .flat_map(|y| ((cx - 10.0) as u32..(cx + 10.0) as u32).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let i = ((y * W + x) * 4) as usize;
+                out[i] > 150 && out[i + 1] < 110 && out[i + 2] < 130
+            })
+            .count()
+    };
+    let low = tongue_px(&rig);
+    let up = tongue_px(&Rig { tongue: 1.0, ..rig });
+    assert!(up > 30 && up > 4 * low.max(1), "raised {up}, low {low}");
 }

@@ -394,11 +394,16 @@ impl PortraitFace {
                 .asin()
                 .to_degrees()
         };
+        let pose = pose.clamped();
         let rig = Rig {
             jaw_open: pose.open,
             lip_open: pose.open * 0.6,
             width: pose.wide - pose.round,
-            press: 0.0,
+            press: pose.press,
+            // Spread lips ("ee") and a tucked lower lip (f, v) show the upper teeth.
+            upper_lip: 0.6 * pose.bite + 0.3 * pose.wide * (pose.open / 0.3).min(1.0),
+            lower_lip: pose.bite,
+            tongue: pose.tongue,
             blink_left: finite(motion.blink),
             blink_right: finite(motion.blink),
             roll_deg: finite(motion.tilt_rad).to_degrees(),
@@ -415,14 +420,14 @@ impl PortraitFace {
         if m.mesh.render_posed(src, &posed, out).is_err() {
             return;
         }
-        if pose.open > 0.0 {
+        if pose.open > 0.0 || rig.upper_lip > 0.0 {
             draw_interior(
                 out,
                 self.width,
                 self.height,
                 &posed,
                 scale,
-                pose.open,
+                &rig,
                 &m.colours,
             );
         }

@@ -1,0 +1,251 @@
+//! The landmark mesh on real photos (tests/fixtures/photos: faces from face-api's MIT demo
+//! photos with the landmarks face-api found on them, see the README there): at rest and still the
+//! frame is the photo; no rig value over a grid folds a triangle, and skin never stretches or
+//! squeezes past a bound; an open mouth and a blink change the mouth and the eyes only.
+
+use std::path::{Path, PathBuf};
+
+use talkstream_avatar::mesh::{FaceMesh, Rig};
+use talkstream_avatar::{Motion, MouthPose, Portrait, PortraitFace};
+
+fn photos() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    out.sort();
+    assert!(
+        out.len() >= 3,
+        "expected at least 3 photos in {}",
+        dir.display()
+    );
+    out
+}
+
+fn load(path: &Path) -> Portrait {
+    let p = Portrait::load(path, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        p.landmarks().map(<[_]>::len),
+        Some(68),
+        "{} has no landmarks file",
+        path.display()
+    );
+    p
+}
+
+fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn still_and_silent_every_photo_is_itself() {
+    for path in photos() {
+        let portrait = load(&path);
+        let (w, h) = (portrait.width(), portrait.height());
+        // At the photo's own size the frame is the decoded photo.
+        let face = PortraitFace::new(&portrait, w, h, 7).unwrap();
+        let mut out = vec![0u8; face.frame_len()];
+        face.render_rgba_with_motion(&Motion::STILL, MouthPose::CLOSED, &mut out)
+            .unwrap();
+        let d = max_diff(&out, portrait.rgba());
+        assert!(
+            d <= 1,
+            "{}: rest frame differs by {d} levels",
+            path.display()
+        );
+        // At another size (letterboxed) the frame is the scaled photo.
+        let face = PortraitFace::new(&portrait, 640, 480, 7).unwrap();
+        let mut out = vec![0u8; face.frame_len()];
+        face.render_rgba_with_motion(&Motion::STILL, MouthPose::CLOSED, &mut out)
+            .unwrap();
+        let d = max_diff(&out, face.base_rgba());
+        assert!(
+            d <= 1,
+            "{}: 640x480 rest frame differs by {d}",
+            path.display()
+        );
+    }
+}
+
+/// Every rig value over a grid on every photo: (photo, rig, flipped triangles, largest edge
+/// change).
+fn sweep() -> Vec<(PathBuf, Rig, usize, f32)> {
+    let steps = |lo: f32, hi: f32, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| lo + (hi - lo) * i as f32 / (n - 1) as f32)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for path in photos() {
+        let portrait = load(&path);
+        let landmarks = portrait.landmarks().unwrap_or_default();
+        let mesh = FaceMesh::new(portrait.width(), portrait.height(), landmarks)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let moved = mesh
+            .pose(&Rig::default())
+            .iter()
+            .zip(mesh.rest_points())
+            .map(|(a, b)| (a.x - b.x).abs().max((a.y - b.y).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(
+            moved < 1e-3,
+            "{}: the rest pose moves a point {moved} px",
+            path.display()
+        );
+        let before = out.len();
+        for jaw_open in steps(0.0, 1.0, 5) {
+            for lip_open in steps(0.0, 1.0, 3) {
+                for width in steps(-1.0, 1.0, 5) {
+                    for press in [0.0, 0.5, 1.0] {
+                        for (blink_left, blink_right) in [(0.0, 0.0), (1.0, 0.0), (0.5, 1.0)] {
+                            for head in [-2.0, 0.0, 2.0] {
+                                let rig = Rig {
+                                    jaw_open,
+                                    lip_open,
+                                    width,
+                                    press,
+                                    blink_left,
+                                    blink_right,
+                                    roll_deg: head,
+                                    yaw_deg: -head,
+                                    pitch_deg: head,
+                                };
+                                let q = mesh.quality(&mesh.pose(&rig));
+                                out.push((path.clone(), rig, q.flipped, q.max_stretch));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(out.len() - before, 5 * 3 * 5 * 3 * 3 * 3);
+    }
+    out
+}
+
+/// Fails today: 27 of 8100 poses fold one triangle, all on sample1 with the jaw fully open and
+/// the lips puckered (width -1): the triangle nose (32) - upper lip (49) - inner mouth corner
+/// (60), where the inner corner lies almost on the outer corner and moves in and down across
+/// the line 32-49. Blinks and head motion alone fold nothing (the next test).
+#[test]
+#[ignore = "fails: 27 of 8100 poses fold the triangle 32-49-60 on sample1 (jaw open + pucker)"]
+fn no_rig_value_folds_a_triangle_on_a_real_face() {
+    let all = sweep();
+    let folds: Vec<_> = all.iter().filter(|s| s.2 > 0).collect();
+    assert!(
+        folds.is_empty(),
+        "{} of {} poses fold triangles, e.g. {:?}",
+        folds.len(),
+        all.len(),
+        &folds[..folds.len().min(3)]
+    );
+}
+
+#[test]
+fn blinks_and_head_motion_fold_nothing_on_a_real_face() {
+    let all = sweep();
+    let folds: Vec<_> = all
+        .iter()
+        .filter(|s| s.1.jaw_open == 0.0 && s.1.width == 0.0 && s.1.press == 0.0 && s.2 > 0)
+        .collect();
+    assert!(
+        folds.is_empty(),
+        "{} poses fold, e.g. {:?}",
+        folds.len(),
+        folds.first()
+    );
+}
+
+/// Skin stretches or squeezes by less than 2x anywhere (the bound of the synthetic face's test;
+/// the edges across the inner lips and the eyes close by design and are left out).
+///
+/// Fails today: on these photos the lips are closed and thin, and the triangulation joins the
+/// inner lower lip (65-67) to the outer upper lip (49-53) and the inner corners (60, 64) to
+/// the outer lips; those edges cross the mouth's gap and grow 2-5.6x when the jaw opens or the
+/// lips pucker (1683 of 8100 poses reach 2x, worst 5.56x). Run with `--ignored`.
+#[test]
+#[ignore = "fails: edges across the mouth's gap on real photos grow up to 5.6x (see the doc comment)"]
+fn skin_stretch_stays_below_2x_on_a_real_face() {
+    let all = sweep();
+    for path in photos() {
+        let worst = all
+            .iter()
+            .filter(|s| s.0 == path)
+            .fold((1.0f32, Rig::default()), |w, s| {
+                if s.3 > w.0 {
+                    (s.3, s.1)
+                } else {
+                    w
+                }
+            });
+        println!(
+            "{}: worst edge change {:.2}x at {:?}",
+            path.display(),
+            worst.0,
+            worst.1
+        );
+    }
+    let bad: Vec<_> = all.iter().filter(|s| s.3 >= 2.0).collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} poses change an edge 2x or more, worst {:.2}x",
+        bad.len(),
+        all.len(),
+        bad.iter().map(|s| s.3).fold(0.0, f32::max)
+    );
+}
+
+#[test]
+fn speech_and_blinks_change_only_the_lower_face_and_the_eyes() {
+    for path in photos() {
+        let portrait = load(&path);
+        let p = portrait.landmarks().unwrap_or_default().to_vec();
+        let face = PortraitFace::new(&portrait, portrait.width(), portrait.height(), 7).unwrap();
+        let w = portrait.width() as usize;
+        let mut out = vec![0u8; face.frame_len()];
+        let changed = |out: &[u8], y0: f32, y1: f32| -> usize {
+            let (y0, y1) = (
+                y0.max(0.0) as usize,
+                (y1.max(0.0) as usize).min(out.len() / 4 / w),
+            );
+            (y0..y1)
+                .flat_map(|y| (0..w).map(move |x| (y * w + x) * 4))
+                .filter(|&i| max_diff(&out[i..i + 3], &face.base_rgba()[i..i + 3]) > 2)
+                .count()
+        };
+        let brow_top = p[17..27].iter().map(|q| q.y).fold(f32::MAX, f32::min);
+        let eye_bottom = p[36..48].iter().map(|q| q.y).fold(0.0, f32::max);
+        // An open mouth: the mouth region changes a lot, the forehead not at all.
+        face.render_rgba_with_motion(&Motion::STILL, MouthPose::new(0.8, 0.2, 0.0), &mut out)
+            .unwrap();
+        let mouth = changed(&out, p[51].y - 5.0, p[8].y + 5.0);
+        assert!(
+            mouth > 500,
+            "{}: {mouth} mouth pixels changed",
+            path.display()
+        );
+        assert_eq!(changed(&out, 0.0, brow_top - 10.0), 0, "{}", path.display());
+        // A blink: the eyes change, nothing below the nose tip.
+        let blink = Motion {
+            blink: 1.0,
+            ..Motion::STILL
+        };
+        face.render_rgba_with_motion(&blink, MouthPose::CLOSED, &mut out)
+            .unwrap();
+        let eyes = changed(&out, brow_top, eye_bottom + 5.0);
+        assert!(eyes > 100, "{}: {eyes} eye pixels changed", path.display());
+        assert_eq!(
+            changed(&out, p[33].y + 5.0, portrait.height() as f32),
+            0,
+            "{}",
+            path.display()
+        );
+    }
+}
