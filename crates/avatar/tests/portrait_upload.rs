@@ -239,3 +239,28 @@ fn a_large_photo_is_kept_scaled_down_with_its_landmarks() {
     assert!((kept[30].x - points[30].x / 2.0).abs() < 0.01);
     assert!((kept[30].y - points[30].y / 2.0).abs() < 0.01);
 }
+
+/// The real photo fixtures (face-api's landmarks on real faces, see fixtures/photos/README.md):
+/// each is accepted as the page would send it.
+#[test]
+fn the_real_photo_fixtures_are_accepted() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos");
+    let entries = std::fs::read_dir(&dir).unwrap();
+    let mut checked = 0;
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.extension().and_then(|x| x.to_str()) != Some("jpg") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let json = std::fs::read_to_string(format!("{}.landmarks.json", path.display())).unwrap();
+        let points = talkstream_avatar::portrait::landmarks::parse_landmarks(&json).unwrap();
+        let c = portrait_from_upload(&bytes, &points, &limits())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(c.portrait.width(), c.source_width);
+        // They were chosen with closed lips: no open-mouth note.
+        assert!(c.notes.is_empty(), "{}: {:?}", path.display(), c.notes);
+        checked += 1;
+    }
+    assert!(checked > 0, "no photos in {}", dir.display());
+}
