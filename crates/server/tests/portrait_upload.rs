@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -279,5 +279,78 @@ async fn an_uploaded_photo_replaces_the_avatar_and_abuse_is_refused() {
     );
     drop(ws);
     drop(ws2);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// With `VIDEO_GENERATOR=exec` the session's photo reaches the generator as its `--ref_image`
+/// (a private copy the server made), and the copy is gone when the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_photo_is_the_external_generators_reference_image() {
+    let gen =
+        PathBuf::from(env!("CARGO_BIN_EXE_talkstream")).with_file_name("talkstream-test-generator");
+    assert!(
+        gen.exists(),
+        "{} is missing: build it with `cargo build -p talkstream-generators --bins`",
+        gen.display()
+    );
+    let work = common::temp_dir("portrait-gen-work");
+    let ref_log = work.join("refs.log");
+    let default_image = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../avatar/tests/fixtures/face128.jpg"
+    );
+    let server = Server::start(
+        "portrait-gen",
+        &[],
+        &[
+            ("VIDEO_GENERATOR", "exec"),
+            ("INFINITETALK_BIN", gen.to_str().unwrap()),
+            ("AVATAR_REF_IMAGE", default_image),
+            ("GENERATOR_BUFFER_MS", "2000"),
+            ("TALKSTREAM_FAKE_REF_LOG", ref_log.to_str().unwrap()),
+        ],
+    );
+    let (mut ws, hello) = connect(&server).await;
+    assert_eq!(hello["video_generator"], "exec");
+    let (bytes, points) = photo();
+    let msg = json!({"type": "portrait", "image": b64(&bytes), "landmarks": points}).to_string();
+    let applied = upload(&mut ws, msg).await;
+    assert_eq!(applied["state"], "applied", "{applied}");
+    assert_eq!(applied["default"], false);
+    send_json(
+        &mut ws,
+        json!({"type": "prompt", "text": "Hello from my own photo."}),
+    )
+    .await;
+    collect_until(&mut ws, Duration::from_secs(90), |v| v["type"] == "metrics").await;
+
+    let log = std::fs::read_to_string(&ref_log).expect("the generator ran");
+    let refs: Vec<(String, u64)> = log
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(p, n)| (p.to_string(), n.parse().unwrap()))
+        .collect();
+    assert!(!refs.is_empty(), "{log}");
+    for (path, size) in &refs {
+        assert!(
+            path.contains("talkstream-portraits-"),
+            "not the session's photo: {path}"
+        );
+        assert_eq!(*size, bytes.len() as u64, "{path}");
+    }
+    let copy = PathBuf::from(&refs[0].0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", copy.display());
+    }
+    // The session ends: its copy goes.
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while copy.exists() {
+        assert!(Instant::now() < deadline, "{} left behind", copy.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
