@@ -736,6 +736,22 @@ mod tests {
     }
 
     #[test]
+    fn portrait_upload_settings() {
+        let c = parse(&[]);
+        assert_eq!(c.portrait_uploads, PortraitUploads::Session);
+        assert_eq!(c.portrait_max_bytes, 2 << 20);
+        let c = parse(&["--portrait-uploads", "off", "--portrait-max-bytes", "65536"]);
+        assert_eq!(c.portrait_uploads.as_str(), "off");
+        c.validate().unwrap();
+        for bad in ["1000", "16777217"] {
+            let c = parse(&["--portrait-max-bytes", bad]);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(&format!("PORTRAIT_MAX_BYTES={bad}")), "{msg}");
+        }
+        assert!(Cli::try_parse_from(["talkstream", "--portrait-uploads", "everyone"]).is_err());
+    }
+
+    #[test]
     fn unparsable_numbers_are_rejected_by_the_parser() {
         assert!(Cli::try_parse_from(["talkstream", "--port", "seventy"]).is_err());
     }
