@@ -41,12 +41,13 @@ pub enum MediaCommand {
         /// The turn being interrupted.
         turn: u64,
     },
-    /// Animate this portrait from the next frame on (`None`: the drawn avatar); the lip-sync
-    /// state stays, so a turn being spoken goes on. With `ref_image`, the external generator's
-    /// reference image becomes that file for the turns that start from now on.
-    SetPortrait {
-        /// The portrait.
-        portrait: Option<Arc<talkstream_avatar::Portrait>>,
+    /// Show this face from the next frame on (a portrait or the drawn avatar, built off the
+    /// media thread for the stream's size and seed); the lip-sync state stays, so a turn being
+    /// spoken goes on. With `ref_image`, the external generator's reference image becomes that
+    /// file for the turns that start from now on.
+    SetFace {
+        /// The face.
+        face: Box<talkstream_avatar::Face>,
         /// The generator's reference image, when it changes.
         ref_image: Option<std::path::PathBuf>,
     },

@@ -17,9 +17,8 @@ use crate::voice::BuiltInVoice;
 /// Renders avatar frames whose mouth follows the audio pushed into it.
 pub struct FaceRenderer {
     avatar: Face,
-    /// Output size and idle-motion seed, to build another face in place.
+    /// Output size, which a replacing face must have.
     size: (u32, u32),
-    seed: u64,
     lipsync: LipSync,
     rgba: Vec<u8>,
     frame: I420Frame,
@@ -36,17 +35,22 @@ impl FaceRenderer {
         Ok(Self {
             avatar: Face::new(cfg.width, cfg.height, seed, portrait)?,
             size: (cfg.width, cfg.height),
-            seed,
             lipsync: LipSync::new(cfg.sample_rate, cfg.fps),
             rgba: vec![0u8; cfg.width as usize * cfg.height as usize * 4],
             frame: I420Frame::new(cfg.width, cfg.height),
         })
     }
 
-    /// Show `portrait` from the next frame on (`None`: the drawn avatar). The lip-sync keeps
-    /// its state, so speech under way goes on in the new face.
-    pub fn set_portrait(&mut self, portrait: Option<&Portrait>) -> Result<(), AvatarError> {
-        self.avatar = Face::new(self.size.0, self.size.1, self.seed, portrait)?;
+    /// Show `face` from the next frame on. The lip-sync keeps its state, so speech under way
+    /// goes on in the new face. A face of another size is refused.
+    pub fn set_face(&mut self, face: Face) -> Result<(), AvatarError> {
+        if (face.width(), face.height()) != self.size {
+            return Err(AvatarError::InvalidSize {
+                width: face.width(),
+                height: face.height(),
+            });
+        }
+        self.avatar = face;
         Ok(())
     }
 

@@ -25,11 +25,8 @@ impl MediaLoop {
                 Vec::new()
             }
             MediaCommand::Interrupt { turn } => self.interrupt(turn, at),
-            MediaCommand::SetPortrait {
-                portrait,
-                ref_image,
-            } => {
-                self.set_portrait(portrait.as_deref(), ref_image);
+            MediaCommand::SetFace { face, ref_image } => {
+                self.set_face(*face, ref_image);
                 Vec::new()
             }
             MediaCommand::TurnEnd { turn } => self.turn_end(turn, at),
@@ -43,15 +40,14 @@ impl MediaLoop {
     }
 
     /// Swap the face (the lip-sync and the turn go on); a new generator reference image is
-    /// used from the next turn on. A face that cannot be built leaves the old one.
-    fn set_portrait(
-        &mut self,
-        portrait: Option<&talkstream_avatar::Portrait>,
-        ref_image: Option<std::path::PathBuf>,
-    ) {
-        match self.face.set_portrait(portrait) {
-            Ok(()) => tracing::info!(portrait = portrait.is_some(), "the stream shows a new face"),
-            Err(e) => tracing::warn!("the new face could not be built, the old one stays: {e}"),
+    /// used from the next turn on. A face of the wrong size is refused (the old one stays).
+    fn set_face(&mut self, face: talkstream_avatar::Face, ref_image: Option<std::path::PathBuf>) {
+        let portrait = matches!(face, talkstream_avatar::Face::Portrait(_));
+        match self.face.set_face(face) {
+            Ok(()) => tracing::info!(portrait, "the stream shows a new face"),
+            Err(e) => {
+                tracing::warn!("the new face does not fit the stream, the old one stays: {e}")
+            }
         }
         if let (Some(link), Some(path)) = (self.generator.as_mut(), ref_image) {
             link.ref_image = path;

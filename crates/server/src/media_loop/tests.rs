@@ -763,8 +763,9 @@ fn a_new_portrait_mid_turn_shows_at_once_and_the_turn_goes_on() {
     // The drawn avatar: hardly any pixel is the photo's grey.
     let grey = 150u8;
     assert!(share_near(h.media.face.last_frame(), grey) < 0.5);
-    h.command(MediaCommand::SetPortrait {
-        portrait: Some(flat_portrait([grey, grey, grey])),
+    let portrait = flat_portrait([grey, grey, grey]);
+    h.command(MediaCommand::SetFace {
+        face: Box::new(talkstream_avatar::Face::new(64, 64, 7, Some(&portrait)).unwrap()),
         ref_image: None,
     });
     h.run_until(ms(900));
@@ -797,8 +798,13 @@ fn a_new_portrait_mid_turn_shows_at_once_and_the_turn_goes_on() {
     let start = first_nonzero(&pcm);
     assert_eq!(&pcm[start..start + said.len()], said.as_slice());
     // Back to the drawn avatar.
-    h.command(MediaCommand::SetPortrait {
-        portrait: None,
+    h.command(MediaCommand::SetFace {
+        face: Box::new(talkstream_avatar::Face::new(64, 64, 7, None).unwrap()),
+        ref_image: None,
+    });
+    // A face of another size is refused; the drawn one stays.
+    h.command(MediaCommand::SetFace {
+        face: Box::new(talkstream_avatar::Face::new(32, 32, 7, Some(&portrait)).unwrap()),
         ref_image: None,
     });
     h.run_until(ms(10_200));

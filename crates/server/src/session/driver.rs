@@ -38,6 +38,8 @@ mod portrait;
 struct LiveStream {
     registration: Registration,
     producer: Producer,
+    /// The face's output size and idle-motion seed (to build another face for it).
+    face: (u32, u32, u64),
 }
 
 /// Everything a running session holds besides its core.
@@ -266,7 +268,7 @@ impl Driver {
                     checked,
                     make_default,
                 } => self.apply_portrait(upload, checked, make_default).await,
-                Action::ResetPortrait => self.reset_portrait(),
+                Action::ResetPortrait => self.reset_portrait().await,
                 Action::Close { code, reason } => return Some((code, reason)),
             }
         }
@@ -382,6 +384,7 @@ impl Driver {
         self.stream = Some(LiveStream {
             registration,
             producer,
+            face: (cfg.width, cfg.height, seed),
         });
         Ok(ServerMessage::Hello {
             session_id: self.id.clone(),
@@ -444,6 +447,7 @@ impl Driver {
         let Some(LiveStream {
             registration,
             producer,
+            ..
         }) = self.stream.take()
         else {
             return;

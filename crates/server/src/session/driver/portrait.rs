@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use talkstream_avatar::Portrait;
+use talkstream_avatar::{Face, Portrait};
 
 use super::Driver;
 use crate::pipeline::{Event, MediaCommand};
@@ -122,22 +122,37 @@ impl Driver {
                 }
             }
         }
-        self.show_portrait(Some(checked.portrait), ref_image);
+        self.show_portrait(Some(checked.portrait), ref_image).await;
     }
 
     /// Back to the server's default portrait (or the drawn avatar).
-    pub(super) fn reset_portrait(&mut self) {
+    pub(super) async fn reset_portrait(&mut self) {
         self.portrait = None;
         let ref_image = self.state.generator.is_some().then(|| self.ref_image());
-        self.show_portrait(self.state.uploads.default_portrait(), ref_image);
+        self.show_portrait(self.state.uploads.default_portrait(), ref_image)
+            .await;
     }
 
-    fn show_portrait(&self, portrait: Option<Arc<Portrait>>, ref_image: Option<PathBuf>) {
-        if let Some(stream) = &self.stream {
-            let _ = stream.producer.sender().send(MediaCommand::SetPortrait {
-                portrait,
-                ref_image,
-            });
+    /// Build the face for the live stream off the session's loop (tens of milliseconds for a
+    /// large photo, which the media thread must not spend) and hand it over.
+    async fn show_portrait(&self, portrait: Option<Arc<Portrait>>, ref_image: Option<PathBuf>) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        let (width, height, seed) = stream.face;
+        let built = tokio::task::spawn_blocking(move || {
+            Face::new(width, height, seed, portrait.as_deref())
+        })
+        .await;
+        match built {
+            Ok(Ok(face)) => {
+                let _ = stream.producer.sender().send(MediaCommand::SetFace {
+                    face: Box::new(face),
+                    ref_image,
+                });
+            }
+            Ok(Err(e)) => tracing::error!(parent: &self.span, "the face could not be built: {e}"),
+            Err(e) => tracing::error!(parent: &self.span, "building the face failed: {e}"),
         }
     }
 }
