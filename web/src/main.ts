@@ -5,6 +5,7 @@ import './style.css';
 import { CaptionScheduler } from './captions';
 import { PlaybackMonitor, type Stall } from './playback';
 import type { FatalInfo } from './player';
+import { PhotoController, type PhotoDebug } from './photo';
 import { publishBadge, type PublishMessage } from './publish';
 import { StreamPlayer } from './streamplayer';
 import type { WhepStats } from './webrtc';
@@ -94,6 +95,8 @@ export interface TalkstreamDebug {
   readonly history: { who: 'user' | 'avatar'; text: string }[];
   /** every go-live state received (RTMP publishing), in order */
   publish: PublishMessage[];
+  /** "Use my photo": its state, the detected and edited landmarks, what was sent, the answers */
+  readonly photo: PhotoDebug;
 }
 
 declare global {
@@ -174,6 +177,9 @@ const debug: TalkstreamDebug = {
     return voice.history.plain();
   },
   publish: [],
+  get photo() {
+    return photo.debug;
+  },
 };
 window.__talkstream = debug;
 
@@ -356,6 +362,8 @@ const handlers: Handlers = {
       receivedAtMs: Date.now(),
     });
     voice.hello(m);
+    photo.hello(m);
+    ui.setInfo('Session', 'photos', m.portraits ? `${m.portraits}${m.portrait_max_bytes ? ` (≤ ${Math.round(m.portrait_max_bytes / 1024)} KB)` : ''}` : undefined);
     refresh();
   },
   status(m) {
@@ -366,7 +374,11 @@ const handlers: Handlers = {
     refresh();
   },
   error(m) {
+    if (photo.serverError(m)) return;
     showError(voice.serverError(m) ?? `${m.message} (${m.code})`);
+  },
+  portrait(m) {
+    photo.message(m);
   },
   transcript(m) {
     if (m.turn !== undefined && m.start_pdt_ms !== undefined && !turnsSeen.has(m.turn)) {
@@ -462,6 +474,7 @@ const session = new Session(() => withToken(sessionUrl(window.location), tokens.
     streaming = false;
     resetCaptions();
     voice.socketClosed();
+    photo.socketClosed();
     ui.showUnmute(false);
     reconnectNote = `Disconnected (${code}${reason ? ` ${reason}` : ''}); reconnecting in ${(retryInMs / 1000).toFixed(1)} s`;
     ui.setNote(reconnectNote);
@@ -478,6 +491,10 @@ const voice: Voice = new Voice({
   error: showError,
   log: sendLog,
 });
+
+// ---- "Use my photo" (photo.ts) ----
+
+const photo = new PhotoController({ send: (msg) => session.send(msg), log: sendLog });
 
 // ---- prompt ----
 

@@ -12,6 +12,7 @@ import {
   type UserSpeechMessage,
   type UserTranscriptMessage,
 } from './micprotocol';
+import { landmarksProblem, type Point } from './portrait';
 import { parsePublish, type PublishMessage } from './publish';
 
 export interface StreamInfo {
@@ -47,7 +48,30 @@ export interface HelloMessage extends HelloMic {
   video_generator?: string;
   /** Why the configured external generator is not used, if so. */
   generator_note?: string;
+  /** "Use my photo": a photo applies to the session, may become the server's default, or is off. */
+  portraits?: PortraitsMode;
+  /** The largest photo (bytes, before base64) the server takes. */
+  portrait_max_bytes?: number;
 }
+
+export const PORTRAITS_MODES = ['session', 'default', 'off'] as const;
+export type PortraitsMode = (typeof PORTRAITS_MODES)[number];
+
+/** The server's answers to a `portrait` (or `portrait_reset`) message. */
+export type PortraitMessage =
+  | { type: 'portrait'; state: 'checking' }
+  | {
+      type: 'portrait';
+      state: 'applied';
+      width: number;
+      height: number;
+      /** it became the server's default avatar too */
+      default: boolean;
+      /** warnings about how the photo will look */
+      notes: string[];
+    }
+  | { type: 'portrait'; state: 'refused'; reason: string }
+  | { type: 'portrait'; state: 'reset' };
 
 export const STAGES = ['idle', 'thinking', 'speaking', 'complete', 'error'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -139,6 +163,7 @@ export type ServerMessage =
   | UserSpeechMessage
   | PublishMessage
   | UserTranscriptMessage
+  | PortraitMessage
   | UnknownMessage;
 
 export type ParseResult = { ok: true; message: ServerMessage } | { ok: false; error: string };
@@ -196,6 +221,12 @@ function parseHello(o: Obj): ParseResult {
   const generator_note = optString(o, 'generator_note');
   if (generator_note !== undefined) msg.generator_note = generator_note;
   parseHelloMic(o, msg);
+  const portraits = o.portraits;
+  if (typeof portraits === 'string' && (PORTRAITS_MODES as readonly string[]).includes(portraits)) {
+    msg.portraits = portraits as PortraitsMode;
+  }
+  const maxBytes = optNumber(o, 'portrait_max_bytes');
+  if (maxBytes !== undefined && Number.isInteger(maxBytes) && maxBytes > 0) msg.portrait_max_bytes = maxBytes;
   if (isObj(o.stream)) {
     const s = o.stream;
     const stream: StreamInfo = {};
@@ -261,7 +292,27 @@ function parseOnScreen(o: Obj): ParseResult {
   return { ok: true, message: { type: 'on_screen', turn, on_screen_ms: ms } };
 }
 
+function parsePortrait(o: Obj): ParseResult {
+  switch (o.state) {
+    case 'checking':
+    case 'reset':
+      return { ok: true, message: { type: 'portrait', state: o.state } };
+    case 'applied': {
+      const width = optNumber(o, 'width');
+      const height = optNumber(o, 'height');
+      if (width === undefined || height === undefined) return fail('portrait applied: missing width or height');
+      const notes = Array.isArray(o.notes) ? o.notes.filter((n): n is string => typeof n === 'string' && n !== '') : [];
+      return { ok: true, message: { type: 'portrait', state: 'applied', width, height, default: o.default === true, notes } };
+    }
+    case 'refused':
+      return { ok: true, message: { type: 'portrait', state: 'refused', reason: optString(o, 'reason') || 'the server refused the photo' } };
+    default:
+      return fail(`portrait: unknown state ${JSON.stringify(o.state)}`);
+  }
+}
+
 const parsers: Record<string, (o: Obj) => ParseResult> = {
+  portrait: parsePortrait,
   on_screen: parseOnScreen,
   hello: parseHello,
   status: parseStatus,
@@ -302,7 +353,13 @@ export type ClientMessage =
   | { type: 'prompt'; text: string }
   | { type: 'control'; action: ControlAction }
   | { type: 'shown'; turn: number }
+  | PortraitClientMessage
   | MicClientMessage;
+
+/** A photo for the avatar (standard base64 of JPEG/PNG bytes) and its 68 landmarks in its pixels. */
+export type PortraitClientMessage =
+  | { type: 'portrait'; image: string; landmarks: [number, number][] }
+  | { type: 'portrait_reset' };
 
 /** Longest log line we forward; the server should not be flooded by a runaway error string. */
 export const MAX_LOG_CHARS = 2000;
@@ -323,6 +380,22 @@ export function shownMessage(turn: number): ClientMessage {
 
 export function controlMessage(action: ControlAction): ClientMessage {
   return { type: 'control', action };
+}
+
+/**
+ * The `portrait` message: `image` is the base64 of the picture's bytes, `landmarks` its 68
+ * points in its pixels (rounded to 1/100 px). Throws on points `landmarksProblem` refuses.
+ */
+export function portraitMessage(image: string, landmarks: readonly Point[], width: number, height: number): PortraitClientMessage {
+  const problem = landmarksProblem(landmarks, width, height);
+  if (problem) throw new Error(`portrait: ${problem}`);
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(image) || image.length % 4 !== 0) throw new Error('portrait: image is not standard base64');
+  const r = (v: number) => Math.round(v * 100) / 100;
+  return { type: 'portrait', image, landmarks: landmarks.map((p) => [r(p[0]), r(p[1])]) };
+}
+
+export function portraitResetMessage(): PortraitClientMessage {
+  return { type: 'portrait_reset' };
 }
 
 export function encode(msg: ClientMessage): string {

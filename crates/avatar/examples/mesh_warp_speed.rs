@@ -1,4 +1,4 @@
-//! Benchmark: the photo mesh warp plus the mouth interior (`talkstream_avatar::mesh`) at 512×512
+//! Benchmark: the photo mesh warp plus the mouth interior and the blinking lids (`talkstream_avatar::mesh`) at 512×512
 //! on one core — per frame median and p99 over a talking cycle (jaw, lips, width, lips pressed,
 //! lower lip tucked, tongue, blinks, head motion all moving), and the rest pose (the photo
 //! copied).
@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use talkstream_avatar::mesh::{
-    draw_interior, sample_colours, template_landmarks, FaceMesh, Point, RgbaRef, Rig,
+    draw_interior, draw_lids, sample_colours, sample_lid_colours, template_landmarks, FaceMesh,
+    Point, RgbaRef, Rig,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data: &photo,
     };
     let colours = sample_colours(&photo, w, h, mesh.rest_points());
+    let lids = sample_lid_colours(&photo, w, h, mesh.rest_points());
     let mut out = vec![0u8; photo.len()];
     let frames = 1000;
     let mut times = Vec::with_capacity(frames);
@@ -46,9 +48,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pitch_deg: (t * 0.9).sin(),
         };
         let start = Instant::now();
-        let posed = mesh.pose(&rig);
+        // As the portrait does it: the warp keeps the eyes open, the lids are drawn.
+        let posed = mesh.pose(&Rig {
+            blink_left: 0.0,
+            blink_right: 0.0,
+            ..rig
+        });
         moved = mesh.render_posed(src, &posed, &mut out)?;
         draw_interior(&mut out, w, h, &posed, mesh.scale(), &rig, &colours);
+        draw_lids(&mut out, w, h, &posed, mesh.scale(), &rig, &lids);
         times.push(start.elapsed());
     }
     let mut rest = Vec::with_capacity(200);
@@ -68,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         moved
     );
     println!(
-        "512x512 warp + mouth interior, talking: median {:.2} ms, p99 {:.2} ms over {frames} frames; at rest (copy): median {:.3} ms",
+        "512x512 warp + mouth interior + lids, talking: median {:.2} ms, p99 {:.2} ms over {frames} frames; at rest (copy): median {:.3} ms",
         pct(&mut times, 0.5),
         pct(&mut times, 0.99),
         pct(&mut rest, 0.5)

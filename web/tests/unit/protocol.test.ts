@@ -5,6 +5,8 @@ import {
   logMessage,
   MAX_LOG_CHARS,
   parseServerMessage,
+  portraitMessage,
+  portraitResetMessage,
   promptMessage,
   sessionUrl,
   shownMessage,
@@ -263,5 +265,72 @@ describe('client messages', () => {
   it('derives the session URL from the page origin', () => {
     expect(sessionUrl({ protocol: 'http:', host: '127.0.0.1:8080' })).toBe('ws://127.0.0.1:8080/session');
     expect(sessionUrl({ protocol: 'https:', host: 'talk.example' })).toBe('wss://talk.example/session');
+  });
+});
+
+describe('portraits', () => {
+  const hello = (extra: string) => `{"type":"hello","session_id":"s","playlist":"/p.m3u8"${extra}}`;
+
+  it('reads the portrait mode and size limit from hello, ignoring unknown modes and bad limits', () => {
+    expect(ok(hello(',"portraits":"session","portrait_max_bytes":2097152'))).toMatchObject({ portraits: 'session', portrait_max_bytes: 2097152 });
+    expect(ok(hello(',"portraits":"default"'))).toMatchObject({ portraits: 'default' });
+    expect(ok(hello(',"portraits":"off"'))).toMatchObject({ portraits: 'off' });
+    const odd = ok(hello(',"portraits":"always","portrait_max_bytes":-4'));
+    expect(odd).not.toHaveProperty('portraits');
+    expect(odd).not.toHaveProperty('portrait_max_bytes');
+    expect(ok(hello(',"portrait_max_bytes":1.5'))).not.toHaveProperty('portrait_max_bytes');
+    expect(ok(hello(''))).not.toHaveProperty('portraits');
+  });
+
+  it('parses every portrait state', () => {
+    expect(ok('{"type":"portrait","state":"checking"}')).toEqual({ type: 'portrait', state: 'checking' });
+    expect(ok('{"type":"portrait","state":"reset"}')).toEqual({ type: 'portrait', state: 'reset' });
+    expect(ok('{"type":"portrait","state":"applied","width":512,"height":512,"default":true,"notes":["mouth open",3,""]}')).toEqual({
+      type: 'portrait',
+      state: 'applied',
+      width: 512,
+      height: 512,
+      default: true,
+      notes: ['mouth open'],
+    });
+    expect(ok('{"type":"portrait","state":"applied","width":512,"height":512}')).toMatchObject({ default: false, notes: [] });
+    expect(ok('{"type":"portrait","state":"refused","reason":"landmark 3 is outside the image"}')).toEqual({
+      type: 'portrait',
+      state: 'refused',
+      reason: 'landmark 3 is outside the image',
+    });
+    expect(ok('{"type":"portrait","state":"refused"}')).toMatchObject({ reason: 'the server refused the photo' });
+    expect(bad('{"type":"portrait","state":"applied","width":512}')).toMatch(/missing width or height/);
+    expect(bad('{"type":"portrait","state":"dancing"}')).toBe('portrait: unknown state "dancing"');
+  });
+
+  /** A face whose points are all inside 512² with the eyes left/right and the mouth below. */
+  const points = (): [number, number][] =>
+    Array.from({ length: 68 }, (_, i) => {
+      if (i >= 36 && i <= 41) return [200 + i, 200];
+      if (i >= 42 && i <= 47) return [300 + i, 200];
+      if (i >= 48) return [256 + (i % 5), 330 + (i % 3) / 3];
+      return [100 + i * 4, 150 + (i % 7) * 20];
+    });
+
+  it('builds the portrait message with landmarks rounded to 1/100 px', () => {
+    const pts = points();
+    pts[0] = [10.123456, 20.98765];
+    const m = JSON.parse(encode(portraitMessage('/9j/4AAQ', pts, 512, 512)));
+    expect(m.type).toBe('portrait');
+    expect(m.image).toBe('/9j/4AAQ');
+    expect(m.landmarks).toHaveLength(68);
+    expect(m.landmarks[0]).toEqual([10.12, 20.99]);
+    expect(Object.keys(m).sort()).toEqual(['image', 'landmarks', 'type']);
+    expect(JSON.parse(encode(portraitResetMessage()))).toEqual({ type: 'portrait_reset' });
+  });
+
+  it('refuses to build a portrait message from bad points or bad base64', () => {
+    expect(() => portraitMessage('/9j/4AAQ', points().slice(1), 512, 512)).toThrow(/expected 68 landmarks/);
+    const out = points();
+    out[3] = [600, 10];
+    expect(() => portraitMessage('/9j/4AAQ', out, 512, 512)).toThrow(/outside the 512×512 picture/);
+    expect(() => portraitMessage('data:image/jpeg;base64,/9j/4AAQ', points(), 512, 512)).toThrow(/standard base64/);
+    expect(() => portraitMessage('/9j/4AA', points(), 512, 512)).toThrow(/standard base64/);
   });
 });

@@ -6,6 +6,11 @@
 
 use super::{idx, Point, Rig};
 
+/// Width of an upper front tooth, interocular distances.
+const TOOTH_UPPER: f32 = 0.08;
+/// Width of a lower front tooth, interocular distances.
+const TOOTH_LOWER: f32 = 0.055;
+
 /// Colours of the inside, from the photo.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InteriorColours {
@@ -20,10 +25,12 @@ pub struct InteriorColours {
 impl InteriorColours {
     /// From the photo's mean lip colour and mean skin brightness (0..=255).
     pub fn from_photo(lips: [f32; 3], skin_luma: f32) -> Self {
-        let light = (skin_luma / 200.0).clamp(0.45, 1.1);
+        // Teeth are lighter than the skin around them in any light, but never white on a
+        // dim photo: a little above the cheeks' brightness, between 150 and 232.
+        let teeth = (skin_luma * 1.25).clamp(150.0, 232.0);
         InteriorColours {
             cavity: lips.map(|c| c * 0.22),
-            teeth: [226.0 * light, 218.0 * light, 204.0 * light],
+            teeth: [teeth, teeth * 0.965, teeth * 0.9],
             tongue: [lips[0] * 0.85, lips[1] * 0.55, lips[2] * 0.6],
         }
     }
@@ -118,15 +125,25 @@ pub fn draw_interior(
             // Teeth: a band under the upper lip and a smaller one above the lower lip, fading
             // toward the corners (the teeth curve away into the dark).
             let teeth_fade = (1.0 - side * side).clamp(0.0, 1.0);
+            // Each tooth is a little darker at its sides (a faint line between teeth) and
+            // toward its biting edge.
+            let tooth = |width: f32| {
+                let u = ((px - cx) / width).abs();
+                let edge = (u - u.round()).abs() * width;
+                1.0 - 0.1 * (1.0 - edge / 0.8).max(0.0)
+            };
             if py - uy < teeth_h && side < 0.85 {
-                let k = teeth_fade * (1.0 - (py - uy) / teeth_h).powf(0.3);
+                let depth = (py - uy) / teeth_h;
+                let k = teeth_fade * (1.0 - depth).powf(0.3);
+                let shade = tooth(TOOTH_UPPER * scale) * (1.0 - 0.12 * depth);
                 for (ci, tv) in c.iter_mut().zip(colours.teeth) {
-                    *ci += (tv - *ci) * k;
+                    *ci += (tv * shade - *ci) * k;
                 }
             } else if ly - py < teeth_h * 0.6 && side < 0.7 && gap > teeth_h * 1.2 {
                 let k = 0.85 * teeth_fade * (1.0 - (ly - py) / (teeth_h * 0.6)).powf(0.3);
+                let shade = 0.9 * tooth(TOOTH_LOWER * scale);
                 for (ci, tv) in c.iter_mut().zip(colours.teeth) {
-                    *ci += (tv * 0.9 - *ci) * k;
+                    *ci += (tv * shade - *ci) * k;
                 }
             }
             let i = ((y * width + x) * 4) as usize;

@@ -6,20 +6,22 @@
 //! At rest the output is the photo itself, exactly.
 //!
 //! The inside of the open mouth (cavity, teeth, tongue) is drawn under the inner lip contour
-//! ([`draw_interior`]). [`crate::PortraitFace`] uses all this when the portrait has landmarks
+//! ([`draw_interior`]), and a blink's closing lids over the eyes ([`draw_lids`]). [`crate::PortraitFace`] uses all this when the portrait has landmarks
 //! (`<image>.landmarks.json`, see [`crate::portrait::landmarks`]). Sans-I/O like the rest of the
 //! crate.
 
 mod interior;
+mod lids;
 mod rig;
 mod template;
 mod triangulate;
 mod warp;
 
 pub use interior::{draw_interior, sample_colours, InteriorColours};
+pub use lids::{draw_lids, sample_lid_colours, LidColours};
 pub use rig::{
     idx, Rig, CORNER_TRAVEL, JAW_DROP, LIP_PART, MAX_HEAD_DEG, PRESSED_GAP, TUCK_BELOW_UPPER,
-    UPPER_LIFT,
+    TUCK_MAX_RISE, UPPER_LIFT,
 };
 pub use template::template_landmarks;
 pub use triangulate::{signed_area2, triangulate, Triangle};
@@ -150,6 +152,8 @@ impl FaceMesh {
         );
 
         let mut rest = landmarks.to_vec();
+        settle_inner_corners(&mut rest);
+        let landmarks = &rest.clone()[..];
         let mut followers = Vec::new();
         let (w, h) = (width as f32, height as f32);
         let inside = |p: Point| p.x > 2.0 && p.y > 2.0 && p.x < w - 2.0 && p.y < h - 2.0;
@@ -190,7 +194,31 @@ impl FaceMesh {
                 followers.push(None);
             }
         }
-        let tris = triangulate(&rest);
+        // The triangles are laid out on the face with its mouth half open (the rig's own
+        // pose): on a photo with closed lips the inner lip points of both lips lie on one line,
+        // and triangles laid out at rest would join the lower lip to the upper one across the
+        // lips' line, dragging the upper lip down as the jaw opens. Laid out open, every
+        // triangle between the lips has only inner-lip corners: the gap, which the mouth's
+        // interior covers.
+        let mut layout = rest.clone();
+        let open = Rig {
+            jaw_open: 0.6,
+            lip_open: 1.0,
+            ..Rig::default()
+        };
+        layout[..LANDMARKS].copy_from_slice(&rig::pose_landmarks(landmarks, &open, scale));
+        let mut tris = triangulate(&layout);
+        // And no triangle crosses a lip's or an eye's outline.
+        let outline = |r: std::ops::RangeInclusive<usize>| {
+            let v: Vec<u32> = r.map(|i| i as u32).collect();
+            (0..v.len()).map(move |k| (v[k], v[(k + 1) % v.len()]))
+        };
+        let edges: Vec<(u32, u32)> = outline(idx::LIPS_INNER)
+            .chain(outline(idx::LIPS_OUTER))
+            .chain(outline(idx::EYE_L))
+            .chain(outline(idx::EYE_R))
+            .collect();
+        triangulate::enforce_edges(&layout, &mut tris, &edges);
         Ok(FaceMesh {
             width,
             height,
@@ -220,6 +248,7 @@ impl FaceMesh {
     /// Where every point goes for `rig`.
     pub fn pose(&self, rig: &Rig) -> Vec<Point> {
         let rig = rig.clamped();
+        let (w, h) = (self.width as f32, self.height as f32);
         let faces = rig::pose_landmarks(&self.rest[..LANDMARKS], &rig, self.scale);
         let mut out: Vec<Point> = faces
             .iter()
@@ -234,7 +263,13 @@ impl FaceMesh {
                         faces[f.base].x - self.rest[f.base].x,
                         faces[f.base].y - self.rest[f.base].y,
                     );
-                    let moved = Point::new(p.x + d.x * f.follow, p.y + d.y * f.follow);
+                    // Near the picture's edge (a chin close to the bottom) a ring point moves
+                    // at most a third of its way to the fixed border, so what lies between is
+                    // never squeezed flat.
+                    let room = p.x.min(p.y).min(w - p.x).min(h - p.y).max(0.0) / 3.0;
+                    let len = (d.x * d.x + d.y * d.y).sqrt() * f.follow;
+                    let k = if len > room { room / len } else { 1.0 };
+                    let moved = Point::new(p.x + d.x * f.follow * k, p.y + d.y * f.follow * k);
                     rig::head_motion(moved, self.centre, &rig, self.scale, f.head)
                 }
             });
@@ -281,7 +316,12 @@ impl FaceMesh {
         let mut max_stretch: f32 = 1.0;
         for t in &self.tris {
             let [a, b, c] = t.map(|i| i as usize);
-            if signed_area2(posed[a], posed[b], posed[c]) <= 0.0 {
+            // The lips' gap and the eyes' openings close by design (the lips' gap is closed at
+            // rest on a photo with closed lips; the interior is drawn over it when open).
+            let gap = [idx::LIPS_INNER, idx::EYE_L, idx::EYE_R]
+                .iter()
+                .any(|r| [a, b, c].iter().all(|i| r.contains(i)));
+            if !gap && signed_area2(posed[a], posed[b], posed[c]) <= 0.0 {
                 flipped += 1;
             }
             for (i, j) in [(a, b), (b, c), (c, a)] {
@@ -296,6 +336,47 @@ impl FaceMesh {
         MeshQuality {
             flipped,
             max_stretch,
+        }
+    }
+}
+
+/// A detector may put an inner mouth corner (60, 64) a hair outside the outer lip outline (on
+/// or above the upper lip's line near the corner); the triangle between them is then turned
+/// over before anything moves. Such a corner is moved toward the mouth's middle until it lies
+/// inside the outline by at least half a pixel (a move of a pixel or two; the photo is not
+/// changed, only where the mesh holds it).
+fn settle_inner_corners(p: &mut [Point]) {
+    let upper: Vec<Point> = (48..=54).map(|i| p[i]).collect();
+    let lower: Vec<Point> = [54, 55, 56, 57, 58, 59, 48]
+        .iter()
+        .rev()
+        .map(|&i| p[i])
+        .collect();
+    let at = |line: &[Point], x: f32| -> Option<f32> {
+        line.windows(2).find_map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let (lo, hi) = (a.x.min(b.x), a.x.max(b.x));
+            (lo <= x && x <= hi && hi - lo > 1e-3)
+                .then(|| a.y + (b.y - a.y) * (x - a.x) / (b.x - a.x))
+        })
+    };
+    let inside = |q: Point| match (at(&upper, q.x), at(&lower, q.x)) {
+        (Some(u), Some(l)) => q.y > u + 0.5 && q.y < l - 0.5,
+        _ => false,
+    };
+    let middle = Point::new((p[51].x + p[57].x) / 2.0, (p[51].y + p[57].y) / 2.0);
+    for i in [60, 64] {
+        let from = p[i];
+        for step in 0..=40 {
+            let t = step as f32 / 100.0;
+            let q = Point::new(
+                from.x + (middle.x - from.x) * t,
+                from.y + (middle.y - from.y) * t,
+            );
+            if inside(q) {
+                p[i] = q;
+                break;
+            }
         }
     }
 }

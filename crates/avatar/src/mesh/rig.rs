@@ -22,6 +22,8 @@ pub mod idx {
     pub const LIPS_OUTER: RangeInclusive<usize> = 48..=59;
     /// Inner lip contour: 60 left corner, 61-63 upper (62 centre), 64 right corner, 65-67 lower.
     pub const LIPS_INNER: RangeInclusive<usize> = 60..=67;
+    /// Upper lid points.
+    pub const UPPER_LIDS: [usize; 4] = [37, 38, 43, 44];
     /// Upper lids (with the lower lid point each closes onto).
     pub const LIDS: [(usize, usize); 4] = [(37, 41), (38, 40), (43, 47), (44, 46)];
     /// Lower lip points (outer and inner): they move with the jaw.
@@ -37,7 +39,7 @@ pub mod idx {
 /// Largest jaw drop, in interocular distances.
 pub const JAW_DROP: f32 = 0.22;
 /// Extra parting of the lips at `lip_open` 1 (upper lip up, lower down), interocular distances.
-pub const LIP_PART: f32 = 0.05;
+pub const LIP_PART: f32 = 0.08;
 /// Mouth corners' sideways travel at `width` ±1, interocular distances.
 pub const CORNER_TRAVEL: f32 = 0.08;
 /// The upper lip's lift at `upper_lip` 1, interocular distances.
@@ -45,6 +47,8 @@ pub const UPPER_LIFT: f32 = 0.035;
 /// How far under the upper inner lip a tucked lower lip stops (the upper teeth's edge that
 /// shows over it), interocular distances.
 pub const TUCK_BELOW_UPPER: f32 = 0.045;
+/// Farthest a tucked lower lip rises, interocular distances.
+pub const TUCK_MAX_RISE: f32 = 0.05;
 /// What is left between pressed lips, px (closed to the eye and the encoder).
 pub const PRESSED_GAP: f32 = 0.2;
 /// Head rotation limit, degrees.
@@ -116,7 +120,44 @@ pub fn jaw_weight(i: usize) -> f32 {
 }
 
 /// The 68 landmarks moved by `rig` (already clamped), with `scale` = interocular distance.
+///
+/// The rig works in the face's own axes: on a tilted head the jaw drops along the face's
+/// "down" (perpendicular to the line between the eyes), not the picture's. Each point's
+/// displacement is found on the face turned upright and turned back, so the rest pose moves
+/// nothing at all.
 pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
+    let eye = |r: std::ops::RangeInclusive<usize>| {
+        let n = r.clone().count() as f32;
+        let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + rest[i].x, y + rest[i].y));
+        Point::new(x / n, y / n)
+    };
+    let (el, er) = (eye(idx::EYE_L), eye(idx::EYE_R));
+    let angle = (er.y - el.y).atan2(er.x - el.x);
+    if angle.abs() < 0.2f32.to_radians() || !angle.is_finite() {
+        return pose_upright(rest, rig, scale);
+    }
+    let (sin, cos) = angle.sin_cos();
+    let pivot = Point::new((el.x + er.x) / 2.0, (el.y + er.y) / 2.0);
+    // Into the face's axes (turned by -angle about the pivot) and back.
+    let upright: Vec<Point> = rest
+        .iter()
+        .map(|q| {
+            let (dx, dy) = (q.x - pivot.x, q.y - pivot.y);
+            Point::new(pivot.x + dx * cos + dy * sin, pivot.y - dx * sin + dy * cos)
+        })
+        .collect();
+    let posed = pose_upright(&upright, rig, scale);
+    rest.iter()
+        .zip(upright.iter().zip(&posed))
+        .map(|(r, (u, q))| {
+            let (dx, dy) = (q.x - u.x, q.y - u.y);
+            Point::new(r.x + dx * cos - dy * sin, r.y + dx * sin + dy * cos)
+        })
+        .collect()
+}
+
+/// [`pose_landmarks`] for a face whose eyes are level.
+fn pose_upright(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
     let mut p = rest.to_vec();
     let press = rig.press;
     let jaw = rig.jaw_open * (1.0 - press) * JAW_DROP * scale;
@@ -146,13 +187,23 @@ pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
     for &i in &idx::LOWER_INNER {
         p[i].y += part * 0.6;
     }
-    // The upper lip lifts off the teeth (its middle most).
+    // The upper lip lifts off the teeth: its middle most, nothing at the corners.
     let lift = rig.upper_lip * (1.0 - press) * UPPER_LIFT * scale;
-    for &i in &idx::UPPER_INNER {
-        p[i].y -= lift;
-    }
-    for i in [50, 51, 52] {
-        p[i].y -= lift * 0.7;
+    if lift > 0.0 {
+        for (i, share) in [
+            (61, 1.0),
+            (62, 1.0),
+            (63, 1.0),
+            (49, 0.7),
+            (50, 0.7),
+            (51, 0.7),
+        ]
+        .into_iter()
+        .chain([(52, 0.7), (53, 0.7)])
+        {
+            let off = ((rest[i].x - mid_x) / half).clamp(-1.0, 1.0);
+            p[i].y -= lift * share * (1.0 - off * off);
+        }
     }
     // The lower lip tucks up under the upper teeth: its inner edge rises to just under the
     // upper lip, the outer edge follows part of the way (the lip rolls in).
@@ -164,7 +215,9 @@ pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
             .zip([58usize, 57, 56].iter())
         {
             let stop = p[u].y + TUCK_BELOW_UPPER * scale;
-            let rise = ((p[l].y - stop) * tuck).max(0.0);
+            // A lip reaches the teeth only when the jaw is nearly closed (as for f and v);
+            // it never rolls in further than TUCK_MAX_RISE.
+            let rise = ((p[l].y - stop) * tuck).clamp(0.0, TUCK_MAX_RISE * scale * tuck);
             p[l].y -= rise;
             p[o].y -= rise * 0.6;
         }
@@ -182,20 +235,20 @@ pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
     let centre_x = (rest[48].x + rest[54].x) / 2.0;
     let travel = rig.width * CORNER_TRAVEL * scale;
     for i in idx::LIPS_OUTER.chain(idx::LIPS_INNER) {
-        let side = (rest[i].x - centre_x) / ((rest[54].x - rest[48].x).abs() / 2.0).max(1.0);
-        let weight = if idx::CORNERS.contains(&i) {
-            1.0
-        } else {
-            0.5 * side.abs()
-        };
-        p[i].x += travel * side.signum() * weight;
-        if rig.width > 0.0 && idx::CORNERS.contains(&i) {
-            // A smile lifts the corners a little.
-            p[i].y -= travel * 0.3;
+        // In proportion to the distance from the mouth's middle: the lips stretch or squeeze
+        // evenly, so no lip point overtakes its neighbour (on a photo the inner corners may lie
+        // a pixel from the outer ones).
+        let side = ((rest[i].x - centre_x) / ((rest[54].x - rest[48].x).abs() / 2.0).max(1.0))
+            .clamp(-1.0, 1.0);
+        p[i].x += travel * side;
+        if rig.width > 0.0 {
+            // A smile lifts the corners a little, and the lips near them with them.
+            p[i].y -= travel * 0.3 * side * side;
         }
     }
-    // Blinks: each upper lid point travels along the straight line to its lower lid point
-    // (never past it). On a real face the two are not above one another; moving straight down
+    // Blinks (for users of the mesh alone; the portrait draws its lids instead, see
+    // `mesh::lids`): each upper lid point travels along the straight line to its lower lid
+    // point (never past it). On a real face the two are not above one another; moving straight down
     // would cross the line from the eye corner to the lower lid and fold that triangle.
     for &(upper, lower) in &idx::LIDS {
         let closed = if idx::EYE_L.contains(&upper) {

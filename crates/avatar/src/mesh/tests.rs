@@ -270,9 +270,10 @@ fn bad_landmarks_are_refused_with_the_reason() {
 fn a_tucked_lower_lip_stops_under_the_upper_teeth_and_the_upper_lip_lifts() {
     let m = mesh();
     let s = m.scale();
+    // About the jaw of an "f".
     let open = Rig {
-        jaw_open: 0.3,
-        lip_open: 0.2,
+        jaw_open: 0.15,
+        lip_open: 0.1,
         ..Rig::default()
     };
     let free = m.pose(&open);
@@ -285,8 +286,12 @@ fn a_tucked_lower_lip_stops_under_the_upper_teeth_and_the_upper_lip_lifts() {
         assert!(f[l].y < free[l].y - 1.0, "lower inner lip {l} rose");
         let below = f[l].y - f[u].y;
         assert!(
-            (below - TUCK_BELOW_UPPER * s).abs() < 0.01,
-            "lip {l} stops {below} px under {u}"
+            below >= TUCK_BELOW_UPPER * s - 0.01,
+            "lip {l} rose to {below} px under {u}, over the teeth"
+        );
+        assert!(
+            free[l].y - f[l].y <= TUCK_MAX_RISE * s + 0.01,
+            "lip {l} rose too far"
         );
     }
     assert!(
@@ -342,4 +347,38 @@ fn the_raised_tongue_fills_the_front_of_the_mouth() {
     let low = tongue_px(&rig);
     let up = tongue_px(&Rig { tongue: 1.0, ..rig });
     assert!(up > 30 && up > 4 * low.max(1), "raised {up}, low {low}");
+}
+
+#[test]
+fn closed_lids_cover_the_eyes_and_open_ones_change_nothing() {
+    let m = mesh();
+    let src = photo();
+    let p = m.rest_points();
+    let colours = sample_lid_colours(&src, W, H, p);
+    let mut out = src.clone();
+    draw_lids(&mut out, W, H, p, m.scale(), &Rig::default(), &colours);
+    assert!(out == src, "open eyes drew something");
+    let closed = Rig {
+        blink_left: 1.0,
+        blink_right: 1.0,
+        ..Rig::default()
+    };
+    draw_lids(&mut out, W, H, p, m.scale(), &closed, &colours);
+    // Every pixel inside each eye's opening is drawn over; nothing beside the eyes changes.
+    for eye in [idx::EYE_L, idx::EYE_R] {
+        let c = eye.clone().fold(Point::new(0.0, 0.0), |a, i| {
+            Point::new(a.x + p[i].x / 6.0, a.y + p[i].y / 6.0)
+        });
+        let i = ((c.y as u32 * W + c.x as u32) * 4) as usize;
+        assert_ne!(
+            out[i..i + 3],
+            src[i..i + 3],
+            "eye centre {c:?} still the photo"
+        );
+    }
+    let changed_below_nose = (p[33].y as u32..H)
+        .flat_map(|y| (0..W).map(move |x| ((y * W + x) * 4) as usize))
+        .filter(|&i| out[i..i + 3] != src[i..i + 3])
+        .count();
+    assert_eq!(changed_below_nose, 0);
 }

@@ -105,3 +105,76 @@ fn orient(points: &[Point], t: Triangle) -> Triangle {
         t
     }
 }
+
+/// Do segments `p1 p2` and `q1 q2` cross at a point inside both (not at an end)?
+fn crosses(p1: Point, p2: Point, q1: Point, q2: Point) -> bool {
+    let side = |a: Point, b: Point, c: Point| f64::from(signed_area2(a, b, c));
+    side(p1, p2, q1) * side(p1, p2, q2) < 0.0 && side(q1, q2, p1) * side(q1, q2, p2) < 0.0
+}
+
+/// `a b c`, turned to the positive orientation.
+fn positive(points: &[Point], [a, b, c]: Triangle) -> Triangle {
+    let at = |i: u32| points[i as usize];
+    if signed_area2(at(a), at(b), at(c)) < 0.0 {
+        [a, c, b]
+    } else {
+        [a, b, c]
+    }
+}
+
+/// Make each of `edges` an edge of the triangulation `tris` of `points` by flipping the edges
+/// that cross it (a constrained triangulation for the few feature outlines a face has: the
+/// lips' lines must never be crossed by a triangle, or opening the mouth drags one lip along
+/// with the other). Edges whose crossing edges cannot be flipped are left as they are. Returns
+/// how many of `edges` are in the triangulation afterwards.
+pub fn enforce_edges(points: &[Point], tris: &mut [Triangle], edges: &[(u32, u32)]) -> usize {
+    let has = |tris: &[Triangle], a: u32, b: u32| {
+        tris.iter().any(|t| {
+            (0..3).any(|k| (t[k], t[(k + 1) % 3]) == (a, b) || (t[k], t[(k + 1) % 3]) == (b, a))
+        })
+    };
+    let at = |i: u32| points[i as usize];
+    let mut present = 0;
+    for &(a, b) in edges {
+        // Each flip removes one crossing edge for good, so this ends; the bound is a backstop.
+        for _ in 0..4 * tris.len() {
+            if has(tris, a, b) {
+                break;
+            }
+            let mut flipped = false;
+            'search: for i in 0..tris.len() {
+                for k in 0..3 {
+                    let (u, v, w1) = (tris[i][k], tris[i][(k + 1) % 3], tris[i][(k + 2) % 3]);
+                    if [u, v].iter().any(|x| *x == a || *x == b)
+                        || !crosses(at(a), at(b), at(u), at(v))
+                    {
+                        continue;
+                    }
+                    let Some(j) = (0..tris.len())
+                        .find(|&j| j != i && tris[j].contains(&u) && tris[j].contains(&v))
+                    else {
+                        continue;
+                    };
+                    let Some(&w2) = tris[j].iter().find(|x| **x != u && **x != v) else {
+                        continue;
+                    };
+                    // Only a convex quad can swap its diagonal.
+                    if !crosses(at(w1), at(w2), at(u), at(v)) {
+                        continue;
+                    }
+                    tris[i] = positive(points, [w1, u, w2]);
+                    tris[j] = positive(points, [w1, w2, v]);
+                    flipped = true;
+                    break 'search;
+                }
+            }
+            if !flipped {
+                break;
+            }
+        }
+        if has(tris, a, b) {
+            present += 1;
+        }
+    }
+    present
+}

@@ -2,7 +2,10 @@
 //! it with the mouth region warped open and the eyelids drawn during blinks.
 
 use super::Portrait;
-use crate::mesh::{draw_interior, sample_colours, FaceMesh, InteriorColours, Point, RgbaRef, Rig};
+use crate::mesh::{
+    draw_interior, draw_lids, sample_colours, sample_lid_colours, FaceMesh, InteriorColours,
+    LidColours, Point, RgbaRef, Rig,
+};
 use crate::motion::{smoothstep, IdleMotion};
 use crate::{frame_len, AvatarError, BlinkEvent, Motion, MouthPose, MAX_SIDE};
 
@@ -136,7 +139,7 @@ pub struct PortraitFace {
     eyes_rect: Rect,
     idle: IdleMotion,
     /// With landmarks: the mesh that animates the photo instead of the box warp.
-    mesh: Option<PhotoMesh>,
+    mesh: Option<Box<PhotoMesh>>,
 }
 
 /// A portrait's landmark mesh in output pixels, with its mouth colours.
@@ -144,6 +147,7 @@ pub struct PortraitFace {
 struct PhotoMesh {
     mesh: FaceMesh,
     colours: InteriorColours,
+    lids: [LidColours; 2],
 }
 
 impl std::fmt::Debug for PortraitFace {
@@ -269,7 +273,12 @@ impl PortraitFace {
                 .collect();
             let mesh = FaceMesh::new(width, height, &pts).ok()?;
             let colours = sample_colours(&base, width, height, &pts);
-            Some(PhotoMesh { mesh, colours })
+            let lids = sample_lid_colours(&base, width, height, &pts);
+            Some(Box::new(PhotoMesh {
+                mesh,
+                colours,
+                lids,
+            }))
         });
         Ok(PortraitFace {
             width,
@@ -383,7 +392,8 @@ impl PortraitFace {
     }
 
     /// The landmark mesh path: the rig from the mouth pose and the idle motion, the photo
-    /// warped by it, the inside of the mouth drawn under the inner lips.
+    /// warped by it (the eyes left open), the inside of the mouth drawn under the inner lips,
+    /// the lids drawn over the eyes during a blink.
     fn render_mesh(&self, m: &PhotoMesh, motion: &Motion, pose: MouthPose, out: &mut [u8]) {
         let scale = m.mesh.scale();
         let finite = |v: f32| if v.is_finite() { v } else { 0.0 };
@@ -415,7 +425,12 @@ impl PortraitFace {
             height: self.height,
             data: &self.base,
         };
-        let posed = m.mesh.pose(&rig);
+        // The warp keeps the eyes open; the lids are drawn over them (see mesh::lids).
+        let posed = m.mesh.pose(&Rig {
+            blink_left: 0.0,
+            blink_right: 0.0,
+            ..rig
+        });
         // Sizes were checked by the caller; a mismatch leaves the frame as it was.
         if m.mesh.render_posed(src, &posed, out).is_err() {
             return;
@@ -430,6 +445,9 @@ impl PortraitFace {
                 &rig,
                 &m.colours,
             );
+        }
+        if rig.blink_left > 0.0 || rig.blink_right > 0.0 {
+            draw_lids(out, self.width, self.height, &posed, scale, &rig, &m.lids);
         }
     }
 
