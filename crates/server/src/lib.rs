@@ -21,5 +21,6 @@ pub mod render;
 pub mod rtmp;
 pub mod server;
 pub mod session;
+pub mod uploads;
 pub mod voice;
 pub mod webrtc;

@@ -41,6 +41,16 @@ pub enum MediaCommand {
         /// The turn being interrupted.
         turn: u64,
     },
+    /// Show this face from the next frame on (a portrait or the drawn avatar, built off the
+    /// media thread for the stream's size and seed); the lip-sync state stays, so a turn being
+    /// spoken goes on. With `ref_image`, the external generator's reference image becomes that
+    /// file for the turns that start from now on.
+    SetFace {
+        /// The face.
+        face: Box<talkstream_avatar::Face>,
+        /// The generator's reference image, when it changes.
+        ref_image: Option<std::path::PathBuf>,
+    },
     /// End the stream (`EXT-X-ENDLIST`) and stop the thread.
     Finish,
 }
@@ -131,6 +141,14 @@ pub enum Event {
         turn: u64,
         /// What went wrong.
         message: String,
+    },
+    /// The check of a photo the page sent finished (see [`crate::uploads`]); the error is one
+    /// sentence for the person.
+    PortraitChecked {
+        /// The upload's number in the session.
+        upload: u64,
+        /// The portrait, or why not.
+        outcome: Result<crate::uploads::CheckedPortrait, String>,
     },
     /// A turn failed; the stream goes on.
     TurnFailed {

@@ -39,6 +39,18 @@ pub enum ClientMessage {
         #[serde(default)]
         playback: Playback,
     },
+    /// The user's own photo with its 68 face landmarks (iBUG 300-W order, in the image's own
+    /// pixels), to animate instead of the default avatar. May be up to
+    /// [`portrait_message_limit`] bytes (every other message: [`MAX_CLIENT_MESSAGE_BYTES`]).
+    Portrait {
+        /// Standard base64 of the JPEG or PNG file's bytes (no `data:` prefix).
+        image: String,
+        /// `[[x, y], …]`, 68 pairs; checked by the session (a JSON value so that a wrong shape
+        /// gets a `portrait` refusal saying what is wrong rather than a parse error).
+        landmarks: serde_json::Value,
+    },
+    /// Back to the server's default avatar.
+    PortraitReset,
     /// A log line from the page (for example an hls.js error), written to the server log.
     Log {
         /// `error`, `warn`, `info` or `debug`; anything else is logged as info.
@@ -165,6 +177,11 @@ pub enum ServerMessage {
         /// Why the configured external generator is not used (missing binary or image), if so.
         #[serde(skip_serializing_if = "Option::is_none")]
         generator_note: Option<String>,
+        /// What a photo sent by the page does: `session`, `default` or `off`
+        /// (`PORTRAIT_UPLOADS`).
+        portraits: &'static str,
+        /// Largest photo file accepted, in bytes (`PORTRAIT_MAX_BYTES`).
+        portrait_max_bytes: usize,
         /// The microphone's recognizer and voice activity settings (`stt`, `stt_note`, `vad`).
         #[serde(flatten)]
         listen: Box<ListenInfo>,
@@ -227,6 +244,9 @@ pub enum ServerMessage {
         /// Prompt received → first frame of the answer shown in the page.
         on_screen_ms: f64,
     },
+    /// What became of a photo the page sent (`checking`, then `applied` or `refused`) or of a
+    /// `portrait_reset` (`reset`).
+    Portrait(PortraitState),
     /// Something went wrong; the session goes on unless a `status` with stage `error` follows.
     Error {
         /// Stable machine-readable code.
@@ -237,6 +257,32 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+}
+
+/// The `state` of a `portrait` message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PortraitState {
+    /// The photo arrived and is being checked; the stream goes on meanwhile.
+    Checking,
+    /// The photo animates this session now.
+    Applied {
+        /// The portrait's width as kept (large photos are scaled down).
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// It also became the server's default portrait (`PORTRAIT_UPLOADS=default`).
+        default: bool,
+        /// Things to know, e.g. that the photo's mouth is open (may be empty).
+        notes: Vec<String>,
+    },
+    /// The photo is not used; one sentence says why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// The session is back to the server's default avatar.
+    Reset,
 }
 
 /// Timing of one turn; each field is milliseconds after the prompt was received, absent when
@@ -354,17 +400,64 @@ pub struct Rejected {
     pub message: String,
 }
 
-/// Parse one text frame from a client.
+/// Length of the standard base64 (padded) of `bytes` bytes.
+pub const fn base64_len(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
+}
+
+/// Largest `portrait` message for photos of at most `max_photo_bytes`: the photo's base64 and
+/// 16 KiB for the landmarks and the rest of the JSON.
+pub const fn portrait_message_limit(max_photo_bytes: usize) -> usize {
+    base64_len(max_photo_bytes) + 16 * 1024
+}
+
+/// Does this text frame say `"type": "portrait"` at its start or its end (where the `type`
+/// key is when the photo's base64 is not in the way)? Lets an oversized photo get a `portrait`
+/// refusal without reading the whole frame.
+pub fn looks_like_portrait(text: &str) -> bool {
+    let b = text.as_bytes();
+    let head = &b[..b.len().min(256)];
+    let tail = &b[b.len().saturating_sub(20 * 1024)..];
+    let says_portrait = |area: &[u8]| {
+        area.windows(6)
+            .enumerate()
+            .filter(|(_, w)| *w == b"\"type\"")
+            .any(|(at, _)| {
+                let rest = area[at + 6..].trim_ascii_start();
+                rest.strip_prefix(b":")
+                    .is_some_and(|r| r.trim_ascii_start().starts_with(b"\"portrait\""))
+            })
+    };
+    says_portrait(head) || says_portrait(tail)
+}
+
+/// Parse one text frame from a client (every message up to [`MAX_CLIENT_MESSAGE_BYTES`]).
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, Rejected> {
+    parse_client_message_with(text, MAX_CLIENT_MESSAGE_BYTES)
+}
+
+/// Parse one text frame from a client: a `portrait` message may be up to `portrait_limit`
+/// bytes, every other message up to [`MAX_CLIENT_MESSAGE_BYTES`].
+pub fn parse_client_message_with(
+    text: &str,
+    portrait_limit: usize,
+) -> Result<ClientMessage, Rejected> {
+    if text.len() > MAX_CLIENT_MESSAGE_BYTES && text.len() <= portrait_limit {
+        // Read in full (its size is bounded), but only a photo may be this large.
+        return match serde_json::from_str(text) {
+            Ok(msg @ ClientMessage::Portrait { .. }) => Ok(msg),
+            Ok(_) => Err(too_large(text.len(), MAX_CLIENT_MESSAGE_BYTES)),
+            Err(_) if !looks_like_portrait(text) => {
+                Err(too_large(text.len(), MAX_CLIENT_MESSAGE_BYTES))
+            }
+            Err(e) => Err(Rejected {
+                code: ErrorCode::BadMessage,
+                message: format!("could not read the portrait message ({e})"),
+            }),
+        };
+    }
     if text.len() > MAX_CLIENT_MESSAGE_BYTES {
-        return Err(Rejected {
-            code: ErrorCode::MessageTooLarge,
-            message: format!(
-                "message of {} bytes is larger than the limit of {} bytes",
-                text.len(),
-                MAX_CLIENT_MESSAGE_BYTES
-            ),
-        });
+        return Err(too_large(text.len(), MAX_CLIENT_MESSAGE_BYTES));
     }
     serde_json::from_str(text).map_err(|e| Rejected {
         code: ErrorCode::BadMessage,
@@ -372,6 +465,13 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, Rejected> {
             "could not read message ({e}); expected JSON like {{\"type\":\"prompt\",\"text\":\"Hello\"}}"
         ),
     })
+}
+
+fn too_large(len: usize, limit: usize) -> Rejected {
+    Rejected {
+        code: ErrorCode::MessageTooLarge,
+        message: format!("message of {len} bytes is larger than the limit of {limit} bytes"),
+    }
 }
 
 impl ServerMessage {
@@ -464,6 +564,94 @@ mod tests {
     }
 
     #[test]
+    fn portrait_messages_parse_and_serialize_with_the_agreed_names() {
+        let msg = parse_client_message(
+            r#"{"type":"portrait","image":"AAAA","landmarks":[[1,2],[3.5,4]]}"#,
+        )
+        .unwrap();
+        let ClientMessage::Portrait { image, landmarks } = msg else {
+            panic!("{msg:?}");
+        };
+        assert_eq!(image, "AAAA");
+        assert_eq!(landmarks, serde_json::json!([[1, 2], [3.5, 4]]));
+        assert_eq!(
+            parse_client_message(r#"{"type":"portrait_reset"}"#),
+            Ok(ClientMessage::PortraitReset)
+        );
+        let json = |s: PortraitState| -> serde_json::Value {
+            serde_json::from_str(&ServerMessage::Portrait(s).to_json()).unwrap()
+        };
+        assert_eq!(
+            json(PortraitState::Checking),
+            serde_json::json!({"type": "portrait", "state": "checking"})
+        );
+        assert_eq!(
+            json(PortraitState::Applied {
+                width: 640,
+                height: 480,
+                default: false,
+                notes: vec!["n".into()]
+            }),
+            serde_json::json!({"type": "portrait", "state": "applied", "width": 640,
+                "height": 480, "default": false, "notes": ["n"]})
+        );
+        assert_eq!(
+            json(PortraitState::Refused { reason: "r".into() }),
+            serde_json::json!({"type": "portrait", "state": "refused", "reason": "r"})
+        );
+        assert_eq!(
+            json(PortraitState::Reset),
+            serde_json::json!({"type": "portrait", "state": "reset"})
+        );
+    }
+
+    #[test]
+    fn only_a_portrait_may_be_larger_than_the_message_limit() {
+        let limit = portrait_message_limit(200 * 1024);
+        assert_eq!(base64_len(3), 4);
+        assert_eq!(base64_len(4), 8);
+        let big = "A".repeat(100 * 1024);
+        let portrait = format!(r#"{{"type":"portrait","image":"{big}","landmarks":[]}}"#);
+        assert!(looks_like_portrait(&portrait));
+        assert!(matches!(
+            parse_client_message_with(&portrait, limit),
+            Ok(ClientMessage::Portrait { .. })
+        ));
+        // Without the portrait allowance it is too large, like anything else.
+        assert_eq!(
+            parse_client_message(&portrait).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+        // Over the portrait limit.
+        let huge = format!(
+            r#"{{"type": "portrait","image":"{}","landmarks":[]}}"#,
+            "A".repeat(limit)
+        );
+        assert!(looks_like_portrait(&huge));
+        assert_eq!(
+            parse_client_message_with(&huge, limit).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+        // A prompt cannot use the portrait allowance, even dressed up as one.
+        let prompt = format!(r#"{{"type":"prompt","text":"{big}"}}"#);
+        assert!(!looks_like_portrait(&prompt));
+        assert_eq!(
+            parse_client_message_with(&prompt, limit).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+        let sneaky = format!(r#"{{"type":"portrait","type":"prompt","text":"{big}"}}"#);
+        assert!(parse_client_message_with(&sneaky, limit).is_err());
+        // The type may come last.
+        let last = format!(r#"{{"image":"{big}","landmarks":[[1,2]],"type" : "portrait"}}"#);
+        assert!(looks_like_portrait(&last));
+        assert!(matches!(
+            parse_client_message_with(&last, limit),
+            Ok(ClientMessage::Portrait { .. })
+        ));
+        assert!(!looks_like_portrait(r#"{"type":"portrait_reset"}"#));
+    }
+
+    #[test]
     fn limit_refusals_say_which_setting_and_when() {
         let v: serde_json::Value = serde_json::from_str(
             &ServerMessage::limited(Refused {
@@ -514,6 +702,8 @@ mod tests {
             tts: "none".into(),
             video_generator: "builtin".into(),
             generator_note: None,
+            portraits: "session",
+            portrait_max_bytes: 2 << 20,
             listen: Box::new(ListenInfo {
                 stt: "none".into(),
                 stt_note: Some("set STT_BASE_URL".into()),
@@ -527,6 +717,8 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&hello.to_json()).unwrap();
         assert_eq!(v["stt"], "none");
+        assert_eq!(v["portraits"], "session");
+        assert_eq!(v["portrait_max_bytes"], 2 << 20);
         assert_eq!(v["vad"]["silence_ms"], 600);
         assert_eq!(v["type"], "hello");
         assert_eq!(v["playlist"], "/hls/abc/index.m3u8");

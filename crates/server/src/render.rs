@@ -17,6 +17,8 @@ use crate::voice::BuiltInVoice;
 /// Renders avatar frames whose mouth follows the audio pushed into it.
 pub struct FaceRenderer {
     avatar: Face,
+    /// Output size, which a replacing face must have.
+    size: (u32, u32),
     lipsync: LipSync,
     rgba: Vec<u8>,
     frame: I420Frame,
@@ -34,11 +36,25 @@ impl FaceRenderer {
     ) -> Result<Self, AvatarError> {
         Ok(Self {
             avatar: Face::new(cfg.width, cfg.height, seed, portrait)?,
+            size: (cfg.width, cfg.height),
             lipsync: LipSync::new(cfg.sample_rate, cfg.fps),
             rgba: vec![0u8; cfg.width as usize * cfg.height as usize * 4],
             frame: I420Frame::new(cfg.width, cfg.height),
             last_pose: (MouthPose::CLOSED, Motion::STILL),
         })
+    }
+
+    /// Show `face` from the next frame on. The lip-sync keeps its state, so speech under way
+    /// goes on in the new face. A face of another size is refused.
+    pub fn set_face(&mut self, face: Face) -> Result<(), AvatarError> {
+        if (face.width(), face.height()) != self.size {
+            return Err(AvatarError::InvalidSize {
+                width: face.width(),
+                height: face.height(),
+            });
+        }
+        self.avatar = face;
+        Ok(())
     }
 
     /// The lip-sync analyzer (push speech audio and timing hints into it).

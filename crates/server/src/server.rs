@@ -41,8 +41,10 @@ pub struct AppState {
     pub tts: Arc<dyn TtsProvider>,
     /// The language model, if one is configured (else the avatar says what is typed).
     pub llm: Option<Arc<dyn LlmProvider>>,
-    /// The user's portrait (`AVATAR_REF_IMAGE`), else the drawn avatar.
-    pub portrait: Option<Arc<Portrait>>,
+    /// Photos sent by pages: the check slots, and the default portrait for new sessions
+    /// (`AVATAR_REF_IMAGE`'s at start, else the drawn avatar; `PORTRAIT_UPLOADS=default`
+    /// replaces it).
+    pub uploads: crate::uploads::Uploads,
     /// The external video generator, if one is configured and passed its preflight.
     pub generator: Option<Arc<dyn VideoGenerator>>,
     /// `builtin`, `exec` or `worker` (as configured).
@@ -138,7 +140,7 @@ impl AppState {
             tracker: TaskTracker::new(),
             tts,
             llm,
-            portrait,
+            uploads: crate::uploads::Uploads::new(portrait),
             generator_kind,
             generator,
             generator_note,

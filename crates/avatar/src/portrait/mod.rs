@@ -32,6 +32,11 @@
 //! Every box must lie entirely inside the image and be at least 2 pixels wide and high; unknown
 //! keys are rejected (to catch typos).
 //!
+//! # Uploads
+//!
+//! A photo sent by a page with its 68 landmarks is checked by [`upload::portrait_from_upload`]
+//! (declared size before decoding, plausible geometry, an open-mouth note).
+//!
 //! # Pixels and I/O
 //!
 //! [`Portrait::load`] is the only function of the crate that touches the file system; everything
@@ -40,6 +45,7 @@
 mod decode;
 pub mod landmarks;
 mod render;
+pub mod upload;
 
 use std::path::{Path, PathBuf};
 

@@ -698,7 +698,7 @@ fn taps(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
 }
 
 /// Resizes opaque RGBA8 `sw` x `sh` to `dw` x `dh` (separable tent filter).
-fn resample(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32) -> Vec<u8> {
+pub(crate) fn resample(src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32) -> Vec<u8> {
     let (sw, sh, dw, dh) = (sw as usize, sh as usize, dw as usize, dh as usize);
     if (sw, sh) == (dw, dh) {
         return src.to_vec();

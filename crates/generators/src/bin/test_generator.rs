@@ -15,7 +15,8 @@
 //!   then both sleep forever), `garbage` (write random bytes), `nothing` (write no file);
 //! - `TALKSTREAM_FAKE_SIZE=WxH` (default 256x192), `TALKSTREAM_FAKE_FPS` (default 25),
 //!   `TALKSTREAM_FAKE_FRAMES_DELTA` (frames more or fewer than the duration calls for);
-//! - `TALKSTREAM_FAKE_PID_FILE`: append the pid of every process it starts, one per line.
+//! - `TALKSTREAM_FAKE_PID_FILE`: append the pid of every process it starts, one per line;
+//! - `TALKSTREAM_FAKE_REF_LOG`: append `<--ref_image path> <its size in bytes>` per window.
 //!
 //! **Worker mode** (`talkstream-test-generator worker [--size WxH] [--fps N] [--listen ADDR]`)
 //! serves the built-in avatar over the worker protocol on stdin/stdout, or with `--listen` on TCP
@@ -173,6 +174,16 @@ fn run_exec(args: &ExecArgs) -> Result<(), String> {
     }
     if !args.ref_image.is_file() {
         return Err(format!("reference image {:?} not found", args.ref_image));
+    }
+    if let Some(log) = env("TALKSTREAM_FAKE_REF_LOG") {
+        let size = std::fs::metadata(&args.ref_image).map_or(0, |m| m.len());
+        let line = format!("{} {size}\n", args.ref_image.display());
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| format!("cannot append to {log}: {e}"))?;
     }
     let wav = std::fs::read(&args.input_audio)
         .map_err(|e| format!("cannot read {:?}: {e}", args.input_audio))?;

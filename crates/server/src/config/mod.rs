@@ -228,6 +228,17 @@ pub struct Config {
     #[arg(long, env = "AVATAR_MANIFEST", global = true)]
     pub avatar_manifest: Option<PathBuf>,
 
+    /// Photos sent by the page ("Use my photo", with its 68 landmarks): session (it animates
+    /// the uploading session only), default (it also becomes the server's portrait for sessions
+    /// started later, in memory until the server restarts) or off (refused). Nothing is written
+    /// to disk, except a private temporary copy for an external VIDEO_GENERATOR.
+    #[arg(long, env = "PORTRAIT_UPLOADS", value_enum, default_value_t = PortraitUploads::Session, global = true)]
+    pub portrait_uploads: PortraitUploads,
+
+    /// Largest photo a page may send, in bytes of the JPEG or PNG file (65536 to 16777216).
+    #[arg(long, env = "PORTRAIT_MAX_BYTES", default_value_t = 2 << 20, global = true)]
+    pub portrait_max_bytes: usize,
+
     /// Where the avatar's frames come from: builtin (the renderer in talkstream), exec (the
     /// seed's INFINITETALK_BIN command per audio window) or worker (a long-lived generator
     /// process speaking docs/generator-protocol.md). External generators that are late or fail
@@ -447,6 +458,31 @@ impl GeneratorChoice {
         }
     }
 }
+
+/// What happens to a photo a page sends (`PORTRAIT_UPLOADS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PortraitUploads {
+    /// The photo animates the uploading session only.
+    Session,
+    /// The photo also becomes the server's default portrait for later sessions (in memory).
+    Default,
+    /// Photos are refused.
+    Off,
+}
+
+impl PortraitUploads {
+    /// The setting's value, as `hello` announces it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortraitUploads::Session => "session",
+            PortraitUploads::Default => "default",
+            PortraitUploads::Off => "off",
+        }
+    }
+}
+
+/// Bounds of `PORTRAIT_MAX_BYTES`.
+pub const PORTRAIT_MAX_BYTES_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(16 << 20);
 
 /// Which language model to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -703,6 +739,22 @@ mod tests {
             !format!("{c:?}").contains("s3cret"),
             "the credential is never shown"
         );
+    }
+
+    #[test]
+    fn portrait_upload_settings() {
+        let c = parse(&[]);
+        assert_eq!(c.portrait_uploads, PortraitUploads::Session);
+        assert_eq!(c.portrait_max_bytes, 2 << 20);
+        let c = parse(&["--portrait-uploads", "off", "--portrait-max-bytes", "65536"]);
+        assert_eq!(c.portrait_uploads.as_str(), "off");
+        c.validate().unwrap();
+        for bad in ["1000", "16777217"] {
+            let c = parse(&["--portrait-max-bytes", bad]);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(&format!("PORTRAIT_MAX_BYTES={bad}")), "{msg}");
+        }
+        assert!(Cli::try_parse_from(["talkstream", "--portrait-uploads", "everyone"]).is_err());
     }
 
     #[test]

@@ -80,6 +80,13 @@ impl Config {
                 "use 8 to 320",
             ));
         }
+        if !super::PORTRAIT_MAX_BYTES_RANGE.contains(&self.portrait_max_bytes) {
+            return Err(invalid(
+                "PORTRAIT_MAX_BYTES",
+                self.portrait_max_bytes,
+                "use 65536 (64 KiB) to 16777216 (16 MiB)",
+            ));
+        }
         if !(1..=100_000).contains(&self.max_prompt_chars) {
             return Err(invalid(
                 "MAX_PROMPT_CHARS",

@@ -25,6 +25,10 @@ impl MediaLoop {
                 Vec::new()
             }
             MediaCommand::Interrupt { turn } => self.interrupt(turn, at),
+            MediaCommand::SetFace { face, ref_image } => {
+                self.set_face(*face, ref_image);
+                Vec::new()
+            }
             MediaCommand::TurnEnd { turn } => self.turn_end(turn, at),
             MediaCommand::Audio {
                 turn,
@@ -32,6 +36,21 @@ impl MediaLoop {
                 text,
                 words,
             } => self.audio(turn, pcm, &text, &words, at),
+        }
+    }
+
+    /// Swap the face (the lip-sync and the turn go on); a new generator reference image is
+    /// used from the next turn on. A face of the wrong size is refused (the old one stays).
+    fn set_face(&mut self, face: talkstream_avatar::Face, ref_image: Option<std::path::PathBuf>) {
+        let portrait = matches!(face, talkstream_avatar::Face::Portrait(_));
+        match self.face.set_face(face) {
+            Ok(()) => tracing::info!(portrait, "the stream shows a new face"),
+            Err(e) => {
+                tracing::warn!("the new face does not fit the stream, the old one stays: {e}")
+            }
+        }
+        if let (Some(link), Some(path)) = (self.generator.as_mut(), ref_image) {
+            link.ref_image = path;
         }
     }
 

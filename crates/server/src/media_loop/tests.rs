@@ -730,3 +730,83 @@ fn with_ll_hls_speech_starts_mid_segment_and_its_first_part_counts() {
         .iter()
         .any(|(_, e)| matches!(e, Event::TurnComplete { turn: 1, .. })));
 }
+
+/// A flat-coloured 64x64 portrait with a box manifest (no landmarks needed here).
+fn flat_portrait(rgb: [u8; 3]) -> Arc<talkstream_avatar::Portrait> {
+    use talkstream_avatar::portrait::FeatureBox;
+    let rgba: Vec<u8> = [rgb[0], rgb[1], rgb[2], 255].repeat(64 * 64);
+    let manifest = talkstream_avatar::PortraitManifest {
+        mouth: FeatureBox::new(32.0, 46.0, 16.0, 4.0),
+        left_eye: FeatureBox::new(24.0, 26.0, 8.0, 4.0),
+        right_eye: FeatureBox::new(40.0, 26.0, 8.0, 4.0),
+    };
+    Arc::new(talkstream_avatar::Portrait::from_rgba(64, 64, rgba, manifest).unwrap())
+}
+
+/// Share of luma samples within 6 of `luma`.
+fn share_near(frame: &I420Frame, luma: u8) -> f64 {
+    frame.y.iter().filter(|&&v| v.abs_diff(luma) <= 6).count() as f64 / frame.y.len() as f64
+}
+
+#[test]
+fn a_new_portrait_mid_turn_shows_at_once_and_the_turn_goes_on() {
+    let mut h = Harness::new();
+    let said = speech(RATE as usize * 4, 9); // 4 s
+    h.command(audio(
+        1,
+        said.clone(),
+        "Hello world.",
+        vec![word("Hello", 0, 900), word("world", 1000, 1900)],
+    ));
+    h.command(MediaCommand::TurnEnd { turn: 1 });
+    h.run_until(ms(800));
+    // The drawn avatar: hardly any pixel is the photo's grey.
+    let grey = 150u8;
+    assert!(share_near(h.media.face.last_frame(), grey) < 0.5);
+    let portrait = flat_portrait([grey, grey, grey]);
+    h.command(MediaCommand::SetFace {
+        face: Box::new(talkstream_avatar::Face::new(64, 64, 7, Some(&portrait)).unwrap()),
+        ref_image: None,
+    });
+    h.run_until(ms(900));
+    assert!(
+        share_near(h.media.face.last_frame(), grey) > 0.9,
+        "the frame after the swap is not the portrait"
+    );
+    // The lip-sync goes on in the new face: its mouth opens during the speech.
+    let mut least = 1.0f64;
+    for t in (940..2800).step_by(40) {
+        h.run_until(ms(t));
+        least = least.min(share_near(h.media.face.last_frame(), grey));
+    }
+    assert!(least < 0.99, "the portrait's mouth never opened");
+    h.run_until(ms(10_000));
+    // The turn went on to its end in the new face, its audio whole and once.
+    let done = h.turn_completes();
+    assert_eq!(done.len(), 1);
+    let Event::TurnComplete {
+        interrupted,
+        spoken,
+        ..
+    } = &done[0].1
+    else {
+        unreachable!()
+    };
+    assert!(!interrupted);
+    assert_eq!(spoken, "Hello world");
+    let pcm = h.pcm();
+    let start = first_nonzero(&pcm);
+    assert_eq!(&pcm[start..start + said.len()], said.as_slice());
+    // Back to the drawn avatar.
+    h.command(MediaCommand::SetFace {
+        face: Box::new(talkstream_avatar::Face::new(64, 64, 7, None).unwrap()),
+        ref_image: None,
+    });
+    // A face of another size is refused; the drawn one stays.
+    h.command(MediaCommand::SetFace {
+        face: Box::new(talkstream_avatar::Face::new(32, 32, 7, Some(&portrait)).unwrap()),
+        ref_image: None,
+    });
+    h.run_until(ms(10_200));
+    assert!(share_near(h.media.face.last_frame(), grey) < 0.5);
+}

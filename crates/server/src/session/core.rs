@@ -13,8 +13,9 @@ use super::mic::{AudioRejected, Avatar, Heard, Mic, MicSettings};
 use crate::access::limits::{LimitSettings, Refused, SessionLimits};
 use crate::pipeline::{Event, HeardOutcome, TurnError};
 use crate::protocol::{
-    parse_client_message, ClientMessage, ControlAction, ErrorCode, MicAction, MicMode, Playback,
-    ServerMessage, SpeechState, Stage, TurnMetrics,
+    looks_like_portrait, parse_client_message_with, portrait_message_limit, ClientMessage,
+    ControlAction, ErrorCode, MicAction, MicMode, Playback, ServerMessage, SpeechState, Stage,
+    TurnMetrics,
 };
 
 /// Longest client log line written to the server log.
@@ -39,6 +40,10 @@ pub struct CoreConfig {
     pub mic: MicSettings,
     /// A speech recognizer is configured (else `mic` is refused with this note).
     pub stt: Result<(), &'static str>,
+    /// What a photo sent by the page does (`PORTRAIT_UPLOADS`).
+    pub portraits: crate::config::PortraitUploads,
+    /// Largest photo file, bytes (`PORTRAIT_MAX_BYTES`).
+    pub portrait_max_bytes: usize,
 }
 
 /// Where a turn's words come from.
@@ -82,6 +87,27 @@ pub enum Action {
         /// Its audio: 16 kHz mono.
         audio: Vec<i16>,
     },
+    /// Check a photo the page sent (decode it, check its landmarks) off the session's loop;
+    /// report with [`Event::PortraitChecked`].
+    CheckPortrait {
+        /// The upload's number in the session.
+        upload: u64,
+        /// The file's bytes (base64 decoded; at most `PORTRAIT_MAX_BYTES`).
+        image: Vec<u8>,
+        /// 68 finite points in the image's pixels.
+        landmarks: Vec<[f32; 2]>,
+    },
+    /// Animate the checked photo in this session (and make it the server's default).
+    ApplyPortrait {
+        /// The upload's number.
+        upload: u64,
+        /// The portrait.
+        checked: crate::uploads::CheckedPortrait,
+        /// Also the default portrait for sessions started later.
+        make_default: bool,
+    },
+    /// Back to the server's default portrait (or the drawn avatar).
+    ResetPortrait,
     /// Close the socket.
     Close {
         /// WebSocket close code.
@@ -131,6 +157,8 @@ pub struct SessionCore {
     /// When the last answer's speech ended (for the echo guard).
     last_answer_end: Option<Instant>,
     last_audio_notice_ms: Option<u64>,
+    /// Photo uploads.
+    portraits: portrait::PortraitGate,
 }
 
 fn status(stage: Stage, note: Option<&str>) -> ServerMessage {
@@ -169,6 +197,7 @@ impl SessionCore {
             recent_words: std::collections::VecDeque::new(),
             last_answer_end: None,
             last_audio_notice_ms: None,
+            portraits: portrait::PortraitGate::default(),
         }
     }
 
@@ -206,6 +235,7 @@ impl SessionCore {
         // An utterance under way is not transcribed any more.
         drop(self.mic.stop());
         self.transcribing.clear();
+        self.forget_portrait_check();
         let mut out = self.cancel_turn();
         if self.streaming {
             self.streaming = false;
@@ -219,7 +249,21 @@ impl SessionCore {
         if let Some(flood) = self.over_message_rate(now) {
             return flood;
         }
-        match parse_client_message(text) {
+        let portrait_limit = portrait_message_limit(self.config.portrait_max_bytes);
+        match parse_client_message_with(text, portrait_limit) {
+            Err(rejected) if looks_like_portrait(text) => {
+                let why = if rejected.code == ErrorCode::MessageTooLarge {
+                    format!(
+                        "the message is {} bytes, more than the {portrait_limit} bytes a photo of \
+                         at most {} bytes takes (PORTRAIT_MAX_BYTES)",
+                        text.len(),
+                        self.config.portrait_max_bytes
+                    )
+                } else {
+                    rejected.message
+                };
+                self.portrait_unreadable(&why)
+            }
             Err(rejected) => {
                 tracing::info!(parent: &self.span, code = ?rejected.code, "rejected a client message: {}", rejected.message);
                 vec![send(ServerMessage::error(rejected.code, rejected.message))]
@@ -236,6 +280,10 @@ impl SessionCore {
                 mode,
                 playback,
             }) => self.on_mic(action, mode, playback, now),
+            Ok(ClientMessage::Portrait { image, landmarks }) => {
+                self.on_portrait(&image, &landmarks, now)
+            }
+            Ok(ClientMessage::PortraitReset) => self.on_portrait_reset(),
         }
     }
 
@@ -604,6 +652,7 @@ impl SessionCore {
             Event::SegmentPublished { .. } | Event::StreamFinished => Vec::new(),
             Event::Publish(status) => vec![send(ServerMessage::Publish(status))],
             Event::Heard { utterance, outcome } => self.on_heard(utterance, outcome, now),
+            Event::PortraitChecked { upload, outcome } => self.on_portrait_checked(upload, outcome),
             Event::FirstToken { turn, at } => {
                 self.mark(turn, at, |m| &mut m.first_token_ms);
                 Vec::new()
@@ -759,6 +808,9 @@ impl SessionCore {
     }
 }
 
+mod portrait;
+#[cfg(test)]
+mod portrait_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! [`Action`]s: starts and stops the live stream (one media thread, listed in the stream
 //! registry), starts and cancels turns, sends messages, closes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,11 +29,17 @@ use crate::protocol::{ErrorCode, ListenInfo, ServerMessage, StreamInfo};
 use crate::registry::{Publisher, Registration};
 use crate::rtmp::{RtmpOutput, StreamInfo as RtmpStreamInfo};
 use crate::server::AppState;
+use crate::uploads::RefImageFile;
+use talkstream_avatar::Portrait;
+
+mod portrait;
 
 /// The live stream of a session.
 struct LiveStream {
     registration: Registration,
     producer: Producer,
+    /// The face's output size and idle-motion seed (to build another face for it).
+    face: (u32, u32, u64),
 }
 
 /// Everything a running session holds besides its core.
@@ -49,6 +55,11 @@ struct Driver {
     streams_started: u32,
     /// Cancels transcriptions under way when the session ends.
     listening: CancellationToken,
+    /// The photo this session sent, if it animates the session (else the server's default).
+    portrait: Option<Arc<Portrait>>,
+    /// Private copies of the session's photos for an external generator, newest last (the
+    /// previous one stays while a turn may still use it); removed when the session ends.
+    ref_files: VecDeque<RefImageFile>,
 }
 
 /// Send one message; false when the transport is gone.
@@ -147,6 +158,8 @@ where
             } else {
                 Err(STT_NOTE)
             },
+            portraits: cfg.portrait_uploads,
+            portrait_max_bytes: cfg.portrait_max_bytes,
         },
         span.clone(),
         Instant::now(),
@@ -160,6 +173,8 @@ where
         turns: HashMap::new(),
         streams_started: 0,
         listening: CancellationToken::new(),
+        portrait: None,
+        ref_files: VecDeque::new(),
     };
     tracing::info!(parent: &driver.span, "session started");
 
@@ -201,6 +216,7 @@ where
     }
     driver.listening.cancel();
     driver.stop_stream().await;
+    driver.ref_files.clear();
     while events.try_recv().is_ok() {}
     tracing::info!(parent: &driver.span, "session ended");
 }
@@ -242,6 +258,17 @@ impl Driver {
                 Action::StartTurn { turn, text } => self.start_turn(turn, text),
                 Action::CancelTurn { turn } => self.cancel_turn(turn),
                 Action::Transcribe { utterance, audio } => self.transcribe(utterance, audio),
+                Action::CheckPortrait {
+                    upload,
+                    image,
+                    landmarks,
+                } => self.check_portrait(upload, image, landmarks),
+                Action::ApplyPortrait {
+                    upload,
+                    checked,
+                    make_default,
+                } => self.apply_portrait(upload, checked, make_default).await,
+                Action::ResetPortrait => self.reset_portrait().await,
                 Action::Close { code, reason } => return Some((code, reason)),
             }
         }
@@ -320,11 +347,14 @@ impl Driver {
             published: published.clone(),
             channel,
             seed,
-            portrait: state.portrait.clone(),
+            portrait: self
+                .portrait
+                .clone()
+                .or_else(|| state.uploads.default_portrait()),
             generator: state.generator.as_ref().map(|g| GeneratorLink {
                 generator: Arc::clone(g),
                 runtime: tokio::runtime::Handle::current(),
-                ref_image: cfg.avatar_ref_image.clone().unwrap_or_default(),
+                ref_image: self.ref_image(),
                 session_id: self.id.clone(),
                 window_ms: cfg.seg_len_ms,
                 overlap_ms: cfg.seg_overlap_ms,
@@ -354,6 +384,7 @@ impl Driver {
         self.stream = Some(LiveStream {
             registration,
             producer,
+            face: (cfg.width, cfg.height, seed),
         });
         Ok(ServerMessage::Hello {
             session_id: self.id.clone(),
@@ -376,6 +407,8 @@ impl Driver {
             tts: state.tts.name().into(),
             video_generator: state.generator_kind.clone(),
             generator_note: state.generator_note.clone(),
+            portraits: cfg.portrait_uploads.as_str(),
+            portrait_max_bytes: cfg.portrait_max_bytes,
             listen: Box::new(ListenInfo {
                 stt: if state.stt.is_some() {
                     OpenAiStt::NAME.to_string()
@@ -414,6 +447,7 @@ impl Driver {
         let Some(LiveStream {
             registration,
             producer,
+            ..
         }) = self.stream.take()
         else {
             return;

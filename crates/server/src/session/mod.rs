@@ -63,7 +63,9 @@ pub async fn upgrade(
     }
     // Accept frames well past our own limit so an oversized message gets a polite `error`
     // instead of a dropped connection.
-    ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES * 64)
+    // A photo may be larger than every other message (PORTRAIT_MAX_BYTES in base64).
+    let portrait = crate::protocol::portrait_message_limit(state.config.portrait_max_bytes);
+    ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES * 64 + portrait)
         .on_upgrade(move |socket| {
             // Tracked so shutdown waits for the session to end its stream.
             let tracker = state.tracker.clone();

@@ -23,6 +23,8 @@ pub(super) fn config(llm: bool) -> CoreConfig {
             echo_tail_ms: 2500,
         },
         stt: Ok(()),
+        portraits: crate::config::PortraitUploads::Session,
+        portrait_max_bytes: 64 << 10,
     }
 }
 
