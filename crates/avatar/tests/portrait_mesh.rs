@@ -167,3 +167,51 @@ fn a_landmarks_file_next_to_the_image_is_enough_and_a_bad_one_is_refused() {
     assert!(err.contains("upright"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_photo_with_an_open_mouth_closes_it_in_silence_and_shows_its_own_teeth_when_open() {
+    // The template with the lower lip and the jaw 14 px lower: the inner lips 14 px apart.
+    let mut points = template_landmarks(Point::new(256.0, 270.0), 100.0);
+    for i in (55..=59).chain(65..=67).chain(5..=11) {
+        points[i].y += 14.0;
+    }
+    let mut rgba = photo(&points);
+    // The photo's own teeth: white between the inner lips.
+    let (top, bottom) = (points[62].y, points[66].y);
+    for y in (top as u32 + 1)..(bottom as u32) {
+        for x in (points[61].x as u32)..(points[63].x as u32) {
+            let i = ((y * S + x) * 4) as usize;
+            rgba[i..i + 3].copy_from_slice(&[240, 240, 236]);
+        }
+    }
+    let portrait = Portrait::from_rgba(S, S, rgba, manifest_from_landmarks(&points))
+        .unwrap()
+        .with_landmarks(points.clone())
+        .unwrap();
+    let face = PortraitFace::new(&portrait, S, S, 3).unwrap();
+    let mut out = vec![0u8; face.frame_len()];
+    let white_in_mouth = |frame: &[u8]| {
+        ((top - 4.0) as u32..(bottom + 4.0) as u32)
+            .flat_map(|y| ((points[61].x as u32)..(points[63].x as u32)).map(move |x| (x, y)))
+            .filter(|&(x, y)| luma(frame, x, y) > 225.0)
+            .count()
+    };
+    let in_photo = white_in_mouth(face.base_rgba());
+    assert!(in_photo > 300, "{in_photo}");
+    // In silence the lips are pressed over the teeth.
+    face.render_rgba_with_motion(&Motion::STILL, MouthPose::CLOSED, &mut out)
+        .unwrap();
+    let silent = white_in_mouth(&out);
+    assert!(
+        silent < in_photo / 10,
+        "silent: {silent} of {in_photo} teeth pixels show"
+    );
+    // Speaking, the lips part onto the photo's own teeth (nothing is drawn over them).
+    face.render_rgba_with_motion(&Motion::STILL, MouthPose::new(0.6, 0.2, 0.0), &mut out)
+        .unwrap();
+    let open = white_in_mouth(&out);
+    assert!(
+        open > in_photo / 2,
+        "open: {open} of {in_photo} teeth pixels show"
+    );
+}

@@ -240,6 +240,16 @@ impl FaceMesh {
         &self.tris
     }
 
+    /// Width of the photo, px.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height of the photo, px.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
     /// Distance between the eye centres, px: the rig's unit.
     pub fn scale(&self) -> f32 {
         self.scale

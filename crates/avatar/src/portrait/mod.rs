@@ -44,6 +44,7 @@
 
 mod decode;
 pub mod landmarks;
+mod photo_mesh;
 mod render;
 pub mod upload;
 

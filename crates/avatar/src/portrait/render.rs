@@ -1,11 +1,9 @@
 //! Rendering a [`Portrait`]: the photo scaled once to the output size, then per frame a copy of
 //! it with the mouth region warped open and the eyelids drawn during blinks.
 
+use super::photo_mesh::PhotoMesh;
 use super::Portrait;
-use crate::mesh::{
-    draw_interior, draw_lids, sample_colours, sample_lid_colours, FaceMesh, InteriorColours,
-    LidColours, Point, RgbaRef, Rig,
-};
+use crate::mesh::Point;
 use crate::motion::{smoothstep, IdleMotion};
 use crate::{frame_len, AvatarError, BlinkEvent, Motion, MouthPose, MAX_SIDE};
 
@@ -142,14 +140,6 @@ pub struct PortraitFace {
     mesh: Option<Box<PhotoMesh>>,
 }
 
-/// A portrait's landmark mesh in output pixels, with its mouth colours.
-#[derive(Clone, Debug)]
-struct PhotoMesh {
-    mesh: FaceMesh,
-    colours: InteriorColours,
-    lids: [LidColours; 2],
-}
-
 impl std::fmt::Debug for PortraitFace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortraitFace")
@@ -271,14 +261,7 @@ impl PortraitFace {
                 .iter()
                 .map(|q| Point::new(ox + q.x * sx, oy + q.y * sy))
                 .collect();
-            let mesh = FaceMesh::new(width, height, &pts).ok()?;
-            let colours = sample_colours(&base, width, height, &pts);
-            let lids = sample_lid_colours(&base, width, height, &pts);
-            Some(Box::new(PhotoMesh {
-                mesh,
-                colours,
-                lids,
-            }))
+            PhotoMesh::new(width, height, &base, &pts).map(Box::new)
         });
         Ok(PortraitFace {
             width,
@@ -371,7 +354,7 @@ impl PortraitFace {
         }
         let pose = mouth.clamped();
         if let Some(m) = &self.mesh {
-            self.render_mesh(m, motion, pose, out);
+            m.render(&self.base, motion, pose, out);
             return Ok(());
         }
         out.copy_from_slice(&self.base);
@@ -389,66 +372,6 @@ impl PortraitFace {
             }
         }
         Ok(())
-    }
-
-    /// The landmark mesh path: the rig from the mouth pose and the idle motion, the photo
-    /// warped by it (the eyes left open), the inside of the mouth drawn under the inner lips,
-    /// the lids drawn over the eyes during a blink.
-    fn render_mesh(&self, m: &PhotoMesh, motion: &Motion, pose: MouthPose, out: &mut [u8]) {
-        let scale = m.mesh.scale();
-        let finite = |v: f32| if v.is_finite() { v } else { 0.0 };
-        // Head offsets (output px) as the small turn/nod of a head ~1.5 eye distances deep.
-        let angle = |px: f32| {
-            (finite(px) / (1.5 * scale))
-                .clamp(-1.0, 1.0)
-                .asin()
-                .to_degrees()
-        };
-        let pose = pose.clamped();
-        let rig = Rig {
-            jaw_open: pose.open,
-            lip_open: pose.open * 0.6,
-            width: pose.wide - pose.round,
-            press: pose.press,
-            // Spread lips ("ee") and a tucked lower lip (f, v) show the upper teeth.
-            upper_lip: 0.6 * pose.bite + 0.3 * pose.wide * (pose.open / 0.3).min(1.0),
-            lower_lip: pose.bite,
-            tongue: pose.tongue,
-            blink_left: finite(motion.blink),
-            blink_right: finite(motion.blink),
-            roll_deg: finite(motion.tilt_rad).to_degrees(),
-            yaw_deg: angle(motion.head_dx),
-            pitch_deg: angle(motion.head_dy),
-        };
-        let src = RgbaRef {
-            width: self.width,
-            height: self.height,
-            data: &self.base,
-        };
-        // The warp keeps the eyes open; the lids are drawn over them (see mesh::lids).
-        let posed = m.mesh.pose(&Rig {
-            blink_left: 0.0,
-            blink_right: 0.0,
-            ..rig
-        });
-        // Sizes were checked by the caller; a mismatch leaves the frame as it was.
-        if m.mesh.render_posed(src, &posed, out).is_err() {
-            return;
-        }
-        if pose.open > 0.0 || rig.upper_lip > 0.0 {
-            draw_interior(
-                out,
-                self.width,
-                self.height,
-                &posed,
-                scale,
-                &rig,
-                &m.colours,
-            );
-        }
-        if rig.blink_left > 0.0 || rig.blink_right > 0.0 {
-            draw_lids(out, self.width, self.height, &posed, scale, &rig, &m.lids);
-        }
     }
 
     /// Warps the mouth region of `out` (which holds the base frame) open and paints the inside.
