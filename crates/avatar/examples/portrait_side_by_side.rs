@@ -1,4 +1,4 @@
-//! The picture in `docs/photo-avatar.png`: one photo (with its `<image>.landmarks.json`) shown
+//! The picture in `docs/photo-avatar.jpg`: one photo (with its `<image>.landmarks.json`) shown
 //! as it is, then speaking an open "ah" with the old box warp (no landmarks: the mouth region
 //! pushed apart over a drawn ellipse), then with the landmark mesh: "ah", "oo", "f" (lower lip
 //! on the teeth), "m" (lips pressed) and a blink. Writes a binary PPM; turn it into a PNG with
@@ -6,8 +6,8 @@
 //!
 //! ```sh
 //! cargo run --release -p talkstream-avatar --example portrait_side_by_side -- \
-//!     crates/avatar/tests/fixtures/photos/<name>.jpg /tmp/side.ppm
-//! ffmpeg -y -i /tmp/side.ppm docs/photo-avatar.png
+//!     crates/avatar/tests/fixtures/photos/sample3_x464_y237.jpg /tmp/side.ppm
+//! ffmpeg -y -i /tmp/side.ppm -q:v 3 docs/photo-avatar.jpg
 //! ```
 
 use std::path::PathBuf;
