@@ -1,7 +1,7 @@
 //! The picture in `docs/photo-avatar.jpg`: one photo (with its `<image>.landmarks.json`) shown
 //! as it is, then speaking an open "ah" with the old box warp (no landmarks: the mouth region
 //! pushed apart over a drawn ellipse), then with the landmark mesh: "ah", "oo", "f" (lower lip
-//! on the teeth), "m" (lips pressed) and a blink. Writes a binary PPM; turn it into a PNG with
+//! on the teeth), "m" (lips pressed) and a blink. Writes a binary PPM; turn it into a JPEG with
 //! ffmpeg:
 //!
 //! ```sh
