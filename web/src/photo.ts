@@ -11,6 +11,7 @@ import {
   CONTOURS,
   cropAroundFace,
   cropBlits,
+  cropTransform,
   detectScale,
   faceSizeProblem,
   faceWidth,
@@ -310,7 +311,15 @@ export class PhotoController {
       const out = canvasOf(this.outW, this.outH);
       const g = out.getContext('2d', { willReadFrequently: true })!;
       g.imageSmoothingQuality = 'high';
+      // The photo's edges stretched over what the crop leaves (as if upright), then, for a tilted
+      // face, the photo turned so the eyes are level on top.
       for (const b of cropBlits(crop, bitmap.width, bitmap.height)) g.drawImage(bitmap, b.sx, b.sy, b.sw, b.sh, b.dx, b.dy, b.dw, b.dh);
+      if (crop.angle) {
+        g.setTransform(...cropTransform(crop));
+        g.drawImage(bitmap, 0, 0);
+        g.setTransform(1, 0, 0, 1, 0, 0);
+        this.notes.push(`The face was tilted ${Math.round((Math.abs(crop.angle) * 180) / Math.PI)}°: the photo is turned so the eyes are level.`);
+      }
       bitmap.close();
 
       this.showProgress('Placing the landmarks…');

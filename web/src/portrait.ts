@@ -149,7 +149,16 @@ export interface Crop {
   /** The output (stream) size. */
   outWidth: number;
   outHeight: number;
+  /**
+   * The face's tilt (radians, the eye line's angle in the photo) that the crop turns away so the
+   * eyes are level; 0 for a face upright within LEVEL_BELOW. Turned about the point between the
+   * eyes. Absent: 0.
+   */
+  angle?: number;
 }
+
+/** A face tilted less than this (radians, 3°) is cut as it is, pixel for pixel. */
+export const LEVEL_BELOW = (3 * Math.PI) / 180;
 
 /**
  * Where to cut a picture of `outWidth`×`outHeight` (the stream's size) out of the photo for a
@@ -159,6 +168,8 @@ export interface Crop {
 export function cropAroundFace(pts: readonly Point[], outWidth: number, outHeight: number): Crop {
   const { right, left } = eyeCentres(pts);
   const mid: Point = [(right[0] + left[0]) / 2, (right[1] + left[1]) / 2];
+  const tilt = Math.atan2(left[1] - right[1], left[0] - right[0]);
+  const angle = Math.abs(tilt) < LEVEL_BELOW ? 0 : tilt;
   const side = faceWidth(pts) / FACE_FRACTION;
   const aspect = outWidth / outHeight;
   const width = aspect >= 1 ? side * aspect : side;
@@ -171,12 +182,40 @@ export function cropAroundFace(pts: readonly Point[], outWidth: number, outHeigh
     scale: outWidth / width,
     outWidth,
     outHeight,
+    angle,
   };
+}
+
+/** The point the crop turns about (between the eyes), in photo pixels. */
+function pivot(crop: Crop): Point {
+  return [crop.x + crop.width / 2, crop.y + EYE_LINE * crop.height];
 }
 
 /** A photo point in the crop's output pixels. */
 export function toCrop(crop: Crop, p: Point): Point {
-  return [(p[0] - crop.x) * crop.scale, (p[1] - crop.y) * crop.scale];
+  const a = crop.angle ?? 0;
+  if (a === 0) return [(p[0] - crop.x) * crop.scale, (p[1] - crop.y) * crop.scale];
+  const [cx, cy] = pivot(crop);
+  const [dx, dy] = [p[0] - cx, p[1] - cy];
+  const [cos, sin] = [Math.cos(-a), Math.sin(-a)];
+  return [
+    crop.outWidth / 2 + (dx * cos - dy * sin) * crop.scale,
+    EYE_LINE * crop.outHeight + (dx * sin + dy * cos) * crop.scale,
+  ];
+}
+
+/**
+ * The canvas transform (a, b, c, d, e, f of setTransform) that draws the photo at its place in a
+ * turned crop: photo pixels to output pixels, as toCrop.
+ */
+export function cropTransform(crop: Crop): [number, number, number, number, number, number] {
+  const a = crop.angle ?? 0;
+  const [cx, cy] = pivot(crop);
+  const s = crop.scale;
+  const [cos, sin] = [Math.cos(-a), Math.sin(-a)];
+  const ox = crop.outWidth / 2;
+  const oy = EYE_LINE * crop.outHeight;
+  return [s * cos, s * sin, -s * sin, s * cos, ox - s * (cos * cx - sin * cy), oy - s * (sin * cx + cos * cy)];
 }
 
 /** Every point scaled by `s` (photo ↔ detection image, crop ↔ screen). */

@@ -6,6 +6,7 @@ import {
   CONTOURS,
   cropAroundFace,
   cropBlits,
+  cropTransform,
   detectScale,
   DETECT_MAX_SIDE,
   EYE_LINE,
@@ -136,6 +137,34 @@ describe('faces and the crop', () => {
     const tall = cropAroundFace(pts, 480, 640);
     expect(tall.width).toBeCloseTo(400);
     expect(tall.height).toBeCloseTo(400 * (640 / 480));
+  });
+
+  it('turns a tilted face upright (eyes level), and draws the photo where its points go', () => {
+    const upright = face(700, 500, 200);
+    const tilt = (25 * Math.PI) / 180;
+    const turn = (p: Point): Point => {
+      const [dx, dy] = [p[0] - 700, p[1] - 500];
+      return [700 + dx * Math.cos(tilt) - dy * Math.sin(tilt), 500 + dx * Math.sin(tilt) + dy * Math.cos(tilt)];
+    };
+    const pts = upright.map(turn);
+    const crop = cropAroundFace(pts, 512, 512);
+    expect(crop.angle).toBeCloseTo(tilt);
+    const c = pts.map((p) => toCrop(crop, p));
+    const eyes = eyeCentres(c);
+    expect(eyes.right[1]).toBeCloseTo(EYE_LINE * 512);
+    expect(eyes.left[1]).toBeCloseTo(EYE_LINE * 512);
+    expect((eyes.right[0] + eyes.left[0]) / 2).toBeCloseTo(256);
+    // The jaw spans half the crop as for the upright face.
+    expect(Math.hypot(c[16]![0] - c[0]![0], c[16]![1] - c[0]![1])).toBeCloseTo(256);
+    // The canvas transform puts every photo point where toCrop says.
+    const [a, b, cc, d, e, f] = cropTransform(crop);
+    for (const [i, p] of pts.entries()) {
+      expect(a * p[0] + cc * p[1] + e).toBeCloseTo(c[i]![0]);
+      expect(b * p[0] + d * p[1] + f).toBeCloseTo(c[i]![1]);
+    }
+    // A face tilted under 3° is cut as it is.
+    const slight = upright.map((p) => [p[0], p[1] + (p[0] - 700) * 0.03] as const);
+    expect(cropAroundFace(slight, 512, 512).angle).toBe(0);
   });
 
   it('scales points', () => {

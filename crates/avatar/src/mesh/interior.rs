@@ -23,14 +23,22 @@ pub struct InteriorColours {
 }
 
 impl InteriorColours {
-    /// From the photo's mean lip colour and mean skin brightness (0..=255).
-    pub fn from_photo(lips: [f32; 3], skin_luma: f32) -> Self {
+    /// From the photo's mean lip colour and mean skin colour (0..=255).
+    pub fn from_photo(lips: [f32; 3], skin: [f32; 3]) -> Self {
         // Teeth are lighter than the skin around them in any light, but never white on a
-        // dim photo: a little above the cheeks' brightness, between 150 and 232.
+        // dim photo: a little above the cheeks' brightness, between 150 and 232, and lit by
+        // the same light (a quarter of the skin's tint, so they do not look blue beside it).
+        let skin_luma = 0.299 * skin[0] + 0.587 * skin[1] + 0.114 * skin[2];
         let teeth = (skin_luma * 1.25).clamp(150.0, 232.0);
+        let tint = skin.map(|c| c / skin_luma.max(1.0));
+        let neutral = [1.0, 0.965, 0.9];
+        let mut t = [0.0f32; 3];
+        for k in 0..3 {
+            t[k] = (teeth * (0.75 * neutral[k] + 0.25 * tint[k])).clamp(0.0, 255.0);
+        }
         InteriorColours {
             cavity: lips.map(|c| c * 0.22),
-            teeth: [teeth, teeth * 0.965, teeth * 0.9],
+            teeth: t,
             tongue: [lips[0] * 0.85, lips[1] * 0.55, lips[2] * 0.6],
         }
     }
@@ -193,6 +201,5 @@ pub fn sample_colours(rgba: &[u8], width: u32, height: u32, p: &[Point]) -> Inte
             .into_iter()
             .map(|i| Point::new((p[i].x + p[30].x) / 2.0, (p[i].y + p[30].y) / 2.0)),
     );
-    let luma = 0.299 * skin[0] + 0.587 * skin[1] + 0.114 * skin[2];
-    InteriorColours::from_photo(lips, luma)
+    InteriorColours::from_photo(lips, skin)
 }
