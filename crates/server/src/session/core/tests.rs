@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::turns::SHOWN_TURNS_KEPT;
 use super::*;
 
 pub(super) fn config(llm: bool) -> CoreConfig {

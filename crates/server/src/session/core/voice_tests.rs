@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::tests::{at, config, sent, started};
 use super::*;
+use crate::pipeline::HeardOutcome;
 use crate::session::test_speech::{bytes, said};
 
 fn mic_start(mode: &str, playback: &str) -> String {
