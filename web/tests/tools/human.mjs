@@ -35,6 +35,32 @@ export const EYES = {
   left: { corners: [263, 362], pairs: [[387, 373], [386, 374], [385, 380]] },
 };
 
+// The lid margin contours, corner to corner (Human's EyeUpper0 + EyeLower0), for painting over.
+const OUTLINE = {
+  right: [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],
+  left: [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249],
+};
+
+/**
+ * The control's paint: each eye's lid-margin outline from the mesh of the photo, grown by `grow`
+ * around its centre, with a sample rectangle of the skin half an eye width below it to fill it
+ * with. Grown 2x, the lashes and the dark rim under the lower lid go too; at 1.6x that rim stays
+ * below the paint on sample6 and the mesh finds a slit in it (0.44 of open instead of 0.31).
+ */
+export function meshEyePaint(mesh, grow = 2) {
+  return ['right', 'left'].map((eye) => {
+    const pts = OUTLINE[eye].map((i) => mesh[i]);
+    const c = [pts.reduce((s, p) => s + p[0], 0) / pts.length, pts.reduce((s, p) => s + p[1], 0) / pts.length];
+    const xs = pts.map((p) => p[0]);
+    const width = Math.max(...xs) - Math.min(...xs);
+    const bottom = Math.max(...pts.map((p) => p[1]));
+    return {
+      polygon: pts.map(([x, y]) => [c[0] + (x - c[0]) * grow, c[1] + (y - c[1]) * grow]),
+      sample: [Math.min(...xs), bottom + width * 0.5, width, width * 0.25],
+    };
+  });
+}
+
 const dist = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1]);
 
 /** Eye aspect ratio of one eye of a face mesh: mean lid gap over the corner-to-corner width. */

@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FaceApiPage, descriptorDistance, launchChromium, mouthOpening, requireTools, webDir } from './faceapi.mjs';
-import { HumanPage, meshEar, requireHuman } from './human.mjs';
+import { HumanPage, meshEar, meshEyeAspect, meshEyePaint, requireHuman } from './human.mjs';
 
 export const bin = process.env.TALKSTREAM_BIN
   ? resolve(process.env.TALKSTREAM_BIN)
@@ -99,21 +99,6 @@ export function eyeFrames(poses, count) {
   return { blink, open: [...new Set(spread)] };
 }
 
-/** Polygons over both eyes of face-api's 68 points (36-41, 42-47), grown by `grow` around each
- * eye's centre, with a sample of the skin below each eye to paint them with. */
-export function eyePaint(points, grow = 1.6) {
-  return [36, 42].map((k) => {
-    const eye = points.slice(k, k + 6);
-    const c = [eye.reduce((s, p) => s + p[0], 0) / 6, eye.reduce((s, p) => s + p[1], 0) / 6];
-    const width = Math.abs(eye[3][0] - eye[0][0]);
-    const bottom = Math.max(...eye.map((p) => p[1]));
-    return {
-      polygon: eye.map(([x, y]) => [c[0] + (x - c[0]) * grow, c[1] + (y - c[1]) * grow]),
-      sample: [Math.min(eye[0][0], eye[3][0]), bottom + width * 0.5, width, width * 0.25],
-    };
-  });
-}
-
 /**
  * Render `text` with `photo` (`durationMs` of video), measure the frames, return the per-frame
  * series and the figures. face-api (mouth, rest, identity) and Human (eyelids) run side by side
@@ -184,12 +169,18 @@ export async function measurePhotoVideo({
     };
     const eyes = async () => {
       const t0 = Date.now();
+      let photoMesh = null;
       const ear = async (file, paint) => {
         const m = await hu.mesh(file, paint);
-        return m ? { ear: meshEar(m.mesh), faceScore: m.faceScore } : null;
+        if (!m) return null;
+        if (!paint && file === photo) photoMesh = m.mesh;
+        return { ear: meshEar(m.mesh), right: meshEyeAspect(m.mesh, 'right'), left: meshEyeAspect(m.mesh, 'left'), faceScore: m.faceScore };
       };
-      // The control first (it also finds the face on the photo, whose box the frames reuse).
-      const control = { photo: await ear(photo), painted: await ear(photo, eyePaint(still.points)) };
+      // The control first (it also finds the face on the photo, whose box the frames reuse): the
+      // eyes are painted over where the mesh found them on the photo.
+      const control = { photo: await ear(photo) };
+      if (!photoMesh) throw new Error(`Human finds no face in ${photo}`);
+      control.painted = await ear(photo, meshEyePaint(photoMesh));
       control.photoAgain = await ear(photo);
       const { blink, open } = eyeFrames(poses, openEyeFrames);
       const measured = new Map();
@@ -224,9 +215,20 @@ export function eyeFigures({ control, blink, open, measured }, poses) {
   const openEars = open.map((i) => measured.get(i)).filter(Boolean).map((v) => v.ear);
   const lostOpen = open.filter((i) => !measured.get(i));
   const openEar = openEars.length ? median(openEars) : NaN;
+  const openFound = open.map((i) => measured.get(i)).filter(Boolean);
+  const openRight = openFound.length ? median(openFound.map((v) => v.right)) : NaN;
+  const openLeft = openFound.length ? median(openFound.map((v) => v.left)) : NaN;
   const blinkRatios = blink.map((i) => {
     const v = measured.get(i);
-    return { frame: i, blink: poses[i].blink, ratio: v ? v.ear / openEar : null, faceScore: v?.faceScore ?? 0 };
+    return {
+      frame: i,
+      blink: poses[i].blink,
+      ratio: v ? v.ear / openEar : null,
+      // Each eye against its own open median (the subject's right eye is the image's left).
+      right: v ? v.right / openRight : null,
+      left: v ? v.left / openLeft : null,
+      faceScore: v?.faceScore ?? 0,
+    };
   });
   const ratio = (v) => (v ? v.ear / openEar : null);
   const photoEar = control.photo?.ear;
@@ -237,6 +239,8 @@ export function eyeFigures({ control, blink, open, measured }, poses) {
     blinkRatios,
     control: {
       photoEar: photoEar ?? null,
+      photoEyes: control.photo ? [control.photo.right, control.photo.left] : null,
+      paintedEyes: control.painted ? [control.painted.right, control.painted.left] : null,
       photoAgainEar: control.photoAgain?.ear ?? null,
       paintedEar: control.painted?.ear ?? null,
       // The photo against the video's open eyes (~1 when the renderer keeps the eyes as drawn).
@@ -296,9 +300,10 @@ export function summary(m) {
     `mouth: Pearson r ${m.r.toFixed(3)} at lag ${m.lag} frame(s)`,
     `rest: commanded closed from frame ${m.closedAt} (${m.tailFrames} frames of tail), measured back within ${m.restTolerance.toFixed(3)} of the photo's ${m.restOpening.toFixed(3)} after ${m.restFrames ?? 'never'} frames`,
     `blinks (Human face mesh): open EAR ${f(m.openEar)} (median of ${m.openEyeFrames} open-eye frames${m.lostOpen.length ? `, face lost in ${m.lostOpen.join(', ')}` : ''}); ` +
-      `EAR / open EAR in frames with blink >= 0.9: ${m.blinkRatios.map((b) => `frame ${b.frame} (blink ${b.blink.toFixed(2)}) ${f(b.ratio)}`).join(', ')}`,
+      `EAR / open EAR in frames with blink >= 0.9: ${m.blinkRatios.map((b) => `frame ${b.frame} (blink ${b.blink.toFixed(2)}) ${f(b.ratio)} (right eye ${f(b.right)}, left ${f(b.left)}, face score ${b.faceScore})`).join(', ')}`,
     `eye control: photo EAR ${f(c.photoEar)} (again after the painted one ${f(c.photoAgainEar)}), photo / open ${f(c.photoOverOpen)}; ` +
-      `eyes painted over EAR ${f(c.paintedEar)}, painted / photo ${f(c.paintedOverPhoto)}`,
+      `eyes painted over EAR ${f(c.paintedEar)}, painted / photo ${f(c.paintedOverPhoto)} ` +
+      `(right / left eye: photo ${c.photoEyes?.map(f).join(' / ') ?? 'lost'}, painted ${c.paintedEyes?.map(f).join(' / ') ?? 'lost'})`,
     `identity: max descriptor distance to the photo ${m.maxDistance.toFixed(3)} (${m.descriptorFrames} of ${m.frames} frames)`,
   ].join('\n');
 }
