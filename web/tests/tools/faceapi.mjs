@@ -47,12 +47,16 @@ export class FaceApiPage {
   /** @type {(name: string) => string | null} resolves /files/<name> to a local path */
   resolveFile = () => null;
 
-  async start({ backend = process.env.FACEAPI_BACKEND || 'cpu' } = {}) {
+  /** `browser`: a Chromium to open the page in (from launchChromium; stays open on stop). */
+  async start({ backend = process.env.FACEAPI_BACKEND || 'cpu', browser = null } = {}) {
     requireTools();
-    // WebGL without a GPU: Chromium's software GL (SwiftShader) must be asked for explicitly.
-    const gl = backend === 'webgl' ? ['--use-angle=swiftshader', '--enable-unsafe-swiftshader'] : [];
-    this.browser = await chromium.launch({ executablePath: chromiumPath, args: [...CHROMIUM_ARGS, ...gl] });
-    const context = await this.browser.newContext();
+    if (browser) {
+      this.shared = browser;
+    } else {
+      this.browser = await launchChromium({ webgl: backend === 'webgl' });
+    }
+    const context = await (this.shared || this.browser).newContext();
+    this.context = context;
     this.page = await context.newPage();
     this.page.on('console', (m) => this.log.push(`[${m.type()}] ${m.text()}`));
     this.page.on('pageerror', (e) => this.log.push(`[pageerror] ${e.message}`));
@@ -153,8 +157,20 @@ export class FaceApiPage {
   }
 
   async stop() {
+    await this.context?.close().catch(() => {});
     await this.browser?.close().catch(() => {});
   }
+}
+
+/**
+ * A headless Chromium for pages of this module and of human.mjs (one browser, one page each:
+ * face-api and Human bundle their own TensorFlow.js, which must not share a page's globals).
+ * `webgl`: ask for Chromium's software GL (SwiftShader), needed for the webgl backend without a GPU.
+ */
+export function launchChromium({ webgl = false } = {}) {
+  if (!existsSync(chromiumPath)) throw new Error(`missing: Chromium at ${chromiumPath} (set CHROMIUM_PATH)`);
+  const gl = webgl ? ['--use-angle=swiftshader', '--enable-unsafe-swiftshader'] : [];
+  return chromium.launch({ executablePath: chromiumPath, args: [...CHROMIUM_ARGS, ...gl] });
 }
 
 /** Euclidean distance of two face descriptors (face-api: < 0.6 means the same person). */
