@@ -1,25 +1,34 @@
 //! Closing eyelids. A photo of open eyes holds no picture of the lid that covers a closed eye
 //! (it is folded under the crease), so warping the photo can only squeeze the eye into a slit
 //! under stretched lashes, which still reads as an open eye. Instead the lid is drawn, like the
-//! inside of the mouth: a surface of the photo's own lid skin (sampled between the lid and the
-//! brow) coming down from the upper lid line to where the lid's edge is, shaded round, with a
-//! line of lashes along that edge in the photo's lash colour. Edges are feathered.
+//! inside of the mouth: a smooth surface in the colour of the skin around the eye (a little of
+//! the texture above it) coming down from over the photo's own lashes and liner to where the
+//! lid's edge is, its top fading into the skin, a line of lashes along the edge in the photo's
+//! lash colour, and the lower lid rising to meet it when closed. Edges are feathered.
 
 use super::{idx, Point, Rig};
 
-/// How far above the upper lid line the drawn lid starts (over the photo's own lash line, which
-/// moves down with the lid's edge), interocular distances.
-const LID_OVER_LASHES: f32 = 0.04;
+/// How far above the upper lid line the drawn lid starts: over the photo's own lashes and eye
+/// liner (which a closing lid carries down to its edge; left in place they draw the open eye's
+/// outline around the lid), interocular distances.
+const LID_OVER_LASHES: f32 = 0.1;
+/// The lid's top edge fades into the skin above over this much, interocular distances.
+const TOP_BLEND: f32 = 0.03;
 /// Thickness of the drawn lash line at the lid's edge, interocular distances.
-const LASH_LINE: f32 = 0.022;
+const LASH_LINE: f32 = 0.016;
+/// How dark the drawn lash line is, 0..=1 of the photo's lash colour.
+const LASH_STRENGTH: f32 = 0.8;
 /// Where a closed lid's edge lies, as a share of the way from the upper lid's points to the
 /// lower lid's.
 const EDGE_CLOSED: f32 = 0.8;
 /// How far the risen lower lid covers, on the same scale (past the lower lid's points: the
 /// white shows a little under them).
-const LOWER_PAST: f32 = 1.2;
+const LOWER_PAST: f32 = 1.6;
+/// How much of the lid's surface is the texture of the skin above it (the rest is that skin's
+/// mean colour): a lid is smooth, and a textured one showed the eye's round outline again.
+const LID_TEXTURE: f32 = 0.2;
 /// How far past each eye corner a closed lid reaches, as a share of the eye's width.
-const CORNER_PAST: f32 = 0.04;
+const CORNER_PAST: f32 = 0.15;
 /// Feathering, px.
 const FEATHER: f32 = 1.3;
 
@@ -76,17 +85,25 @@ fn lerp(a: Point, b: Point, t: f32) -> Point {
 }
 
 /// Lid colours of the picture-left and picture-right eye, from the photo at rest (`p`: the 68
-/// landmarks): the skin as the median-ish mean of points between each upper lid point and the
-/// brow above it, the lashes as the darkest pixels along the upper lid line.
+/// landmarks): the skin as the mean of the middle third of points between each upper lid point
+/// and the brow above it and under the eye, the lashes as the darkest pixels along the upper
+/// lid line.
 pub fn sample_lid_colours(rgba: &[u8], width: u32, height: u32, p: &[Point]) -> [LidColours; 2] {
     EYES.map(|eye| {
+        // Above the eye (the lid's own skin, often with make-up) and under it (the skin the
+        // lid must not stand out from).
         let mut skins = Vec::new();
-        for (&u, &b) in eye.upper.iter().zip(&eye.brow) {
+        let around = |q: Point, skins: &mut Vec<[f32; 3]>| {
+            for (dx, dy) in [(0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0)] {
+                skins.push(pixel(rgba, width, height, Point::new(q.x + dx, q.y + dy)));
+            }
+        };
+        for ((&u, &b), &l) in eye.upper.iter().zip(&eye.brow).zip(&eye.lower) {
             for t in [0.35, 0.45, 0.55] {
-                let q = lerp(p[u], p[b], t);
-                for (dx, dy) in [(0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0)] {
-                    skins.push(pixel(rgba, width, height, Point::new(q.x + dx, q.y + dy)));
-                }
+                around(lerp(p[u], p[b], t), &mut skins);
+            }
+            for t in [1.8, 2.1, 2.4] {
+                around(lerp(p[u], p[l], t), &mut skins);
             }
         }
         // Drop the darkest and brightest third (lashes, brow hairs, highlights).
@@ -193,7 +210,7 @@ pub fn draw_lids(
             .iter()
             .enumerate()
             .map(|(k, q)| {
-                let l = if k == 0 || k == 3 { lift * 0.3 } else { lift };
+                let l = if k == 0 || k == 3 { lift * 0.8 } else { lift };
                 Point::new(q.x, q.y - l)
             })
             .collect();
@@ -224,7 +241,7 @@ pub fn draw_lids(
         let fade = (b / 0.15).min(1.0);
         let lash_w = LASH_LINE * scale;
         let (x0, x1) = (c0.x.min(c3.x), c0.x.max(c3.x));
-        let y_top = top.iter().map(|q| q.y).fold(f32::MAX, f32::min);
+        let y_top = top.iter().map(|q| q.y).fold(f32::MAX, f32::min) - TOP_BLEND * scale;
         let y_bot = low.iter().map(|q| q.y).fold(f32::MIN, f32::max) + FEATHER;
         let xs = (x0.floor().max(0.0) as u32)..=(x1.ceil().min(width as f32 - 1.0).max(0.0) as u32);
         let ys = (y_top.floor().max(0.0) as u32)
@@ -236,7 +253,8 @@ pub fn draw_lids(
             for x in xs.clone() {
                 let px = x as f32 + 0.5;
                 let (ty, ey) = (line_y(&top, px), line_y(&edge, px));
-                if ey <= ty || py < ty - FEATHER {
+                let blend = TOP_BLEND * scale;
+                if ey <= ty || py < ty - blend {
                     continue;
                 }
                 if py > ey + FEATHER {
@@ -255,12 +273,12 @@ pub fn draw_lids(
                     let i = ((y * width + x) * 4) as usize;
                     for k in 0..3 {
                         let v = f32::from(out[i + k]);
-                        let want = (0.7 * tex[k] + 0.3 * c.skin[k]) * 0.96;
+                        let want = (LID_TEXTURE * tex[k] + (1.0 - LID_TEXTURE) * c.skin[k]) * 0.97;
                         out[i + k] = (v + (want - v) * a).round().clamp(0.0, 255.0) as u8;
                     }
                     continue;
                 }
-                let inside = ((py - ty + FEATHER) / (2.0 * FEATHER))
+                let inside = ((py - ty + blend) / (2.0 * blend))
                     .min((ey - py + FEATHER) / (2.0 * FEATHER))
                     .min((px - x0) / FEATHER)
                     .min((x1 - px) / FEATHER)
@@ -271,19 +289,21 @@ pub fn draw_lids(
                 // Round lid: lighter across its middle, darker toward the edge and the corners.
                 let t = ((py - ty) / (ey - ty).max(1.0)).clamp(0.0, 1.0);
                 let side = ((px - cx) / half).abs().min(1.0);
-                let shade = 1.04 - 0.12 * t * t - 0.1 * side * side;
+                let shade = 1.02 - 0.04 * t * t - 0.06 * side * side;
                 // The lid's texture: the skin above the lashes, mirrored down (rows above the
                 // lid are never written here, so they are still the photo's).
-                let src_y = ty - 1.5 * lift - (py - ty) * 0.7;
+                let src_y = ty - blend - 2.0 - (py - ty) * 0.5;
                 let tex = pixel(out, width, height, Point::new(px, src_y));
                 let mut col = [0.0f32; 3];
                 for k in 0..3 {
-                    col[k] = (0.7 * tex[k] + 0.3 * c.skin[k]) * shade;
+                    col[k] = (LID_TEXTURE * tex[k] + (1.0 - LID_TEXTURE) * c.skin[k]) * shade;
                 }
                 // Lashes along the edge.
                 let to_edge = ey - py;
                 if to_edge < lash_w {
-                    let k = (1.0 - to_edge / lash_w).clamp(0.0, 1.0).powf(0.7) * (1.0 - 0.4 * side);
+                    let k = LASH_STRENGTH
+                        * (1.0 - to_edge / lash_w).clamp(0.0, 1.0).powf(0.7)
+                        * (1.0 - 0.4 * side);
                     for (v, l) in col.iter_mut().zip(c.lash) {
                         *v += (l - *v) * k;
                     }
