@@ -35,9 +35,9 @@ const lastSent = (type) => sent.filter((m) => m.type === type).at(-1);
  * `image`, over `box` (stream pixels); `image: null` compares with `window.__e2eFrame` instead.
  * With `keep`, the frame is kept as `window.__e2eFrame`.
  */
-function frameDiff(image, box, keep = false) {
+function frameDiff(image, box, keep = false, drawn = false) {
   return page.evaluate(
-    async ({ image, box, keep }) => {
+    async ({ image, box, keep, drawn }) => {
       const v = document.querySelector('video');
       const w = v.videoWidth;
       const hgt = v.videoHeight;
@@ -46,7 +46,8 @@ function frameDiff(image, box, keep = false) {
       c.height = hgt;
       const g = c.getContext('2d', { willReadFrequently: true });
       g.drawImage(v, 0, 0);
-      const frame = g.getImageData(0, 0, w, hgt);
+      // `drawn`: the frame kept by keepDrawnFrame() (the drawn avatar, before the photo was sent).
+      const frame = drawn ? window.__e2eDrawn : g.getImageData(0, 0, w, hgt);
       if (keep) window.__e2eFrame = frame;
       let ref;
       if (image) {
@@ -72,8 +73,21 @@ function frameDiff(image, box, keep = false) {
       }
       return sum / n;
     },
-    { image, box, keep },
+    { image, box, keep, drawn },
   );
+}
+
+/** Keep the video's current frame (the drawn avatar) to compare the photo with later. */
+function keepDrawnFrame() {
+  return page.evaluate(() => {
+    const v = document.querySelector('video');
+    const c = document.createElement('canvas');
+    c.width = v.videoWidth;
+    c.height = v.videoHeight;
+    const g = c.getContext('2d', { willReadFrequently: true });
+    g.drawImage(v, 0, 0);
+    window.__e2eDrawn = g.getImageData(0, 0, c.width, c.height);
+  });
 }
 
 /** The bounding box of landmarks `from..to` (inclusive), grown by `pad` px. */
@@ -220,6 +234,8 @@ describe('"Use my photo"', () => {
     assert.ok(Math.abs(moved[54][1] - (detected[54][1] + 4 * k)) < 0.75, `point 54 y ${moved[54][1]}, expected ${detected[54][1] + 4 * k}`);
     for (let i = 0; i < 68; i++) if (i !== 54) assert.deepEqual(moved[i], detected[i], `point ${i} moved too`);
 
+    // The stream before the photo is sent (the server applies it within a frame or two).
+    await keepDrawnFrame();
     await page.click('#photo-apply');
     await h.waitInPage('the portrait message', () => window.__talkstream.photo.sent !== null, undefined, 10000);
     const start = Date.now();
@@ -247,8 +263,8 @@ describe('"Use my photo"', () => {
     assert.ok(msg, 'the previous test sent no photo');
     const upper = boxOf(msg.landmarks, 17, 35, 6);
     const mouthBox = boxOf(msg.landmarks, 48, 67, 8);
-    // the drawn avatar before
-    const before = await frameDiff(msg.image, upper);
+    // the drawn avatar, kept just before the photo was sent
+    const before = await frameDiff(msg.image, upper, false, true);
 
     // applied, or back in the editor with the server's refusal (or error) shown
     await h.waitInPage('the server to answer the photo', () => ['applied', 'editing'].includes(window.__talkstream.photo.state), undefined, 30000);
