@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -428,18 +428,7 @@ fn render_writes_an_mp4_with_sound() {
 #[test]
 fn a_portrait_is_animated_and_a_missing_one_is_a_clear_error() {
     let dir = common::temp_dir("portrait");
-    // A "photo" nobody could mistake for the drawn avatar: a flat green image, made by ffmpeg.
-    let photo_path = dir.join("me.png");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x20a040:s=200x200",
-        "-frames:v",
-        "1",
-        "-y",
-        photo_path.to_str().unwrap(),
-    ]);
+    let photo_path = green_photo(&dir);
     std::fs::write(
         dir.join("me.png.json"),
         r#"{"mouth":{"x":100,"y":140,"width":40,"height":10},
@@ -503,17 +492,7 @@ fn a_portrait_is_animated_and_a_missing_one_is_a_clear_error() {
 #[test]
 fn render_animates_a_ref_image_that_has_only_landmarks() {
     let dir = common::temp_dir("landmarks-only");
-    let photo_path = dir.join("me.png");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x20a040:s=200x200",
-        "-frames:v",
-        "1",
-        "-y",
-        photo_path.to_str().unwrap(),
-    ]);
+    let photo_path = green_photo(&dir);
     let points = talkstream_avatar::mesh::template_landmarks(
         talkstream_avatar::mesh::Point::new(100.0, 110.0),
         44.0,
@@ -553,4 +532,20 @@ fn render_animates_a_ref_image_that_has_only_landmarks() {
         .count();
     assert!(green > frame.len() / 3 / 2, "{green} green pixels");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A "photo" nobody could mistake for the drawn avatar: a flat green 200×200 PNG, made by ffmpeg.
+fn green_photo(dir: &Path) -> PathBuf {
+    let path = dir.join("me.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=0x20a040:s=200x200",
+        "-frames:v",
+        "1",
+        "-y",
+        path.to_str().unwrap(),
+    ]);
+    path
 }

@@ -44,8 +44,9 @@ impl InteriorColours {
     }
 }
 
-/// `y` of a contour (points ordered by x) at `x`, linearly between points.
-fn contour_y(points: &[Point], x: f32) -> f32 {
+/// `y` of a contour (points ordered by x) at `x`, linearly between points (the end points
+/// beyond the ends).
+pub(super) fn contour_y(points: &[Point], x: f32) -> f32 {
     if x <= points[0].x {
         return points[0].y;
     }

@@ -6,6 +6,7 @@
 //! lid's edge is, its top fading into the skin, a line of lashes along the edge in the photo's
 //! lash colour, and the lower lid rising to meet it when closed. Edges are feathered.
 
+use super::interior::contour_y;
 use super::{idx, Point, Rig};
 
 /// How far above the upper lid line the drawn lid starts: over the photo's own lashes and eye
@@ -167,20 +168,6 @@ fn smooth(pts: &[Point]) -> Vec<Point> {
     out
 }
 
-/// `y` of the polyline `pts` (increasing x) at `x`.
-fn line_y(pts: &[Point], x: f32) -> f32 {
-    if x <= pts[0].x {
-        return pts[0].y;
-    }
-    for w in pts.windows(2) {
-        if x <= w[1].x {
-            let t = (x - w[0].x) / (w[1].x - w[0].x).max(1e-3);
-            return w[0].y + (w[1].y - w[0].y) * t;
-        }
-    }
-    pts[pts.len() - 1].y
-}
-
 /// Draw the closing lids into `out` (RGBA, `width` wide) for the landmarks `p` where the eyes
 /// are (the warp leaves them open), with `scale` = interocular distance and the rig's
 /// `blink_left`/`blink_right` (0 open .. 1 closed: the lid's edge reaches the lower lid).
@@ -252,14 +239,14 @@ pub fn draw_lids(
             let py = y as f32 + 0.5;
             for x in xs.clone() {
                 let px = x as f32 + 0.5;
-                let (ty, ey) = (line_y(&top, px), line_y(&edge, px));
+                let (ty, ey) = (contour_y(&top, px), contour_y(&edge, px));
                 let blend = TOP_BLEND * scale;
                 if ey <= ty || py < ty - blend {
                     continue;
                 }
                 if py > ey + FEATHER {
                     // Under the lash line: the lower lid's skin, mirrored up from under it.
-                    let ly = line_y(&low, px);
+                    let ly = contour_y(&low, px);
                     if lower_lid <= 0.0 || py > ly + FEATHER {
                         continue;
                     }
