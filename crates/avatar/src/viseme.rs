@@ -113,8 +113,9 @@ pub struct Grapheme {
 }
 
 /// The graphemes of an English word's letters (lower case, letters only), by common spelling
-/// rules: digraphs (th, sh, ch, ph, ck, ng, wh, qu) are one sound, a doubled consonant is one
-/// sound, a `b` after a final `m` ("lamb") and a final `e` after a consonant are silent.
+/// rules: digraphs (th, sh, ch, ph, ck, ng, wh, qu) are one sound, a doubled consonant or a run
+/// of the same viseme ("ll", "mp", the "mb" of "lamb") is one, a final `e` after a consonant is
+/// silent.
 /// Spelling is only a guess at sound; the audio still decides how open the mouth is.
 pub fn graphemes(letters: &[char]) -> Vec<Grapheme> {
     let n = letters.len();
@@ -130,7 +131,6 @@ pub fn graphemes(letters: &[char]) -> Vec<Grapheme> {
             ('w', Some('h')) => (2, Some(Viseme::Ou)),
             ('c', Some('k')) | ('q', Some('u')) => (2, Some(Viseme::Kk)),
             ('n', Some('g')) => (2, Some(Viseme::Nn)),
-            ('b', _) if i > 0 && letters[i - 1] == 'm' && i + 1 == n => (1, None),
             ('e', None) if i >= 2 && !is_vowel(letters[i - 1]) => (1, None),
             _ => (1, letter_viseme(c)),
         };

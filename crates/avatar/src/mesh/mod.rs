@@ -42,9 +42,17 @@ impl Point {
         Point { x, y }
     }
 
-    fn dist(self, o: Point) -> f32 {
+    /// Distance to `o`.
+    pub fn dist(self, o: Point) -> f32 {
         ((self.x - o.x).powi(2) + (self.y - o.y).powi(2)).sqrt()
     }
+}
+
+/// The mean of the landmarks `p[r]` (an eye's centre, the mouth's, …).
+pub fn mean_of(p: &[Point], r: std::ops::RangeInclusive<usize>) -> Point {
+    let n = r.clone().count() as f32;
+    let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + p[i].x, y + p[i].y));
+    Point::new(x / n, y / n)
 }
 
 /// Landmarks per face (the iBUG 300-W layout).
@@ -133,14 +141,10 @@ impl FaceMesh {
     /// The mesh for a `width`×`height` photo with these 68 landmarks (validated).
     pub fn new(width: u32, height: u32, landmarks: &[Point]) -> Result<Self, MeshError> {
         validate(width, height, landmarks)?;
-        let eye = |r: std::ops::RangeInclusive<usize>| {
-            let n = r.clone().count() as f32;
-            let (sx, sy) = r.fold((0.0, 0.0), |(x, y), i| {
-                (x + landmarks[i].x, y + landmarks[i].y)
-            });
-            Point::new(sx / n, sy / n)
-        };
-        let (el, er) = (eye(idx::EYE_L), eye(idx::EYE_R));
+        let (el, er) = (
+            mean_of(landmarks, idx::EYE_L),
+            mean_of(landmarks, idx::EYE_R),
+        );
         let scale = el.dist(er);
         let mouth = Point::new(
             (landmarks[48].x + landmarks[54].x) / 2.0,
@@ -418,11 +422,7 @@ fn validate(width: u32, height: u32, p: &[Point]) -> Result<(), MeshError> {
             });
         }
     }
-    let mean = |r: std::ops::RangeInclusive<usize>| {
-        let n = r.clone().count() as f32;
-        let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + p[i].x, y + p[i].y));
-        Point::new(x / n, y / n)
-    };
+    let mean = |r| mean_of(p, r);
     let (el, er) = (mean(idx::EYE_L), mean(idx::EYE_R));
     let eyes = el.dist(er);
     if eyes < 8.0 {

@@ -3,7 +3,7 @@
 //! goes. Distances are in units of the face's interocular distance, so a rig value means the
 //! same on a small and a large photo.
 
-use super::Point;
+use super::{mean_of, Point};
 
 /// The 68-point layout's index ranges.
 pub mod idx {
@@ -126,12 +126,7 @@ pub fn jaw_weight(i: usize) -> f32 {
 /// displacement is found on the face turned upright and turned back, so the rest pose moves
 /// nothing at all.
 pub fn pose_landmarks(rest: &[Point], rig: &Rig, scale: f32) -> Vec<Point> {
-    let eye = |r: std::ops::RangeInclusive<usize>| {
-        let n = r.clone().count() as f32;
-        let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + rest[i].x, y + rest[i].y));
-        Point::new(x / n, y / n)
-    };
-    let (el, er) = (eye(idx::EYE_L), eye(idx::EYE_R));
+    let (el, er) = (mean_of(rest, idx::EYE_L), mean_of(rest, idx::EYE_R));
     let angle = (er.y - el.y).atan2(er.x - el.x);
     if angle.abs() < 0.2f32.to_radians() || !angle.is_finite() {
         return pose_upright(rest, rig, scale);

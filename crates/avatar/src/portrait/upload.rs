@@ -20,7 +20,7 @@
 use super::decode::{self, check_size};
 use super::landmarks::manifest_from_landmarks;
 use super::Portrait;
-use crate::mesh::{idx, FaceMesh, MeshError, Point, Rig, LANDMARKS};
+use crate::mesh::{idx, mean_of, FaceMesh, MeshError, Point, Rig, LANDMARKS};
 use crate::MAX_SIDE;
 
 /// What an upload may be.
@@ -292,17 +292,6 @@ fn check_declared(d: &DeclaredImage, limits: &UploadLimits) -> Result<(), Upload
     Ok(())
 }
 
-/// Mean of a range of landmarks.
-fn mean(p: &[Point], r: std::ops::RangeInclusive<usize>) -> Point {
-    let n = r.clone().count() as f32;
-    let (x, y) = r.fold((0.0, 0.0), |(x, y), i| (x + p[i].x, y + p[i].y));
-    Point::new(x / n, y / n)
-}
-
-fn dist(a: Point, b: Point) -> f32 {
-    ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt()
-}
-
 /// Is `q` inside the polygon `poly` (even-odd rule)?
 fn inside_polygon(q: Point, poly: &[Point]) -> bool {
     let mut inside = false;
@@ -327,7 +316,7 @@ pub fn mouth_open_ratio(p: &[Point]) -> f32 {
         .map(|&(u, l)| (p[l].y - p[u].y).max(0.0))
         .sum::<f32>()
         / 3.0;
-    gap / dist(p[48], p[54]).max(1.0)
+    gap / p[48].dist(p[54]).max(1.0)
 }
 
 /// Rig poses the mesh must survive without folding: rest, each control at its extremes.
@@ -381,8 +370,8 @@ pub fn check_landmarks(width: u32, height: u32, p: &[Point]) -> Result<Vec<Strin
             });
         }
     }
-    let (el, er) = (mean(p, idx::EYE_L), mean(p, idx::EYE_R));
-    let eyes = dist(el, er);
+    let (el, er) = (mean_of(p, idx::EYE_L), mean_of(p, idx::EYE_R));
+    let eyes = el.dist(er);
     let short = width.min(height) as f32;
     let size = |why| UploadError::FaceSize {
         eyes,
@@ -406,11 +395,11 @@ pub fn check_landmarks(width: u32, height: u32, p: &[Point]) -> Result<Vec<Strin
             "the left-hand eye (points 36-41) is not left of the other (points 42-47)",
         ));
     }
-    let mouth = mean(p, idx::LIPS_OUTER);
+    let mouth = mean_of(p, idx::LIPS_OUTER);
     if el.y.max(er.y) >= mouth.y {
         return Err(implausible("the eyes are not above the mouth"));
     }
-    if mean(p, idx::BROWS).y >= (el.y + er.y) / 2.0 {
+    if mean_of(p, idx::BROWS).y >= (el.y + er.y) / 2.0 {
         return Err(implausible("the eyebrows are not above the eyes"));
     }
     if p[0].x >= p[16].x {
