@@ -445,17 +445,7 @@ fn a_portrait_is_animated_and_a_missing_one_is_a_clear_error() {
             .status()
             .unwrap();
         assert!(status.success());
-        ffmpeg(&[
-            "-i",
-            out.to_str().unwrap(),
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
+        first_frame_rgb(out)
     };
     let drawn = mean_first_frame(&["--text", "Hello there."], &dir.join("drawn.mp4"));
     let photo = mean_first_frame(
@@ -515,17 +505,7 @@ fn render_animates_a_ref_image_that_has_only_landmarks() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("drawn avatar"), "{err}");
     // The first frame is the green photo, not the drawn avatar.
-    let frame = ffmpeg(&[
-        "-i",
-        out_path.to_str().unwrap(),
-        "-frames:v",
-        "1",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-",
-    ]);
+    let frame = first_frame_rgb(&out_path);
     let green = frame
         .chunks_exact(3)
         .filter(|p| p[1] > 120 && p[0] < 70 && p[2] < 100)
@@ -548,4 +528,19 @@ fn green_photo(dir: &Path) -> PathBuf {
         path.to_str().unwrap(),
     ]);
     path
+}
+
+/// The first video frame of `video`, decoded by ffmpeg to RGB24.
+fn first_frame_rgb(video: &Path) -> Vec<u8> {
+    ffmpeg(&[
+        "-i",
+        video.to_str().unwrap(),
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ])
 }

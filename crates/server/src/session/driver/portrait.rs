@@ -100,7 +100,8 @@ impl Driver {
         }
         self.portrait = Some(Arc::clone(&checked.portrait));
         let mut ref_image = None;
-        if let (Some(bytes), true) = (checked.encoded, self.state.generator.is_some()) {
+        // The file is kept by the check only when an external generator is configured.
+        if let Some(bytes) = checked.encoded {
             let (dir, id, kind) = (ref_image_dir(), self.id.clone(), checked.kind);
             let written = tokio::task::spawn_blocking(move || {
                 RefImageFile::write(&dir, &id, upload, kind, &bytes)
