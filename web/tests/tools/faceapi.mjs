@@ -28,6 +28,28 @@ const CHROMIUM_ARGS = [
 
 const TYPES = { '.js': 'text/javascript', '.json': 'application/json', '.bin': 'application/octet-stream', '.jpg': 'image/jpeg', '.png': 'image/png', '.html': 'text/html' };
 
+/**
+ * A new page in `context` on the made-up `origin`, whose requests are answered from local files
+ * only: `/` is an empty page titled `title`, any other path goes to `resolve(path)` (a local file
+ * path, or null for 404). The page's console and errors go to `log`.
+ */
+export async function openRoutedPage(context, origin, title, resolve, log) {
+  const page = await context.newPage();
+  page.on('console', (m) => log.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
+  await page.route(`${origin}/**`, async (route) => {
+    const path = decodeURIComponent(new URL(route.request().url()).pathname);
+    if (path === '/') {
+      return route.fulfill({ status: 200, contentType: 'text/html', body: `<!doctype html><title>${title}</title>` });
+    }
+    const file = resolve(path);
+    if (!file || file.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
+    return route.fulfill({ status: 200, contentType: TYPES[extname(file)] || 'application/octet-stream', body: readFileSync(file) });
+  });
+  await page.goto(`${origin}/`);
+  return page;
+}
+
 /** Fails with a clear message when a tool the check needs is missing (never skips). */
 export function requireTools() {
   const missing = [];
@@ -57,25 +79,12 @@ export class FaceApiPage {
     }
     const context = await (this.shared || this.browser).newContext();
     this.context = context;
-    this.page = await context.newPage();
-    this.page.on('console', (m) => this.log.push(`[${m.type()}] ${m.text()}`));
-    this.page.on('pageerror', (e) => this.log.push(`[pageerror] ${e.message}`));
-    await this.page.route(`${ORIGIN}/**`, async (route) => {
-      const path = decodeURIComponent(new URL(route.request().url()).pathname);
-      let file = null;
-      if (path === '/') {
-        return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>face-api</title>' });
-      } else if (path.startsWith('/lib/')) {
-        file = join(faceApiDir, 'dist', path.slice(5));
-      } else if (path.startsWith('/model/')) {
-        file = join(faceApiDir, 'model', path.slice(7));
-      } else if (path.startsWith('/files/')) {
-        file = this.resolveFile(path.slice(7));
-      }
-      if (!file || file.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
-      return route.fulfill({ status: 200, contentType: TYPES[extname(file)] || 'application/octet-stream', body: readFileSync(file) });
-    });
-    await this.page.goto(`${ORIGIN}/`);
+    this.page = await openRoutedPage(context, ORIGIN, 'face-api', (path) => {
+      if (path.startsWith('/lib/')) return join(faceApiDir, 'dist', path.slice(5));
+      if (path.startsWith('/model/')) return join(faceApiDir, 'model', path.slice(7));
+      if (path.startsWith('/files/')) return this.resolveFile(path.slice(7));
+      return null;
+    }, this.log);
     const info = await this.page.evaluate(async (backend) => {
       const faceapi = await import('/lib/face-api.esm.js');
       await faceapi.tf.setBackend(backend);

@@ -9,13 +9,12 @@
 // mesh's confidence falls under the detector's minConfidence (0.2) has no face: it is returned
 // as lost (null), never as a pass, and the next frame runs the detector again.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { extname, join } from 'node:path';
-import { webDir } from './faceapi.mjs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { openRoutedPage, webDir } from './faceapi.mjs';
 
 export const humanDir = join(webDir, 'node_modules/@vladmandic/human');
 const ORIGIN = 'http://human.test';
-const TYPES = { '.js': 'text/javascript', '.json': 'application/json', '.bin': 'application/octet-stream', '.jpg': 'image/jpeg', '.png': 'image/png' };
 
 /** Fails with a clear message when Human is not installed (never skips). */
 export function requireHuman() {
@@ -85,25 +84,12 @@ export class HumanPage {
   async start(browser, { backend = 'cpu' } = {}) {
     requireHuman();
     this.context = await browser.newContext();
-    this.page = await this.context.newPage();
-    this.page.on('console', (m) => this.log.push(`[${m.type()}] ${m.text()}`));
-    this.page.on('pageerror', (e) => this.log.push(`[pageerror] ${e.message}`));
-    await this.page.route(`${ORIGIN}/**`, async (route) => {
-      const path = decodeURIComponent(new URL(route.request().url()).pathname);
-      let file = null;
-      if (path === '/') {
-        return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>human</title>' });
-      } else if (path.startsWith('/lib/')) {
-        file = join(humanDir, 'dist', path.slice(5));
-      } else if (path.startsWith('/models/')) {
-        file = join(humanDir, 'models', path.slice(8));
-      } else if (path.startsWith('/files/') && this.files.has(path.slice(7))) {
-        file = path.slice(7);
-      }
-      if (!file || file.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
-      return route.fulfill({ status: 200, contentType: TYPES[extname(file)] || 'application/octet-stream', body: readFileSync(file) });
-    });
-    await this.page.goto(`${ORIGIN}/`);
+    this.page = await openRoutedPage(this.context, ORIGIN, 'human', (path) => {
+      if (path.startsWith('/lib/')) return join(humanDir, 'dist', path.slice(5));
+      if (path.startsWith('/models/')) return join(humanDir, 'models', path.slice(8));
+      if (path.startsWith('/files/') && this.files.has(path.slice(7))) return path.slice(7);
+      return null;
+    }, this.log);
     const info = await this.page.evaluate(async (backend) => {
       const { Human } = await import('/lib/human.esm.js');
       const off = { enabled: false };
