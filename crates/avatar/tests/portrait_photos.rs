@@ -253,3 +253,65 @@ fn speech_and_blinks_change_only_the_lower_face_and_the_eyes() {
         );
     }
 }
+
+/// Closed, each eye is skin: between its corners, from a third of the way down from its upper
+/// lid points to its lower ones, nothing is much darker than the cheek under it (the iris, the
+/// pupil and the lower lashes are covered, and no line is drawn where the lids meet), while the
+/// open eye there is dark. (Above, the lid starts from the photo's crease and lashes, which may
+/// be dark.)
+#[test]
+fn a_closed_eye_is_skin_without_lines_on_a_real_face() {
+    let luma =
+        |c: &[u8]| 0.299 * f32::from(c[0]) + 0.587 * f32::from(c[1]) + 0.114 * f32::from(c[2]);
+    for path in photos() {
+        let portrait = load(&path);
+        let p = portrait.landmarks().unwrap_or_default().to_vec();
+        let face = PortraitFace::new(&portrait, portrait.width(), portrait.height(), 7).unwrap();
+        let w = portrait.width() as usize;
+        let mut out = vec![0u8; face.frame_len()];
+        let closed = Motion {
+            blink: 1.0,
+            ..Motion::STILL
+        };
+        face.render_rgba_with_motion(&closed, MouthPose::CLOSED, &mut out)
+            .unwrap();
+        for eye in [36..42, 42..48] {
+            let pts = &p[eye];
+            let (x0, x1) = (pts[0].x, pts[3].x);
+            let upper = pts[1].y.min(pts[2].y);
+            let bottom = pts[4].y.max(pts[5].y);
+            let top = upper + (bottom - upper) / 3.0;
+            let width = x1 - x0;
+            // The cheek: the median luma of a strip half an eye's width under the eye.
+            let mut cheek: Vec<f32> = ((x0 as usize)..(x1 as usize))
+                .map(|x| {
+                    let i = ((bottom + width * 0.5) as usize * w + x) * 4;
+                    luma(&face.base_rgba()[i..i + 3])
+                })
+                .collect();
+            cheek.sort_by(f32::total_cmp);
+            let cheek = cheek[cheek.len() / 2];
+            let darkest = |img: &[u8]| {
+                let mut d = f32::MAX;
+                for y in (top as usize)..=(bottom as usize) {
+                    for x in ((x0 + width * 0.15) as usize)..((x1 - width * 0.15) as usize) {
+                        let i = (y * w + x) * 4;
+                        d = d.min(luma(&img[i..i + 3]));
+                    }
+                }
+                d
+            };
+            let (open, shut) = (darkest(face.base_rgba()), darkest(&out));
+            assert!(
+                open < cheek * 0.6,
+                "{}: the open eye is not dark ({open:.0} vs cheek {cheek:.0})",
+                path.display()
+            );
+            assert!(
+                shut > cheek * 0.75,
+                "{}: a closed eye still has a dark pixel ({shut:.0} vs cheek {cheek:.0})",
+                path.display()
+            );
+        }
+    }
+}
