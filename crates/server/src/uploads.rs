@@ -1,10 +1,9 @@
 //! Photos sent by pages (`{"type":"portrait"}`): the expensive part of checking one (decoding,
 //! geometry: [`talkstream_avatar::portrait::upload`]) off the async threads under a server-wide
 //! limit of [`CONCURRENT_CHECKS`], the server's default portrait that `PORTRAIT_UPLOADS=default`
-//! replaces (in memory only), and the private copy of a session's photo an external video
-//! generator reads (the only file an upload ever leads to: mode 0600 in a 0700 folder of the
-//! system's temporary directory, named by the server, removed when replaced or when the session
-//! ends).
+//! replaces (in memory only), and the private copy of a photo an external video generator reads
+//! (the only file an upload ever leads to: mode 0600 in a 0700 folder of the system's temporary
+//! directory, named by the server, removed when no session uses it and it is not the default).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -60,12 +59,20 @@ pub fn check_blocking(
     })
 }
 
+/// The portrait new sessions start with, and its copy for an external generator.
+#[derive(Debug, Default)]
+struct DefaultPortrait {
+    portrait: Option<Arc<Portrait>>,
+    /// `None`: the generator keeps `AVATAR_REF_IMAGE`.
+    file: Option<Arc<RefImageFile>>,
+}
+
 /// What the server shares about uploads: the check slots and the default portrait.
 #[derive(Debug)]
 pub struct Uploads {
     /// Permits for [`check_blocking`] runs.
     pub checks: Arc<Semaphore>,
-    default: RwLock<Option<Arc<Portrait>>>,
+    default: RwLock<DefaultPortrait>,
 }
 
 impl Uploads {
@@ -73,28 +80,47 @@ impl Uploads {
     pub fn new(portrait: Option<Arc<Portrait>>) -> Self {
         Uploads {
             checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)),
-            default: RwLock::new(portrait),
+            default: RwLock::new(DefaultPortrait {
+                portrait,
+                file: None,
+            }),
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&DefaultPortrait) -> T) -> T {
+        match self.default.read() {
+            Ok(g) => f(&g),
+            Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 
     /// The default portrait for a new session now (`None`: the drawn avatar).
     pub fn default_portrait(&self) -> Option<Arc<Portrait>> {
-        match self.default.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.read(|d| d.portrait.clone())
     }
 
-    /// Make `portrait` the default for sessions started from now on.
-    pub fn set_default(&self, portrait: Arc<Portrait>) {
+    /// The external generator's copy of the default portrait, when an upload made it the
+    /// default (`None`: `AVATAR_REF_IMAGE`). Holding it keeps the file.
+    pub fn default_ref_image(&self) -> Option<Arc<RefImageFile>> {
+        self.read(|d| d.file.clone())
+    }
+
+    /// Make `portrait` (and `file`, its copy for an external generator, if any) the default for
+    /// sessions started from now on.
+    pub fn set_default(&self, portrait: Arc<Portrait>, file: Option<Arc<RefImageFile>>) {
+        let new = DefaultPortrait {
+            portrait: Some(portrait),
+            file,
+        };
         match self.default.write() {
-            Ok(mut g) => *g = Some(portrait),
-            Err(poisoned) => *poisoned.into_inner() = Some(portrait),
+            Ok(mut g) => *g = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
         }
     }
 }
 
-/// A session's photo written for an external generator; the file goes when this is dropped.
+/// An uploaded photo written for an external generator; the file goes when this is dropped
+/// (shared as an `Arc` by the session that sent it and, as the default, by the server).
 #[derive(Debug)]
 pub struct RefImageFile {
     path: PathBuf,
@@ -202,9 +228,28 @@ mod tests {
                 .collect();
         let checked = check_blocking(fixture, &points, 1 << 20, true).unwrap();
         assert_eq!(checked.encoded.as_deref(), Some(&fixture[..]));
-        u.set_default(Arc::clone(&checked.portrait));
+        assert!(u.default_ref_image().is_none());
+        let dir = std::env::temp_dir().join(format!(
+            "talkstream-uploads-default-{}",
+            crate::session::new_id()
+        ));
+        let file = Arc::new(RefImageFile::write(&dir, "s1", 1, ImageKind::Jpeg, fixture).unwrap());
+        let path = file.path().to_path_buf();
+        u.set_default(Arc::clone(&checked.portrait), Some(Arc::clone(&file)));
         assert!(u
             .default_portrait()
             .is_some_and(|p| Arc::ptr_eq(&p, &checked.portrait)));
+        // The uploading session lets go of its copy: the default keeps the file.
+        drop(file);
+        assert_eq!(
+            u.default_ref_image().map(|f| f.path().to_path_buf()),
+            Some(path.clone())
+        );
+        assert!(path.exists());
+        // Another default without a file: the old copy goes.
+        u.set_default(Arc::clone(&checked.portrait), None);
+        assert!(u.default_ref_image().is_none());
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -282,10 +282,9 @@ async fn an_uploaded_photo_replaces_the_avatar_and_abuse_is_refused() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// With `VIDEO_GENERATOR=exec` the session's photo reaches the generator as its `--ref_image`
-/// (a private copy the server made), and the copy is gone when the session ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_session_photo_is_the_external_generators_reference_image() {
+/// A server whose external generator is the test generator (`VIDEO_GENERATOR=exec`), logging
+/// the `--ref_image` of every window it renders: the server, its work folder, the log's path.
+fn server_with_generator(name: &str, env: &[(&str, &str)]) -> (Server, PathBuf, PathBuf) {
     let gen =
         PathBuf::from(env!("CARGO_BIN_EXE_talkstream")).with_file_name("talkstream-test-generator");
     assert!(
@@ -293,23 +292,51 @@ async fn the_session_photo_is_the_external_generators_reference_image() {
         "{} is missing: build it with `cargo build -p talkstream-generators --bins`",
         gen.display()
     );
-    let work = common::temp_dir("portrait-gen-work");
+    let work = common::temp_dir(&format!("{name}-work"));
     let ref_log = work.join("refs.log");
     let default_image = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../avatar/tests/fixtures/face128.jpg"
     );
-    let server = Server::start(
-        "portrait-gen",
-        &[],
-        &[
-            ("VIDEO_GENERATOR", "exec"),
-            ("INFINITETALK_BIN", gen.to_str().unwrap()),
-            ("AVATAR_REF_IMAGE", default_image),
-            ("GENERATOR_BUFFER_MS", "2000"),
-            ("TALKSTREAM_FAKE_REF_LOG", ref_log.to_str().unwrap()),
-        ],
-    );
+    let mut all = vec![
+        ("VIDEO_GENERATOR", "exec"),
+        ("INFINITETALK_BIN", gen.to_str().unwrap_or_default()),
+        ("AVATAR_REF_IMAGE", default_image),
+        ("GENERATOR_BUFFER_MS", "2000"),
+        (
+            "TALKSTREAM_FAKE_REF_LOG",
+            ref_log.to_str().unwrap_or_default(),
+        ),
+    ];
+    all.extend_from_slice(env);
+    let server = Server::start(name, &[], &all);
+    (server, work, ref_log)
+}
+
+/// Speak a prompt to its end on `ws`, then the `--ref_image` paths (with their files' sizes)
+/// the generator was given so far.
+async fn speak_and_read_refs(ws: &mut Ws, ref_log: &Path) -> Vec<(String, u64)> {
+    send_json(
+        ws,
+        json!({"type": "prompt", "text": "Hello from my own photo."}),
+    )
+    .await;
+    collect_until(ws, Duration::from_secs(90), |v| v["type"] == "metrics").await;
+    let log = std::fs::read_to_string(ref_log).expect("the generator ran");
+    let refs: Vec<(String, u64)> = log
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(p, n)| (p.to_string(), n.parse().unwrap()))
+        .collect();
+    assert!(!refs.is_empty(), "{log}");
+    refs
+}
+
+/// With `VIDEO_GENERATOR=exec` the session's photo reaches the generator as its `--ref_image`
+/// (a private copy the server made), and the copy is gone when the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_photo_is_the_external_generators_reference_image() {
+    let (server, work, ref_log) = server_with_generator("portrait-gen", &[]);
     let (mut ws, hello) = connect(&server).await;
     assert_eq!(hello["video_generator"], "exec");
     let (bytes, points) = photo();
@@ -317,20 +344,7 @@ async fn the_session_photo_is_the_external_generators_reference_image() {
     let applied = upload(&mut ws, msg).await;
     assert_eq!(applied["state"], "applied", "{applied}");
     assert_eq!(applied["default"], false);
-    send_json(
-        &mut ws,
-        json!({"type": "prompt", "text": "Hello from my own photo."}),
-    )
-    .await;
-    collect_until(&mut ws, Duration::from_secs(90), |v| v["type"] == "metrics").await;
-
-    let log = std::fs::read_to_string(&ref_log).expect("the generator ran");
-    let refs: Vec<(String, u64)> = log
-        .lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .map(|(p, n)| (p.to_string(), n.parse().unwrap()))
-        .collect();
-    assert!(!refs.is_empty(), "{log}");
+    let refs = speak_and_read_refs(&mut ws, &ref_log).await;
     for (path, size) in &refs {
         assert!(
             path.contains("talkstream-portraits-"),
@@ -352,5 +366,36 @@ async fn the_session_photo_is_the_external_generators_reference_image() {
         assert!(Instant::now() < deadline, "{} left behind", copy.display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// With `PORTRAIT_UPLOADS=default` a photo becomes later sessions' generator reference image
+/// too (not only their built-in face), and its copy outlives the session that sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_photo_is_later_sessions_generator_reference_image() {
+    let (server, work, ref_log) =
+        server_with_generator("portrait-gen-default", &[("PORTRAIT_UPLOADS", "default")]);
+    let (mut first, _) = connect(&server).await;
+    let (bytes, points) = photo();
+    let msg = json!({"type": "portrait", "image": b64(&bytes), "landmarks": points}).to_string();
+    let applied = upload(&mut first, msg).await;
+    assert_eq!(applied["state"], "applied", "{applied}");
+    assert_eq!(applied["default"], true);
+    // The session that sent it ends before the next one speaks.
+    drop(first);
+    let (mut later, _) = connect(&server).await;
+    let refs = speak_and_read_refs(&mut later, &ref_log).await;
+    for (path, size) in &refs {
+        assert!(
+            path.contains("talkstream-portraits-"),
+            "not the uploaded photo: {path}"
+        );
+        assert_eq!(*size, bytes.len() as u64, "{path}");
+        assert!(
+            Path::new(path).exists(),
+            "{path} is gone while it is the default"
+        );
+    }
+    drop(later);
     let _ = std::fs::remove_dir_all(&work);
 }

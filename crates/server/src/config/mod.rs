@@ -230,8 +230,9 @@ pub struct Config {
 
     /// Photos sent by the page ("Use my photo", with its 68 landmarks): session (it animates
     /// the uploading session only), default (it also becomes the server's portrait for sessions
-    /// started later, in memory until the server restarts) or off (refused). Nothing is written
-    /// to disk, except a private temporary copy for an external VIDEO_GENERATOR.
+    /// started later, in memory until the server restarts, and their external generator's
+    /// reference image) or off (refused). Nothing is written to disk, except a private
+    /// temporary copy for an external VIDEO_GENERATOR.
     #[arg(long, env = "PORTRAIT_UPLOADS", value_enum, default_value_t = PortraitUploads::Session, global = true)]
     pub portrait_uploads: PortraitUploads,
 
@@ -464,7 +465,8 @@ impl GeneratorChoice {
 pub enum PortraitUploads {
     /// The photo animates the uploading session only.
     Session,
-    /// The photo also becomes the server's default portrait for later sessions (in memory).
+    /// The photo also becomes the server's default portrait for later sessions (in memory; and
+    /// their external generator's reference image).
     Default,
     /// Photos are refused.
     Off,

@@ -58,8 +58,11 @@ struct Driver {
     /// The photo this session sent, if it animates the session (else the server's default).
     portrait: Option<Arc<Portrait>>,
     /// Private copies of the session's photos for an external generator, newest last (the
-    /// previous one stays while a turn may still use it); removed when the session ends.
-    ref_files: VecDeque<RefImageFile>,
+    /// previous one stays while a turn may still use it); removed when the session ends
+    /// (unless one is the server's default).
+    ref_files: VecDeque<Arc<RefImageFile>>,
+    /// The server's default photo's copy while this session's generator reads it.
+    default_ref: Option<Arc<RefImageFile>>,
 }
 
 /// Send one message; false when the transport is gone.
@@ -175,6 +178,7 @@ where
         listening: CancellationToken::new(),
         portrait: None,
         ref_files: VecDeque::new(),
+        default_ref: None,
     };
     tracing::info!(parent: &driver.span, "session started");
 
@@ -217,6 +221,7 @@ where
     driver.listening.cancel();
     driver.stop_stream().await;
     driver.ref_files.clear();
+    driver.default_ref = None;
     while events.try_recv().is_ok() {}
     tracing::info!(parent: &driver.span, "session ended");
 }
@@ -342,6 +347,7 @@ impl Driver {
         });
         let rtmp = self.start_publisher(&channel);
         let published = Publisher::default();
+        let ref_image = self.ref_image();
         let setup = StreamSetup {
             dir,
             published: published.clone(),
@@ -354,7 +360,7 @@ impl Driver {
             generator: state.generator.as_ref().map(|g| GeneratorLink {
                 generator: Arc::clone(g),
                 runtime: tokio::runtime::Handle::current(),
-                ref_image: self.ref_image(),
+                ref_image,
                 session_id: self.id.clone(),
                 window_ms: cfg.seg_len_ms,
                 overlap_ms: cfg.seg_overlap_ms,

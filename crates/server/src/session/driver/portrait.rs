@@ -13,12 +13,17 @@ use crate::pipeline::{Event, MediaCommand};
 use crate::uploads::{check_blocking, ref_image_dir, RefImageFile};
 
 impl Driver {
-    /// The external generator's reference image now: the session's photo, else
-    /// `AVATAR_REF_IMAGE`.
-    pub(super) fn ref_image(&self) -> PathBuf {
-        match self.ref_files.back() {
-            Some(f) if self.portrait.is_some() => f.path().to_path_buf(),
-            _ => self
+    /// The external generator's reference image now: the session's photo, else the server's
+    /// default photo (an upload with `PORTRAIT_UPLOADS=default`; the session holds on to its
+    /// file while the generator may read it), else `AVATAR_REF_IMAGE`.
+    pub(super) fn ref_image(&mut self) -> PathBuf {
+        if let (Some(f), Some(_)) = (self.ref_files.back(), &self.portrait) {
+            return f.path().to_path_buf();
+        }
+        self.default_ref = self.state.uploads.default_ref_image();
+        match &self.default_ref {
+            Some(f) => f.path().to_path_buf(),
+            None => self
                 .state
                 .config
                 .avatar_ref_image
@@ -92,14 +97,9 @@ impl Driver {
         checked: crate::uploads::CheckedPortrait,
         make_default: bool,
     ) {
-        if make_default {
-            self.state
-                .uploads
-                .set_default(Arc::clone(&checked.portrait));
-            tracing::info!(parent: &self.span, upload, "the photo is the server's default portrait now");
-        }
         self.portrait = Some(Arc::clone(&checked.portrait));
         let mut ref_image = None;
+        let mut file_kept = None;
         // The file is kept by the check only when an external generator is configured.
         if let Some(bytes) = checked.encoded {
             let (dir, id, kind) = (ref_image_dir(), self.id.clone(), checked.kind);
@@ -109,11 +109,13 @@ impl Driver {
             .await;
             match written {
                 Ok(Ok(file)) => {
+                    let file = Arc::new(file);
                     ref_image = Some(file.path().to_path_buf());
                     while self.ref_files.len() >= 2 {
                         self.ref_files.pop_front();
                     }
-                    self.ref_files.push_back(file);
+                    self.ref_files.push_back(Arc::clone(&file));
+                    file_kept = Some(file);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(parent: &self.span, upload, "the photo could not be handed to the video generator, which keeps AVATAR_REF_IMAGE: {e}");
@@ -122,6 +124,13 @@ impl Driver {
                     tracing::error!(parent: &self.span, "writing the generator's copy failed: {e}")
                 }
             }
+        }
+        if make_default {
+            // With its generator copy, if one was made: later sessions' generator reads it.
+            self.state
+                .uploads
+                .set_default(Arc::clone(&checked.portrait), file_kept);
+            tracing::info!(parent: &self.span, upload, "the photo is the server's default portrait now");
         }
         self.show_portrait(Some(checked.portrait), ref_image).await;
     }
