@@ -304,14 +304,15 @@ export class PhotoController {
       if (faces.length > 1) this.notes.push(`${faces.length} faces found: using the largest.`);
 
       const photoPts = scalePoints(face.landmarks, 1 / ds);
-      const crop = cropAroundFace(photoPts, this.outW, this.outH);
+      const crop = cropAroundFace(photoPts, this.outW, this.outH, { width: bitmap.width, height: bitmap.height });
       const size = faceSizeProblem(faceWidth(photoPts), crop);
       if (size && 'refuse' in size) return this.fail(size.refuse);
       if (size) this.notes.push(size.warn);
       const out = canvasOf(this.outW, this.outH);
       const g = out.getContext('2d', { willReadFrequently: true })!;
       g.imageSmoothingQuality = 'high';
-      // The photo's edges stretched over what the crop leaves (as if upright), then, for a tilted
+      // The photo's edges stretched over what the crop leaves of it (an upright face's crop stays
+      // inside the photo when the photo is large enough), then, for a tilted
       // face, the photo turned so the eyes are level on top.
       for (const b of cropBlits(crop, bitmap.width, bitmap.height)) g.drawImage(bitmap, b.sx, b.sy, b.sw, b.sh, b.dx, b.dy, b.dw, b.dh);
       if (crop.angle) {

@@ -160,23 +160,57 @@ export interface Crop {
 /** A face tilted less than this (radians, 3°) is cut as it is, pixel for pixel. */
 export const LEVEL_BELOW = (3 * Math.PI) / 180;
 
+/** A crop kept inside the photo may grow the face up to this fraction of its shorter side. */
+export const FACE_FRACTION_MAX = 0.75;
+
 /**
  * Where to cut a picture of `outWidth`×`outHeight` (the stream's size) out of the photo for a
  * face with these landmarks (photo pixels): the face FACE_FRACTION of the shorter side, centred
  * between the eyes, which sit at EYE_LINE from the top.
+ *
+ * With the photo's size (`photo`) and an upright face, the crop stays inside the photo where it
+ * can, so no pixels are invented: it moves (the face off centre), then shrinks (the face up to
+ * FACE_FRACTION_MAX), but never cuts into the face (landmarks, with room for the forehead above
+ * the brows). What is left over is padded by cropBlits.
  */
-export function cropAroundFace(pts: readonly Point[], outWidth: number, outHeight: number): Crop {
+export function cropAroundFace(
+  pts: readonly Point[],
+  outWidth: number,
+  outHeight: number,
+  photo?: { width: number; height: number },
+): Crop {
   const { right, left } = eyeCentres(pts);
   const mid: Point = [(right[0] + left[0]) / 2, (right[1] + left[1]) / 2];
   const tilt = Math.atan2(left[1] - right[1], left[0] - right[0]);
   const angle = Math.abs(tilt) < LEVEL_BELOW ? 0 : tilt;
-  const side = faceWidth(pts) / FACE_FRACTION;
+  const face = faceWidth(pts);
   const aspect = outWidth / outHeight;
-  const width = aspect >= 1 ? side * aspect : side;
-  const height = aspect >= 1 ? side : side / aspect;
+  const sized = (side: number): [number, number] => (aspect >= 1 ? [side * aspect, side] : [side, side / aspect]);
+  let [width, height] = sized(face / FACE_FRACTION);
+  let x = mid[0] - width / 2;
+  let y = mid[1] - EYE_LINE * height;
+  if (photo && angle === 0) {
+    // The face's box: the landmarks, a little room beside them, the forehead above the brows.
+    const xs = pts.map((p) => p[0]);
+    const ys = pts.map((p) => p[1]);
+    const [fx0, fx1] = [Math.min(...xs) - 0.05 * face, Math.max(...xs) + 0.05 * face];
+    const [fy0, fy1] = [Math.min(...ys) - 0.35 * face, Math.max(...ys) + 0.05 * face];
+    const fit = Math.min(1, photo.width / width, photo.height / height);
+    const least = Math.max((face / FACE_FRACTION_MAX) / Math.min(width, height), (fx1 - fx0) / width, (fy1 - fy0) / height);
+    const k = Math.min(1, Math.max(fit, least));
+    [width, height] = [width * k, height * k];
+    // Inside the photo if it fits, and around the face in any case (the face wins).
+    const place = (at: number, size: number, photoSize: number, f0: number, f1: number) => {
+      let v = at;
+      if (size <= photoSize) v = Math.min(Math.max(v, 0), photoSize - size);
+      return Math.min(Math.max(v, f1 - size), f0);
+    };
+    x = place(mid[0] - width / 2, width, photo.width, fx0, fx1);
+    y = place(mid[1] - EYE_LINE * height, height, photo.height, fy0, fy1);
+  }
   return {
-    x: mid[0] - width / 2,
-    y: mid[1] - EYE_LINE * height,
+    x,
+    y,
     width,
     height,
     scale: outWidth / width,

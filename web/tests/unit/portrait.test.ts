@@ -12,6 +12,7 @@ import {
   EYE_LINE,
   eyeCentres,
   FACE_FRACTION,
+  FACE_FRACTION_MAX,
   faceSizeProblem,
   faceWidth,
   featureRegion,
@@ -165,6 +166,39 @@ describe('faces and the crop', () => {
     // A face tilted under 3° is cut as it is.
     const slight = upright.map((p) => [p[0], p[1] + (p[0] - 700) * 0.03] as const);
     expect(cropAroundFace(slight, 512, 512).angle).toBe(0);
+  });
+
+  it('keeps an upright face\'s crop inside the photo: moved, then shrunk, never into the face', () => {
+    // Room all around: the same crop as without the photo's size.
+    const pts = face(700, 500, 200);
+    expect(cropAroundFace(pts, 512, 512, { width: 1400, height: 1000 })).toEqual(cropAroundFace(pts, 512, 512));
+    // A face low in a photo that is large enough: the crop moves up to the photo's bottom edge,
+    // keeping its size; the face is lower in it.
+    const low = face(700, 820, 200);
+    const moved = cropAroundFace(low, 512, 512, { width: 1400, height: 1000 });
+    expect(moved.width).toBeCloseTo(400);
+    expect(moved.y + moved.height).toBeCloseTo(1000);
+    expect(toCrop(moved, eyeCentres(low).right)[1]).toBeGreaterThan(EYE_LINE * 512);
+    // A photo cut close around the face (a 300 px square, the face 200 px wide): the crop
+    // shrinks to the photo, no padding, the face larger in it.
+    const close = face(150, 140, 200);
+    const shrunk = cropAroundFace(close, 512, 512, { width: 300, height: 300 });
+    expect(shrunk.width).toBeCloseTo(300);
+    expect(shrunk.x).toBeCloseTo(0);
+    expect(shrunk.y).toBeCloseTo(0);
+    // Closer still: the crop stops shrinking at the face's size and never cuts into it.
+    const tight = cropAroundFace(close, 512, 512, { width: 210, height: 230 });
+    expect(tight.width).toBeGreaterThanOrEqual(200 / FACE_FRACTION_MAX - 1e-9);
+    for (const p of close.map((q) => toCrop(tight, q))) {
+      expect(p[0]).toBeGreaterThanOrEqual(0);
+      expect(p[0]).toBeLessThanOrEqual(512);
+      expect(p[1]).toBeGreaterThanOrEqual(0);
+      expect(p[1]).toBeLessThanOrEqual(512);
+    }
+    // A tilted face is turned about its eyes as before (the photo's size is not used).
+    const tilt = 0.3;
+    const turned = pts.map((p) => [700 + (p[0] - 700) * Math.cos(tilt) - (p[1] - 500) * Math.sin(tilt), 500 + (p[0] - 700) * Math.sin(tilt) + (p[1] - 500) * Math.cos(tilt)] as const);
+    expect(cropAroundFace(turned, 512, 512, { width: 800, height: 600 })).toEqual(cropAroundFace(turned, 512, 512));
   });
 
   it('scales points', () => {
