@@ -30,6 +30,7 @@ pub mod fit;
 pub mod mp4;
 mod process;
 pub mod protocol;
+pub mod ref_image;
 pub mod serve;
 pub mod serve_tcp;
 pub mod wav;

@@ -118,9 +118,22 @@ pub struct WindowHeader {
     pub first_frame: u64,
     /// Number of frames wanted at the stream's frame rate.
     pub frames: u64,
-    /// The reference image path.
+    /// The reference image path (on talkstream's machine).
     pub ref_image: String,
+    /// Over TCP: the SHA-256 (lower-case hex) of the reference image file's bytes, so a worker
+    /// on another machine knows which image it is (absent over stdin/stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_image_sha256: Option<String>,
+    /// Over TCP: the reference image file itself (standard base64), sent when the connection
+    /// has not carried that image among its last [`REF_IMAGES_KEPT`] ones; the worker keeps at
+    /// least that many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_image_data: Option<String>,
 }
+
+/// How many reference images (the most recent) a worker keeps per connection, and talkstream
+/// counts on it keeping: an image among them is named by its hash alone.
+pub const REF_IMAGES_KEPT: usize = 4;
 
 /// End of a window's frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -434,6 +447,8 @@ mod tests {
                     first_frame: 7,
                     frames: 1,
                     ref_image: "/x.png".into(),
+                    ref_image_sha256: Some("ab".into()),
+                    ref_image_data: Some("AAE=".into()),
                 },
                 vec![1, -2, 300],
             ),

@@ -2,7 +2,8 @@
 //! reader/writer (a process's stdin/stdout) for a [`FrameProducer`]. [`BuiltinRenderer`] is a
 //! producer drawing talkstream's built-in avatar with [`LipSync`], one face per session, so the
 //! talkstream binary can offer `talkstream worker` and tests can exercise the protocol end to
-//! end; [`FnProducer`] adapts a closure.
+//! end; [`FnProducer`] adapts a closure. A reference image sent over the connection
+//! ([`crate::ref_image`]) reaches the producer through [`FrameProducer::reference_image`].
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -14,6 +15,7 @@ use crate::protocol::{
     i420_bytes, read_message, write_message, Done, EndSession, ErrorMsg, Hello, Message,
     ProtocolError, WindowHeader, PROTOCOL_VERSION,
 };
+use crate::ref_image::ReceivedImages;
 
 /// Something that renders the frames of a window.
 pub trait FrameProducer {
@@ -34,6 +36,12 @@ pub trait FrameProducer {
 
     /// Forget a session's state.
     fn end_session(&mut self, _session: &str) {}
+
+    /// The window's reference image, when talkstream sent the file over the connection (TCP;
+    /// the header's `ref_image` path is on talkstream's machine): called before
+    /// [`render`](Self::render) for every window that names one, with the file's SHA-256 (hex)
+    /// and bytes. Producers that animate the reference image take it from here.
+    fn reference_image(&mut self, _session: &str, _sha256: &str, _image: &[u8]) {}
 }
 
 /// Why [`FrameProducer::render`] stopped.
@@ -60,10 +68,24 @@ pub fn serve_worker<R: Read, W: Write, P: FrameProducer + ?Sized>(
     let (w, h) = (hello.width, hello.height);
     write_message(&mut writer, &Message::Hello(hello))?;
     writer.flush()?;
+    let mut images = ReceivedImages::default();
     while let Some(msg) = read_message(&mut reader)? {
         match msg {
             Message::Window(req, pcm) => {
                 let id = req.id;
+                match images.resolve(&req) {
+                    Ok(Some((sha, image))) => producer.reference_image(&req.session, &sha, &image),
+                    Ok(None) => {}
+                    Err(e) => {
+                        let m = Message::Error(ErrorMsg {
+                            id: Some(id),
+                            message: e.to_string(),
+                        });
+                        write_message(&mut writer, &m)?;
+                        writer.flush()?;
+                        continue;
+                    }
+                }
                 let mut sent = 0u64;
                 let mut bad_size = None;
                 let mut emit = |f: &I420Frame| -> std::io::Result<()> {
@@ -292,6 +314,8 @@ mod tests {
             first_frame: 0,
             frames,
             ref_image: String::new(),
+            ref_image_sha256: None,
+            ref_image_data: None,
         }
     }
 

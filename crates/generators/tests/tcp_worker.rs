@@ -226,3 +226,45 @@ async fn two_nodes_share_one_worker() {
     assert_eq!(g2.starts("b").await, 1);
     g2.shutdown().await;
 }
+
+/// A worker on another machine cannot open talkstream's `ref_image` path: over TCP the file
+/// itself goes along, once per image per connection, and every window names it by its SHA-256;
+/// a new image (a session's uploaded photo) goes along when it is first used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_image_travels_to_a_tcp_worker() {
+    let s = Scratch::new("tcp-refimage");
+    let (_, first) = s.setup();
+    let second = s.path("photo.jpg");
+    std::fs::write(&second, vec![7u8; 300_000]).unwrap();
+    let log = s.path("refs.log");
+    let worker = TcpWorker::start(
+        "127.0.0.1:0",
+        &[("TALKSTREAM_FAKE_REF_LOG", log.to_str().unwrap())],
+    )
+    .await;
+    let g = client(worker.addr, TOKEN);
+    let mut reqs = windows(2.0, "a", &first);
+    reqs.extend(windows(2.0, "a", &second));
+    reqs.extend(windows(1.0, "a", &first));
+    let n = reqs.len();
+    let mut expected = Vec::new();
+    for req in reqs {
+        let bytes = std::fs::read(&req.ref_image).unwrap();
+        expected.push(format!(
+            "a sha256:{} {}",
+            talkstream_generators::ref_image::RefImage::from_bytes(&bytes).sha256,
+            bytes.len()
+        ));
+        g.generate(req, CancellationToken::new()).await.unwrap();
+    }
+    // Every window had its image, as the worker decoded it from the connection.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), n);
+    assert_eq!(lines, expected);
+    assert_eq!(g.starts("a").await, 1);
+    g.shutdown().await;
+}

@@ -399,3 +399,72 @@ async fn a_default_photo_is_later_sessions_generator_reference_image() {
     drop(later);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// A video worker on another machine (`GENERATOR_WORKER_URL=tcp://…`) cannot open the path of
+/// the session's photo: the photo itself reaches it over the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_photo_reaches_a_tcp_worker_over_the_connection() {
+    use std::io::BufRead;
+    let gen =
+        PathBuf::from(env!("CARGO_BIN_EXE_talkstream")).with_file_name("talkstream-test-generator");
+    let work = common::temp_dir("portrait-tcp-worker");
+    let ref_log = work.join("refs.log");
+    let token = "portrait-tcp-token";
+    let mut worker = std::process::Command::new(&gen)
+        .args(["worker", "--listen", "127.0.0.1:0", "--size", "256x256"])
+        .env("GENERATOR_WORKER_TOKEN", token)
+        .env("TALKSTREAM_FAKE_REF_LOG", &ref_log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", gen.display()));
+    let mut line = String::new();
+    std::io::BufReader::new(worker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let url = format!("tcp://{addr}");
+    let (server, server_work, _) = server_with_generator(
+        "portrait-tcp",
+        &[
+            ("VIDEO_GENERATOR", "worker"),
+            ("GENERATOR_WORKER_URL", &url),
+            ("GENERATOR_WORKER_TOKEN", token),
+        ],
+    );
+    let (mut ws, hello) = connect(&server).await;
+    assert_eq!(hello["video_generator"], "worker");
+    let (bytes, points) = photo();
+    let msg = json!({"type": "portrait", "image": b64(&bytes), "landmarks": points}).to_string();
+    let applied = upload(&mut ws, msg).await;
+    assert_eq!(applied["state"], "applied", "{applied}");
+    send_json(
+        &mut ws,
+        json!({"type": "prompt", "text": "Hello from my own photo."}),
+    )
+    .await;
+    collect_until(&mut ws, Duration::from_secs(90), |v| v["type"] == "metrics").await;
+    let want = format!(
+        "sha256:{} {}",
+        talkstream_generators::ref_image::RefImage::from_bytes(&bytes).sha256,
+        bytes.len()
+    );
+    let log = std::fs::read_to_string(&ref_log).expect("the worker rendered windows");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(
+            l.ends_with(&want),
+            "{l} is not the session's photo ({want})"
+        );
+    }
+    drop(ws);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&server_work);
+}

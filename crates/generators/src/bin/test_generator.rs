@@ -16,7 +16,9 @@
 //! - `TALKSTREAM_FAKE_SIZE=WxH` (default 256x192), `TALKSTREAM_FAKE_FPS` (default 25),
 //!   `TALKSTREAM_FAKE_FRAMES_DELTA` (frames more or fewer than the duration calls for);
 //! - `TALKSTREAM_FAKE_PID_FILE`: append the pid of every process it starts, one per line;
-//! - `TALKSTREAM_FAKE_REF_LOG`: append `<--ref_image path> <its size in bytes>` per window.
+//! - `TALKSTREAM_FAKE_REF_LOG`: append `<--ref_image path> <its size in bytes>` per window (in
+//!   worker mode: `<session> sha256:<hex> <bytes>` per window whose reference image came over
+//!   the connection).
 //!
 //! **Worker mode** (`talkstream-test-generator worker [--size WxH] [--fps N] [--listen ADDR]`)
 //! serves the built-in avatar over the worker protocol on stdin/stdout, or with `--listen` on TCP
@@ -52,6 +54,19 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
             .map_err(|_| format!("{name}={v:?} is not a number")),
         None => Ok(default),
     }
+}
+
+/// Append a line to `TALKSTREAM_FAKE_REF_LOG`, if set.
+fn log_ref(line: &str) -> Result<(), String> {
+    let Some(log) = env("TALKSTREAM_FAKE_REF_LOG") else {
+        return Ok(());
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .map_err(|e| format!("cannot append to {log}: {e}"))
 }
 
 fn parse_size(v: &str) -> Result<(u32, u32), String> {
@@ -175,16 +190,8 @@ fn run_exec(args: &ExecArgs) -> Result<(), String> {
     if !args.ref_image.is_file() {
         return Err(format!("reference image {:?} not found", args.ref_image));
     }
-    if let Some(log) = env("TALKSTREAM_FAKE_REF_LOG") {
-        let size = std::fs::metadata(&args.ref_image).map_or(0, |m| m.len());
-        let line = format!("{} {size}\n", args.ref_image.display());
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .map_err(|e| format!("cannot append to {log}: {e}"))?;
-    }
+    let size = std::fs::metadata(&args.ref_image).map_or(0, |m| m.len());
+    log_ref(&format!("{} {size}", args.ref_image.display()))?;
     let wav = std::fs::read(&args.input_audio)
         .map_err(|e| format!("cannot read {:?}: {e}", args.input_audio))?;
     let (pcm, rate) = parse_wav(&wav).map_err(|e| format!("{:?}: {e}", args.input_audio))?;
@@ -281,6 +288,12 @@ impl FrameProducer for FaultyRenderer {
 
     fn end_session(&mut self, session: &str) {
         self.inner.end_session(session);
+    }
+
+    fn reference_image(&mut self, session: &str, sha256: &str, image: &[u8]) {
+        if let Err(e) = log_ref(&format!("{session} sha256:{sha256} {}", image.len())) {
+            eprintln!("test worker: {e}");
+        }
     }
 }
 

@@ -13,6 +13,8 @@ use crate::protocol::{
     i420_from_bytes, read_message_async, write_message_async, Hello, Message, ProtocolError,
 };
 
+use crate::ref_image::SentImages;
+
 use super::child::ChildLink;
 use super::Exchange;
 
@@ -38,6 +40,8 @@ pub(super) struct WorkerConn {
     reader: Reader,
     pub(super) hello: Hello,
     link: Link,
+    /// The reference images this connection carried (TCP).
+    pub(super) sent_images: SentImages,
 }
 
 /// What a connection looks like between two windows.
@@ -57,7 +61,13 @@ impl WorkerConn {
             reader,
             hello,
             link,
+            sent_images: SentImages::default(),
         }
+    }
+
+    /// Over TCP (the worker may be on another machine)?
+    pub(super) fn is_tcp(&self) -> bool {
+        matches!(self.link, Link::Tcp { .. })
     }
 
     /// The worker's pid when it is our child.

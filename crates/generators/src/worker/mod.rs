@@ -24,6 +24,7 @@
 //! - Dropping a `generate` future or the generator kills the processes involved.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fit::{FitWarnings, RawVideo};
 use crate::protocol::{write_message_async, EndSession, Hello, Message, WindowHeader};
+use crate::ref_image::RefImage;
 use crate::window::{self, Begin, Produced, Shape};
 use crate::{
     GenerateFuture, GeneratedWindow, GeneratorError, GeneratorKind, StreamFormat, UnitFuture,
@@ -97,7 +99,12 @@ pub struct WorkerGenerator {
     slots: Mutex<HashMap<String, SlotRef>>,
     warnings: FitWarnings,
     next_id: AtomicU64,
+    /// Reference image files loaded for TCP workers (`None`: unreadable, said once).
+    images: Mutex<Vec<(PathBuf, Option<Arc<RefImage>>)>>,
 }
+
+/// Reference image files kept loaded for TCP workers.
+const IMAGES_LOADED: usize = 8;
 
 impl std::fmt::Debug for WorkerGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +126,42 @@ enum Exchange {
 }
 
 impl WorkerGenerator {
+    /// A reference image file for a TCP worker, loaded once per path (an upload's copy is never
+    /// rewritten: a new photo gets a new name). `None` with no path, or an unreadable file
+    /// (logged once; the worker then has only the path, as over stdin/stdout).
+    async fn remote_image(&self, path: &Path) -> Option<Arc<RefImage>> {
+        if path.as_os_str().is_empty() {
+            return None;
+        }
+        let known = |images: &Vec<(PathBuf, Option<Arc<RefImage>>)>| {
+            images
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, i)| i.clone())
+        };
+        if let Some(image) = known(&self.images.lock().unwrap_or_else(|p| p.into_inner())) {
+            return image;
+        }
+        let owned = path.to_path_buf();
+        let image = match tokio::task::spawn_blocking(move || RefImage::load(&owned)).await {
+            Ok(Ok(image)) => Some(Arc::new(image)),
+            Ok(Err(e)) => {
+                tracing::warn!("the video worker on another machine gets no reference image: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("loading the reference image failed: {e}");
+                None
+            }
+        };
+        let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+        if images.len() >= IMAGES_LOADED {
+            images.remove(0);
+        }
+        images.push((path.to_path_buf(), image.clone()));
+        image
+    }
+
     /// A generator for `format` (nothing is started until the first window or
     /// [`WorkerGenerator::warm_up`]).
     pub fn new(cfg: WorkerConfig, format: StreamFormat) -> Result<Self, GeneratorError> {
@@ -128,6 +171,7 @@ impl WorkerGenerator {
             format,
             slots: Mutex::new(HashMap::new()),
             warnings: FitWarnings::default(),
+            images: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
         })
     }
@@ -353,7 +397,7 @@ impl WorkerGenerator {
         };
         let mut proc = *proc;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let header = WindowHeader {
+        let mut header = WindowHeader {
             id,
             session: req.session_id.clone(),
             window: req.index,
@@ -365,7 +409,15 @@ impl WorkerGenerator {
             first_frame: first,
             frames: end - first,
             ref_image: req.ref_image.to_string_lossy().into_owned(),
+            ref_image_sha256: None,
+            ref_image_data: None,
         };
+        // A worker on another machine cannot open the path: the file goes along (once).
+        if proc.is_tcp() {
+            if let Some(image) = self.remote_image(&req.ref_image).await {
+                proc.sent_images.name(&image, &mut header);
+            }
+        }
         let msg = Message::Window(header, req.pcm.clone());
         let prepare = job.elapsed();
         let t1 = Instant::now();
