@@ -35,6 +35,14 @@ fn load(path: &Path) -> Portrait {
     p
 }
 
+/// A photo, its landmarks and its face rendered at the photo's own size.
+fn at_own_size(path: &Path) -> (Portrait, Vec<talkstream_avatar::mesh::Point>, PortraitFace) {
+    let portrait = load(path);
+    let p = portrait.landmarks().unwrap_or_default().to_vec();
+    let face = PortraitFace::new(&portrait, portrait.width(), portrait.height(), 7).unwrap();
+    (portrait, p, face)
+}
+
 fn max_diff(a: &[u8], b: &[u8]) -> u8 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -209,9 +217,7 @@ fn skin_stretch_stays_below_2x_on_a_real_face() {
 #[test]
 fn speech_and_blinks_change_only_the_lower_face_and_the_eyes() {
     for path in photos() {
-        let portrait = load(&path);
-        let p = portrait.landmarks().unwrap_or_default().to_vec();
-        let face = PortraitFace::new(&portrait, portrait.width(), portrait.height(), 7).unwrap();
+        let (portrait, p, face) = at_own_size(&path);
         let w = portrait.width() as usize;
         let mut out = vec![0u8; face.frame_len()];
         let changed = |out: &[u8], y0: f32, y1: f32| -> usize {
@@ -264,9 +270,7 @@ fn a_closed_eye_is_skin_without_lines_on_a_real_face() {
     let luma =
         |c: &[u8]| 0.299 * f32::from(c[0]) + 0.587 * f32::from(c[1]) + 0.114 * f32::from(c[2]);
     for path in photos() {
-        let portrait = load(&path);
-        let p = portrait.landmarks().unwrap_or_default().to_vec();
-        let face = PortraitFace::new(&portrait, portrait.width(), portrait.height(), 7).unwrap();
+        let (portrait, p, face) = at_own_size(&path);
         let w = portrait.width() as usize;
         let mut out = vec![0u8; face.frame_len()];
         let closed = Motion {

@@ -313,6 +313,28 @@ fn server_with_generator(name: &str, env: &[(&str, &str)]) -> (Server, PathBuf, 
     (server, work, ref_log)
 }
 
+/// Send the test photo on `ws`; its bytes once applied (`default`: whether it became the
+/// server's default).
+async fn send_photo(ws: &mut Ws, default: bool) -> Vec<u8> {
+    let (bytes, points) = photo();
+    let msg = json!({"type": "portrait", "image": b64(&bytes), "landmarks": points}).to_string();
+    let applied = upload(ws, msg).await;
+    assert_eq!(applied["state"], "applied", "{applied}");
+    assert_eq!(applied["default"], default, "{applied}");
+    bytes
+}
+
+/// Every `--ref_image` the generator got is the server's copy of the photo `bytes`.
+fn assert_copies_of(refs: &[(String, u64)], bytes: &[u8]) {
+    for (path, size) in refs {
+        assert!(
+            path.contains("talkstream-portraits-"),
+            "not the uploaded photo: {path}"
+        );
+        assert_eq!(*size, bytes.len() as u64, "{path}");
+    }
+}
+
 /// Speak a prompt to its end on `ws`, then the `--ref_image` paths (with their files' sizes)
 /// the generator was given so far.
 async fn speak_and_read_refs(ws: &mut Ws, ref_log: &Path) -> Vec<(String, u64)> {
@@ -339,19 +361,9 @@ async fn the_session_photo_is_the_external_generators_reference_image() {
     let (server, work, ref_log) = server_with_generator("portrait-gen", &[]);
     let (mut ws, hello) = connect(&server).await;
     assert_eq!(hello["video_generator"], "exec");
-    let (bytes, points) = photo();
-    let msg = json!({"type": "portrait", "image": b64(&bytes), "landmarks": points}).to_string();
-    let applied = upload(&mut ws, msg).await;
-    assert_eq!(applied["state"], "applied", "{applied}");
-    assert_eq!(applied["default"], false);
+    let bytes = send_photo(&mut ws, false).await;
     let refs = speak_and_read_refs(&mut ws, &ref_log).await;
-    for (path, size) in &refs {
-        assert!(
-            path.contains("talkstream-portraits-"),
-            "not the session's photo: {path}"
-        );
-        assert_eq!(*size, bytes.len() as u64, "{path}");
-    }
+    assert_copies_of(&refs, &bytes);
     let copy = PathBuf::from(&refs[0].0);
     #[cfg(unix)]
     {
@@ -376,21 +388,13 @@ async fn a_default_photo_is_later_sessions_generator_reference_image() {
     let (server, work, ref_log) =
         server_with_generator("portrait-gen-default", &[("PORTRAIT_UPLOADS", "default")]);
     let (mut first, _) = connect(&server).await;
-    let (bytes, points) = photo();
-    let msg = json!({"type": "portrait", "image": b64(&bytes), "landmarks": points}).to_string();
-    let applied = upload(&mut first, msg).await;
-    assert_eq!(applied["state"], "applied", "{applied}");
-    assert_eq!(applied["default"], true);
+    let bytes = send_photo(&mut first, true).await;
     // The session that sent it ends before the next one speaks.
     drop(first);
     let (mut later, _) = connect(&server).await;
     let refs = speak_and_read_refs(&mut later, &ref_log).await;
-    for (path, size) in &refs {
-        assert!(
-            path.contains("talkstream-portraits-"),
-            "not the uploaded photo: {path}"
-        );
-        assert_eq!(*size, bytes.len() as u64, "{path}");
+    assert_copies_of(&refs, &bytes);
+    for (path, _) in &refs {
         assert!(
             Path::new(path).exists(),
             "{path} is gone while it is the default"
