@@ -1,14 +1,13 @@
 // "Use my photo", the page part: the button and file input, reading the photo, running the face
-// detector (facedetect.ts, imported only when the user picks a photo), cutting the crop, the
-// landmark editor (a canvas with the contours and draggable points, mouse and touch), sending
-// the `portrait` message and showing the server's answers. The geometry and checks are in
-// portrait.ts; the messages in protocol.ts.
+// detector (facedetect.ts, imported only when the user picks a photo), cutting the crop, opening
+// the landmark editor on it (point_editor.ts), sending the `portrait` message and showing the
+// server's answers. The geometry and checks are in portrait.ts; the messages in protocol.ts.
 
+import { PointEditor } from './point_editor';
 import {
   base64,
   blurProblem,
   clampPoint,
-  CONTOURS,
   cropAroundFace,
   cropBlits,
   cropTransform,
@@ -16,7 +15,6 @@ import {
   faceSizeProblem,
   faceWidth,
   featureRegion,
-  hitPoint,
   JPEG_QUALITIES,
   largestFace,
   photoFileProblem,
@@ -76,17 +74,6 @@ export interface PhotoDebug {
 /** The server should say `checking` well within this; after it, the page gives up waiting. */
 const ANSWER_TIMEOUT_MS = 60000;
 
-const COLORS: Record<string, string> = {
-  jaw: 'rgba(255, 255, 255, 0.6)',
-  'brow-right': '#fbbf24',
-  'brow-left': '#fbbf24',
-  'nose-bridge': 'rgba(255, 255, 255, 0.35)',
-  'nose-base': 'rgba(255, 255, 255, 0.35)',
-  'eye-right': '#5eead4',
-  'eye-left': '#5eead4',
-  'lips-outer': '#f472b6',
-  'lips-inner': '#f9a8d4',
-};
 
 export class PhotoController {
   private readonly useBtn = $<HTMLButtonElement>('photo-use');
@@ -97,8 +84,8 @@ export class PhotoController {
   private readonly editor = $('photo-editor');
   private readonly progress = $('photo-progress');
   private readonly progressText = $('photo-progress-text');
-  private readonly canvasWrap = $('photo-canvas-wrap');
-  private readonly canvas = $<HTMLCanvasElement>('photo-canvas');
+  /** The crop with its points, to drag into place. */
+  private readonly pointEditor = new PointEditor($<HTMLCanvasElement>('photo-canvas'), $('photo-canvas-wrap'), () => this.state === 'editing');
   private readonly msg = $('photo-msg');
   private readonly notesList = $<HTMLUListElement>('photo-notes');
   private readonly hint = $('photo-hint');
@@ -113,14 +100,7 @@ export class PhotoController {
   private state: PhotoState = 'idle';
   /** a newer pick or Cancel makes older work stale */
   private run = 0;
-  private crop: HTMLCanvasElement | null = null;
-  private points: Point[] | null = null;
   private notes: string[] = [];
-  private drag: { id: number; index: number; off: Point } | null = null;
-  private active = -1;
-  /** the point the arrow keys move (the last one pressed, or chosen with [ and ]) */
-  private selected = -1;
-  private drawQueued = false;
   private answerTimer: ReturnType<typeof setTimeout> | undefined;
   /** a photo is the avatar of this session */
   private applied = false;
@@ -136,9 +116,10 @@ export class PhotoController {
       backend: null,
       detected: null,
       get points() {
-        return self.points ? self.points.map((p) => [p[0], p[1]] as const) : null;
+        const pts = self.pointEditor.points;
+        return pts ? pts.map((p) => [p[0], p[1]] as const) : null;
       },
-      screenPoints: () => this.screenPoints(),
+      screenPoints: () => this.pointEditor.screenPoints(),
       sharpness: null,
       notes: [],
       sent: null,
@@ -160,18 +141,6 @@ export class PhotoController {
       if (!this.deps.send(portraitResetMessage())) this.setStatus('Not connected.', 'error');
       else this.setStatus('Going back to the default avatar…');
     });
-    this.canvas.addEventListener('pointerdown', (e) => this.pointerDown(e));
-    this.canvas.addEventListener('pointermove', (e) => this.pointerMove(e));
-    const up = (e: PointerEvent) => {
-      if (this.drag && e.pointerId === this.drag.id) {
-        this.drag = null;
-        this.queueDraw();
-      }
-    };
-    this.canvas.addEventListener('keydown', (e) => this.key(e));
-    this.canvas.addEventListener('pointerup', up);
-    this.canvas.addEventListener('pointercancel', up);
-    this.canvas.addEventListener('lostpointercapture', up);
     this.refresh();
   }
 
@@ -187,10 +156,9 @@ export class PhotoController {
       this.outW = w;
       this.outH = h;
       // A crop cut for the old size cannot be sent (its points are checked against the new one).
-      if (changed && this.crop) {
+      if (changed && this.pointEditor.crop) {
         this.run++;
-        this.crop = null;
-        this.points = null;
+        this.pointEditor.clear();
         this.fail(`The stream is now ${w}×${h}; choose the photo again.`);
       }
     }
@@ -232,7 +200,7 @@ export class PhotoController {
       }
       case 'refused':
         clearTimeout(this.answerTimer);
-        if (this.crop) this.backToEditing(`The server refused the photo: ${m.reason}`);
+        if (this.pointEditor.crop) this.backToEditing(`The server refused the photo: ${m.reason}`);
         else this.setStatus(`The server refused the photo: ${m.reason}`, 'error');
         break;
       case 'reset':
@@ -259,9 +227,7 @@ export class PhotoController {
   private async pick(file: File): Promise<void> {
     const run = ++this.run;
     const stale = () => run !== this.run;
-    this.crop = null;
-    this.points = null;
-    this.selected = -1;
+    this.pointEditor.clear();
     this.notes = [];
     this.debug.detected = null;
     this.debug.sharpness = null;
@@ -336,9 +302,9 @@ export class PhotoController {
       if (blur && 'refuse' in blur) return this.fail(blur.refuse);
       if (blur) this.notes.push(blur.warn);
 
-      this.crop = out;
-      this.points = pts.map((p) => clampPoint(p, this.outW, this.outH));
-      this.debug.detected = this.points.map((p) => [p[0], p[1]] as const);
+      const points = pts.map((p) => clampPoint(p, this.outW, this.outH));
+      this.pointEditor.set(out, points, this.outW, this.outH);
+      this.debug.detected = points.map((p) => [p[0], p[1]] as const);
       this.debug.notes = [...this.notes];
       this.state = 'editing';
       this.showEditor();
@@ -356,7 +322,8 @@ export class PhotoController {
   // ---- sending ----
 
   private async apply(): Promise<void> {
-    if (!this.crop || !this.points || this.state !== 'editing') return;
+    const { crop, points } = this.pointEditor;
+    if (!crop || !points || this.state !== 'editing') return;
     const run = this.run;
     this.state = 'sending';
     this.msg.textContent = '';
@@ -365,7 +332,7 @@ export class PhotoController {
       let bytes: Uint8Array | null = null;
       let quality = 0;
       for (const q of JPEG_QUALITIES) {
-        const blob = await new Promise<Blob | null>((res) => this.crop!.toBlob(res, 'image/jpeg', q));
+        const blob = await new Promise<Blob | null>((res) => crop.toBlob(res, 'image/jpeg', q));
         if (!blob) throw new Error('the browser could not encode the picture');
         bytes = new Uint8Array(await blob.arrayBuffer());
         quality = q;
@@ -376,7 +343,7 @@ export class PhotoController {
         return this.backToEditing(`The picture does not fit the server's limit of ${Math.round(this.maxBytes / 1024)} KB.`);
       }
       const image = base64(bytes);
-      const msg = portraitMessage(image, this.points, this.outW, this.outH);
+      const msg = portraitMessage(image, points, this.outW, this.outH);
       if (msg.type !== 'portrait') return;
       if (!this.deps.send(msg)) return this.backToEditing('Not connected: the photo was not sent.');
       this.debug.sent = { image, landmarks: msg.landmarks, bytes: bytes.length, quality };
@@ -400,7 +367,7 @@ export class PhotoController {
     this.msg.textContent = '';
     this.msg.dataset.kind = '';
     this.notesList.replaceChildren();
-    this.canvasWrap.hidden = true;
+    this.pointEditor.hide();
     this.hint.hidden = true;
     this.editor.scrollIntoView?.({ block: 'nearest' });
   }
@@ -412,20 +379,17 @@ export class PhotoController {
 
   private showEditor(): void {
     this.progress.hidden = true;
-    this.canvas.width = this.outW;
-    this.canvas.height = this.outH;
-    this.canvasWrap.hidden = false;
+    this.pointEditor.show();
     this.hint.hidden = false;
     this.msg.textContent = '';
     this.msg.dataset.kind = '';
     this.renderNotes(this.notesList, this.notes);
-    this.queueDraw();
   }
 
   private fail(message: string): void {
     this.state = 'failed';
     this.progress.hidden = true;
-    this.canvasWrap.hidden = true;
+    this.pointEditor.hide();
     this.hint.hidden = true;
     this.msg.textContent = message;
     this.msg.dataset.kind = 'error';
@@ -436,7 +400,7 @@ export class PhotoController {
 
   private backToEditing(message: string): void {
     clearTimeout(this.answerTimer);
-    if (!this.crop) {
+    if (!this.pointEditor.crop) {
       this.state = 'idle';
       this.setStatus(message, 'error');
       return;
@@ -457,8 +421,7 @@ export class PhotoController {
   private endEditing(state: PhotoState): void {
     this.state = state;
     this.editor.hidden = true;
-    this.crop = null;
-    this.drag = null;
+    this.pointEditor.clear();
     this.progress.hidden = true;
   }
 
@@ -473,7 +436,7 @@ export class PhotoController {
     this.applyBtn.disabled = this.state !== 'editing' || !this.connected;
     this.cancelBtn.textContent = this.state === 'failed' ? 'Close' : 'Cancel';
     this.editor.dataset.state = this.state;
-    this.canvas.dataset.busy = String(this.state === 'sending' || this.state === 'checking');
+    this.pointEditor.busy(this.state === 'sending' || this.state === 'checking');
   }
 
   private setStatus(text: string, kind: 'ok' | 'error' | '' = ''): void {
@@ -497,127 +460,6 @@ export class PhotoController {
   }
 
   // ---- drawing and dragging ----
-
-  /** Canvas pixels per CSS pixel. */
-  private pxPerCss(): number {
-    const w = this.canvas.getBoundingClientRect().width;
-    return w > 0 ? this.canvas.width / w : 1;
-  }
-
-  private toCanvas(e: PointerEvent): Point {
-    const r = this.canvas.getBoundingClientRect();
-    const k = this.pxPerCss();
-    return [(e.clientX - r.left) * k, (e.clientY - r.top) * k];
-  }
-
-  private screenPoints(): { x: number; y: number }[] {
-    if (!this.points || this.canvasWrap.hidden) return [];
-    const r = this.canvas.getBoundingClientRect();
-    const k = this.pxPerCss();
-    return this.points.map((p) => ({ x: r.left + p[0] / k, y: r.top + p[1] / k }));
-  }
-
-  private hitRadius(e: PointerEvent): number {
-    return (e.pointerType === 'touch' ? 22 : 10) * this.pxPerCss();
-  }
-
-  private pointerDown(e: PointerEvent): void {
-    if (!this.points || this.state !== 'editing' || e.button !== 0) return;
-    const at = this.toCanvas(e);
-    const i = hitPoint(this.points, at, this.hitRadius(e));
-    if (i < 0) return;
-    e.preventDefault();
-    this.canvas.setPointerCapture?.(e.pointerId);
-    const p = this.points[i]!;
-    this.drag = { id: e.pointerId, index: i, off: [p[0] - at[0], p[1] - at[1]] };
-    this.active = i;
-    this.selected = i;
-    this.canvas.focus({ preventScroll: true });
-    this.queueDraw();
-  }
-
-  private pointerMove(e: PointerEvent): void {
-    if (!this.points) return;
-    const at = this.toCanvas(e);
-    if (this.drag && e.pointerId === this.drag.id) {
-      const { index, off } = this.drag;
-      this.points[index] = clampPoint([at[0] + off[0], at[1] + off[1]], this.outW, this.outH);
-      this.queueDraw();
-      return;
-    }
-    if (this.state !== 'editing') return;
-    const over = hitPoint(this.points, at, this.hitRadius(e));
-    this.canvas.style.cursor = over >= 0 ? 'grab' : '';
-    if (over !== this.active) {
-      this.active = over;
-      this.queueDraw();
-    }
-  }
-
-  /** Arrow keys move the selected point 1 px (10 with Shift); [ and ] choose another. */
-  private key(e: KeyboardEvent): void {
-    if (!this.points || this.state !== 'editing') return;
-    const n = this.points.length;
-    if (e.key === '[' || e.key === ']') {
-      this.selected = this.selected < 0 ? 0 : (this.selected + (e.key === ']' ? 1 : n - 1)) % n;
-    } else {
-      const step = e.shiftKey ? 10 : 1;
-      const d: Record<string, Point> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
-      const v = d[e.key];
-      if (!v) return;
-      if (this.selected < 0) this.selected = 0;
-      const p = this.points[this.selected]!;
-      this.points[this.selected] = clampPoint([p[0] + v[0], p[1] + v[1]], this.outW, this.outH);
-    }
-    e.preventDefault();
-    this.queueDraw();
-  }
-
-  private queueDraw(): void {
-    if (this.drawQueued) return;
-    this.drawQueued = true;
-    requestAnimationFrame(() => {
-      this.drawQueued = false;
-      this.draw();
-    });
-  }
-
-  private draw(): void {
-    const g = this.canvas.getContext('2d');
-    if (!g || !this.crop || !this.points) return;
-    const k = this.pxPerCss();
-    const pts = this.points;
-    g.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    g.drawImage(this.crop, 0, 0);
-    g.lineJoin = 'round';
-    g.lineCap = 'round';
-    for (const c of CONTOURS) {
-      g.beginPath();
-      c.indices.forEach((idx, n) => {
-        const p = pts[idx]!;
-        if (n === 0) g.moveTo(p[0], p[1]);
-        else g.lineTo(p[0], p[1]);
-      });
-      if (c.closed) g.closePath();
-      g.strokeStyle = 'rgba(0, 0, 0, 0.45)';
-      g.lineWidth = 3 * k;
-      g.stroke();
-      g.strokeStyle = COLORS[c.name] ?? '#fff';
-      g.lineWidth = 1.5 * k;
-      g.stroke();
-    }
-    pts.forEach((p, i) => {
-      const hot = i === this.active || i === this.drag?.index || (i === this.selected && document.activeElement === this.canvas);
-      g.beginPath();
-      g.arc(p[0], p[1], (hot ? 5 : 2.6) * k, 0, Math.PI * 2);
-      g.fillStyle = hot ? '#7c8cff' : '#ffffff';
-      g.fill();
-      g.lineWidth = 1 * k;
-      g.strokeStyle = 'rgba(0, 0, 0, 0.7)';
-      g.stroke();
-    });
-    this.canvas.style.cursor = this.drag ? 'grabbing' : this.canvas.style.cursor;
-  }
 }
 
 function canvasOf(w: number, h: number): HTMLCanvasElement {
