@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{
@@ -18,17 +17,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn test_generator() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_talkstream"));
-    let path = bin.with_file_name("talkstream-test-generator");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p talkstream-generators --bins` (the test command does)",
-        path.display()
-    );
-    path
-}
 
 async fn next_json(ws: &mut Ws) -> Value {
     loop {
@@ -144,7 +132,7 @@ const EXEC_TEXT: &str =
     "Hello there. This answer is drawn by an external generator, window by window.";
 
 async fn run_exec(mode: &str, extra: &[(&str, &str)]) -> (Server, Value, Vec<Value>) {
-    let gen = test_generator();
+    let gen = common::test_generator();
     let image = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../avatar/tests/fixtures/face128.jpg"

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::ws::{collect_until, connect, next_json, send_json, Ws};
-use common::{ffmpeg, playlist_map, playlist_segments, Server};
+use common::{decode_frames, playlist_map, playlist_segments, Server};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -74,32 +74,18 @@ fn decoded_frames(server: &Server, playlist: &str, work: &Path) -> Vec<Vec<u8>> 
     }
     let file = work.join(format!("{}.mp4", playlist.replace('/', "_")));
     std::fs::write(&file, bytes).unwrap();
-    let raw = ffmpeg(&[
-        "-i",
-        file.to_str().unwrap(),
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-",
-    ]);
+    let raw = decode_frames(&file, "rgb24", &[]);
     let len = (SIDE * SIDE * 3) as usize;
     raw.chunks_exact(len).map(<[u8]>::to_vec).collect()
 }
 
 /// The photo as the renderer places it: a square photo fills the square picture.
 fn photo_scaled() -> Vec<u8> {
-    ffmpeg(&[
-        "-i",
-        photo_path().to_str().unwrap(),
-        "-vf",
-        &format!("scale={SIDE}:{SIDE}:flags=area"),
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
+    decode_frames(
+        &photo_path(),
         "rgb24",
-        "-",
-    ])
+        &["-vf", &format!("scale={SIDE}:{SIDE}:flags=area")],
+    )
 }
 
 /// Mean absolute difference per channel value.
@@ -285,13 +271,7 @@ async fn an_uploaded_photo_replaces_the_avatar_and_abuse_is_refused() {
 /// A server whose external generator is the test generator (`VIDEO_GENERATOR=exec`), logging
 /// the `--ref_image` of every window it renders: the server, its work folder, the log's path.
 fn server_with_generator(name: &str, env: &[(&str, &str)]) -> (Server, PathBuf, PathBuf) {
-    let gen =
-        PathBuf::from(env!("CARGO_BIN_EXE_talkstream")).with_file_name("talkstream-test-generator");
-    assert!(
-        gen.exists(),
-        "{} is missing: build it with `cargo build -p talkstream-generators --bins`",
-        gen.display()
-    );
+    let gen = common::test_generator();
     let work = common::temp_dir(&format!("{name}-work"));
     let ref_log = work.join("refs.log");
     let default_image = concat!(
@@ -409,8 +389,7 @@ async fn a_default_photo_is_later_sessions_generator_reference_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_photo_reaches_a_tcp_worker_over_the_connection() {
     use std::io::BufRead;
-    let gen =
-        PathBuf::from(env!("CARGO_BIN_EXE_talkstream")).with_file_name("talkstream-test-generator");
+    let gen = common::test_generator();
     let work = common::temp_dir("portrait-tcp-worker");
     let ref_log = work.join("refs.log");
     let token = "portrait-tcp-token";

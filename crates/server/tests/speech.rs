@@ -159,17 +159,7 @@ async fn a_prompt_is_spoken_lip_synced_and_captioned() {
 
     // 2. Lip-sync: mouth opening measured from decoded pixels follows the loudness.
     let (w, h) = (512u32, 512u32);
-    let raw = ffmpeg(&[
-        "-i",
-        file.to_str().unwrap(),
-        "-map",
-        "0:v",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgba",
-        "-",
-    ]);
+    let raw = common::decode_frames(&file, "rgba", &["-map", "0:v"]);
     let frame_len = (w * h * 4) as usize;
     let frames = raw.len() / frame_len;
     let mut avatar = Avatar::new(w, h, u64::from_str_radix(&id, 16).unwrap()).unwrap();
@@ -532,15 +522,5 @@ fn green_photo(dir: &Path) -> PathBuf {
 
 /// The first video frame of `video`, decoded by ffmpeg to RGB24.
 fn first_frame_rgb(video: &Path) -> Vec<u8> {
-    ffmpeg(&[
-        "-i",
-        video.to_str().unwrap(),
-        "-frames:v",
-        "1",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-",
-    ])
+    common::decode_frames(video, "rgb24", &["-frames:v", "1"])
 }

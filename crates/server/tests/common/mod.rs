@@ -341,6 +341,29 @@ pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// The pictures of `input` (a video or an image) decoded by ffmpeg as raw `pix_fmt` (e.g.
+/// `rgb24`, `rgba`), frame after frame; `options` go between the input and the output (`-map`,
+/// `-vf`, `-frames:v`).
+pub fn decode_frames(input: &Path, pix_fmt: &str, options: &[&str]) -> Vec<u8> {
+    let input = input.to_str().expect("a UTF-8 path");
+    let mut args = vec!["-i", input];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]);
+    ffmpeg(&args)
+}
+
+/// `talkstream-test-generator` (the stand-in video generator), next to the talkstream binary.
+pub fn test_generator() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_BIN_EXE_talkstream")).with_file_name("talkstream-test-generator");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p talkstream-generators --bins` (the test command does)",
+        path.display()
+    );
+    path
+}
+
 pub fn decode_audio(file: &Path, rate: u32) -> Vec<i16> {
     let raw = ffmpeg(&[
         "-i",
