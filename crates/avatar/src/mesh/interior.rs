@@ -44,6 +44,18 @@ impl InteriorColours {
     }
 }
 
+/// The RGB of the pixel of `rgba` (`width`×`height`) under `q`, clamped to the picture.
+pub(super) fn pixel(rgba: &[u8], width: u32, height: u32, q: Point) -> [f32; 3] {
+    let x = (q.x.max(0.0) as u32).min(width.saturating_sub(1));
+    let y = (q.y.max(0.0) as u32).min(height.saturating_sub(1));
+    let i = ((y * width + x) * 4) as usize;
+    [
+        f32::from(rgba[i]),
+        f32::from(rgba[i + 1]),
+        f32::from(rgba[i + 2]),
+    ]
+}
+
 /// `y` of a contour (points ordered by x) at `x`, linearly between points (the end points
 /// beyond the ends).
 pub(super) fn contour_y(points: &[Point], x: f32) -> f32 {
@@ -167,16 +179,7 @@ pub fn draw_interior(
 /// The photo's mean lip colour (at the outer lip landmarks) and mean skin brightness (between
 /// the eyes and the mouth, at the cheeks' landmarks' ring), from an RGBA image.
 pub fn sample_colours(rgba: &[u8], width: u32, height: u32, p: &[Point]) -> InteriorColours {
-    let at = |q: Point| {
-        let x = (q.x as u32).min(width.saturating_sub(1));
-        let y = (q.y as u32).min(height.saturating_sub(1));
-        let i = ((y * width + x) * 4) as usize;
-        [
-            f32::from(rgba[i]),
-            f32::from(rgba[i + 1]),
-            f32::from(rgba[i + 2]),
-        ]
-    };
+    let at = |q: Point| pixel(rgba, width, height, q);
     let mean = |pts: &mut dyn Iterator<Item = Point>| {
         let (mut sum, mut n) = ([0.0f32; 3], 0.0f32);
         for q in pts {

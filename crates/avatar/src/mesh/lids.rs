@@ -9,7 +9,7 @@
 //! the light; a lid as dark as the shadow around the eye reads as an open eye). Edges are
 //! feathered.
 
-use super::interior::contour_y;
+use super::interior::{contour_y, pixel};
 use super::{idx, Point, Rig};
 
 /// How far above the upper lid line the drawn lid starts: over the photo's own lashes and eye
@@ -65,17 +65,6 @@ const EYES: [Eye; 2] = [
         lower: [47, 46],
     },
 ];
-
-fn pixel(rgba: &[u8], width: u32, height: u32, q: Point) -> [f32; 3] {
-    let x = (q.x.max(0.0) as u32).min(width.saturating_sub(1));
-    let y = (q.y.max(0.0) as u32).min(height.saturating_sub(1));
-    let i = ((y * width + x) * 4) as usize;
-    [
-        f32::from(rgba[i]),
-        f32::from(rgba[i + 1]),
-        f32::from(rgba[i + 2]),
-    ]
-}
 
 fn luma(c: [f32; 3]) -> f32 {
     0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
